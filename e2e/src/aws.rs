@@ -1,0 +1,177 @@
+use std::{sync::Mutex, time::Duration};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use tempfile::TempDir;
+
+use crate::{
+    HarnessError, Tool,
+    process::{ServiceProcess, free_loopback_port},
+};
+
+/// Region the emulator's clients use; the one of `examples/imagepipeline.yaml`.
+pub const REGION: &str = "eu-west-1";
+
+/// moto imports its services lazily, and a cold machine is slow.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tries with a new port when another process took the one picked.
+const START_ATTEMPTS: usize = 3;
+
+/// Servers not leased by a running test; they stop when the test process ends.
+static IDLE: Mutex<Vec<MotoServer>> = Mutex::new(Vec::new());
+
+struct MotoServer {
+    process: ServiceProcess,
+    endpoint: String,
+    // The log lives here; removed when the server is dropped.
+    _dir: TempDir,
+}
+
+impl MotoServer {
+    async fn start() -> Result<Self, HarnessError> {
+        let program = Tool::MotoServer.path()?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let dir = tempfile::Builder::new()
+                .prefix("imagepipeline-moto-")
+                .tempdir()
+                .map_err(|source| HarnessError::Io {
+                    what: "creating a folder for the AWS emulator".into(),
+                    source,
+                })?;
+            let port = free_loopback_port()?;
+            let args = [
+                "-H".to_owned(),
+                "127.0.0.1".to_owned(),
+                "-p".to_owned(),
+                port.to_string(),
+            ];
+            let mut process = ServiceProcess::spawn(
+                "the AWS emulator (moto server)",
+                &program,
+                &args,
+                dir.path(),
+                dir.path().join("moto.log"),
+            )?;
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let http = reqwest::Client::new();
+            let dashboard = format!("{endpoint}/moto-api/");
+            let ready = process
+                .wait_until_ready(READY_TIMEOUT, || {
+                    let request = http.get(&dashboard).send();
+                    async move { request.await.is_ok_and(|r| r.status().is_success()) }
+                })
+                .await;
+            match ready {
+                Ok(()) => {
+                    return Ok(Self {
+                        process,
+                        endpoint,
+                        _dir: dir,
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+
+    async fn reset(&self) -> Result<(), HarnessError> {
+        let url = format!("{}/moto-api/reset", self.endpoint);
+        let failed = |source| HarnessError::Http {
+            what: format!("resetting the AWS emulator at {url}"),
+            source,
+        };
+        reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+/// An AWS emulator (moto server) leased by one test: empty when the test gets
+/// it, speaking every AWS API the pipeline uses on one loopback port.
+///
+/// Dropping the lease returns the server to a pool; the next test's lease
+/// resets it first, so tests never see each other's resources, and a test
+/// process starts at most as many servers as it runs tests at once.
+pub struct AwsEmulator {
+    server: Option<MotoServer>,
+}
+
+impl AwsEmulator {
+    /// Leases a server, reset to empty, starting one when none is idle.
+    pub async fn start() -> Result<Self, HarnessError> {
+        loop {
+            let idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+            let Some(mut server) = idle else {
+                let server = MotoServer::start().await?;
+                return Ok(Self { server: Some(server) });
+            };
+            // A server that died or cannot reset is dropped, and the next tried.
+            if server.process.ensure_running().is_ok() && server.reset().await.is_ok() {
+                return Ok(Self { server: Some(server) });
+            }
+        }
+    }
+
+    fn server(&self) -> &MotoServer {
+        self.server.as_ref().expect("leased until dropped")
+    }
+
+    /// The URL every AWS client of the test uses (`AWS_ENDPOINT_URL`).
+    pub fn endpoint_url(&self) -> &str {
+        &self.server().endpoint
+    }
+
+    /// Deletes every resource in the emulator.
+    pub async fn reset(&self) -> Result<(), HarnessError> {
+        self.server().reset().await
+    }
+
+    /// SDK configuration for this emulator: its endpoint, [`REGION`] and
+    /// dummy credentials, with nothing read from the machine's AWS settings.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint_url())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "aws-emulator"))
+            .load()
+            .await
+    }
+
+    /// An S3 client for this emulator. S3 needs path-style addressing here:
+    /// bucket names cannot be subdomains of a loopback address.
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The environment that points a child process (the operator, a service)
+    /// at this emulator through the SDK's standard variables.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint_url().to_owned()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+impl Drop for AwsEmulator {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            IDLE.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(server);
+        }
+    }
+}

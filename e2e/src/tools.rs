@@ -1,0 +1,99 @@
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use crate::HarnessError;
+
+/// A pinned tool installed by `scripts/tools.sh` into the cache folder
+/// (`$IMAGEPIPELINE_CACHE`, default `~/.cache/imagepipeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// moto's `moto_server`, the AWS emulator.
+    MotoServer,
+    /// tansu, the Kafka-protocol broker.
+    Tansu,
+    /// helm 3.
+    Helm,
+    /// kubernetes-validate, for manifests against Kubernetes' schemas.
+    KubernetesValidate,
+}
+
+impl Tool {
+    fn describe(self) -> &'static str {
+        match self {
+            Tool::MotoServer => "the AWS emulator (moto server)",
+            Tool::Tansu => "the Kafka broker (tansu)",
+            Tool::Helm => "helm",
+            Tool::KubernetesValidate => "kubernetes-validate",
+        }
+    }
+
+    /// The tool's name for `scripts/tools.sh`.
+    fn install_name(self) -> &'static str {
+        match self {
+            Tool::MotoServer => "moto",
+            Tool::Tansu => "tansu",
+            Tool::Helm => "helm",
+            Tool::KubernetesValidate => "validate",
+        }
+    }
+
+    /// The environment variable that overrides where the tool is.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Tool::MotoServer => "IMAGEPIPELINE_MOTO_SERVER",
+            Tool::Tansu => "IMAGEPIPELINE_TANSU",
+            Tool::Helm => "IMAGEPIPELINE_HELM",
+            Tool::KubernetesValidate => "IMAGEPIPELINE_KUBERNETES_VALIDATE",
+        }
+    }
+
+    /// The installed tool's executable, or an error saying how to install it.
+    pub fn path(self) -> Result<PathBuf, HarnessError> {
+        self.path_with_override(std::env::var_os(self.env_var()))
+    }
+
+    /// Like [`Tool::path`], with the value of the override variable given.
+    pub fn path_with_override(self, overridden: Option<OsString>) -> Result<PathBuf, HarnessError> {
+        let path = match overridden {
+            Some(path) => PathBuf::from(path),
+            None => self.cache_path()?,
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HarnessError::ToolMissing {
+                tool: self.describe(),
+                path,
+                install_name: self.install_name(),
+            })
+        }
+    }
+
+    /// Asks the install script, which owns the versions and the cache layout.
+    fn cache_path(self) -> Result<PathBuf, HarnessError> {
+        let script = repo_root().join("scripts/tools.sh");
+        let lookup_failed = |detail: String| HarnessError::ToolLookup {
+            tool: self.describe(),
+            detail,
+        };
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(["path", self.install_name()])
+            .output()
+            .map_err(|e| lookup_failed(format!("cannot run {}: {e}", script.display())))?;
+        if !output.status.success() {
+            return Err(lookup_failed(
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ));
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    }
+}
+
+/// The root of the repository this crate was built from.
+pub(crate) fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}

@@ -1,0 +1,713 @@
+//! `ImagePipeline` v1alpha1: the API users write.
+//!
+//! These types are the source of truth: the CRD in `crds/` is generated from
+//! them (`imagepipeline crd`). Doc comments become `kubectl explain` text, so
+//! they are written for the user. Rules that Kubernetes can check at admission
+//! live here as `x-kubernetes-validations`, each with a message that names the
+//! field, so `kubectl apply` rejects a bad spec before the operator sees it.
+//!
+//! Defaults sit in the schema wherever the apiserver can apply them. A few
+//! cannot: the managed-broker settings (`kafka.brokers`, `kafka.volumeGiB`,
+//! `kafka.instanceType`) would otherwise appear in every object and collide
+//! with `kafka.bootstrapServers`, so the reconciler applies those, and the
+//! documentation of each field says so.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::apis::meta::v1::Condition};
+use kube::{CustomResource, KubeSchema};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// Defaults that the reconciler applies to managed Kafka brokers. They are not
+/// schema defaults: see the module documentation.
+pub mod managed_kafka_defaults {
+    /// Number of broker instances when `kafka.brokers` is unset.
+    pub const BROKERS: i32 = 3;
+    /// EBS data volume size when `kafka.volumeGiB` is unset.
+    pub const VOLUME_GIB: i32 = 100;
+    /// Broker instance type when `kafka.instanceType` is unset.
+    pub const INSTANCE_TYPE: &str = "m7i.large";
+}
+
+/// Desired state of an image-ingestion pipeline on AWS.
+///
+/// One ImagePipeline becomes an upload API on an Auto Scaling Group behind a
+/// load balancer, Kafka brokers in an isolated VPC, a Firehose stream into an
+/// S3 bucket that expires objects after `storage.retentionDays`, a DynamoDB
+/// table of image metadata, an optional Redshift cluster, and the in-cluster
+/// upload-api and stream-bridge services.
+// Each printer column repeats `type_ = "string"`; clippy takes that for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "imagepipeline.io",
+    version = "v1alpha1",
+    kind = "ImagePipeline",
+    plural = "imagepipelines",
+    shortname = "ipl",
+    category = "imagepipeline",
+    namespaced,
+    doc = "An image-ingestion pipeline on AWS that the ImagePipeline operator creates and keeps in shape. `kubectl explain imagepipeline.spec` describes every setting.",
+    status = "ImagePipelineStatus",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Whether every component of the pipeline is ready",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        description = "Lifecycle phase",
+        json_path = ".status.phase"
+    ),
+    printcolumn(
+        name = "Upload URL",
+        type_ = "string",
+        description = "Public URL of the upload API",
+        json_path = ".status.endpoints.uploadUrl"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new("self.network.availabilityZones.all(z, z.startsWith(self.region))")
+        .message("every spec.network.availabilityZones entry must be a zone of spec.region (for example eu-west-1a in eu-west-1)")
+        .field_path(".network.availabilityZones"),
+    validation = Rule::new("!has(self.uploadApi.certificateArn) || self.uploadApi.certificateArn.split(':')[3] == self.region")
+        .message("spec.uploadApi.certificateArn must be an ACM certificate in spec.region: the load balancer can only use certificates of its own region")
+        .field_path(".uploadApi.certificateArn"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePipelineSpec {
+    /// AWS region of every resource of the pipeline, for example `eu-west-1`.
+    /// Immutable: a pipeline cannot move regions; create a new ImagePipeline instead.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable: create a new ImagePipeline to use another region"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: String,
+
+    /// Tags added to every AWS resource of the pipeline, besides the operator's own
+    /// `imagepipeline.io/owner` and `imagepipeline.io/component`. At most 40 tags;
+    /// keys must not start with `aws:` or `imagepipeline.io/`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "aws_tags_schema")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('aws:') && !k.startsWith('imagepipeline.io/'))")
+        .message("spec.tags keys must not start with 'aws:' (reserved by AWS) or 'imagepipeline.io/' (reserved by the operator)"))]
+    pub tags: BTreeMap<String, String>,
+
+    /// What happens to the bucket, the table and the Redshift cluster when the
+    /// ImagePipeline is deleted. `Delete` removes them; `Retain` keeps them,
+    /// tagged as retained. Compute, network and IAM are always removed.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// When true the operator only observes and reports: it changes nothing in AWS
+    /// or in the cluster until this is false again.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// The two VPCs of the pipeline and how they are peered.
+    pub network: NetworkSpec,
+
+    /// The upload API on EC2: Auto Scaling Group, launch template and load balancer.
+    #[serde(default)]
+    pub upload_api: UploadApiSpec,
+
+    /// Kafka: brokers managed by the operator on EC2, or an existing cluster.
+    #[serde(default)]
+    pub kafka: KafkaSpec,
+
+    /// Firehose delivery of image events into the bucket under `events/`.
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+
+    /// The S3 bucket that holds images and events.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// The DynamoDB table of image metadata.
+    #[serde(default)]
+    pub metadata: MetadataSpec,
+
+    /// The Redshift cluster analysts query.
+    #[serde(default)]
+    pub analytics: AnalyticsSpec,
+
+    /// The upload-api and stream-bridge Deployments the operator runs in this namespace.
+    #[serde(default)]
+    pub services: ServicesSpec,
+}
+
+/// Fate of the stateful resources when the ImagePipeline is deleted.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Delete the bucket (with its objects), the table and the Redshift cluster.
+    #[default]
+    Delete,
+    /// Keep the bucket, the table and the Redshift cluster, tagged as retained.
+    Retain,
+}
+
+/// Network of the pipeline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!isCIDR(self.apiVpcCidr) || !isCIDR(self.kafkaVpcCidr) || !(cidr(self.apiVpcCidr).containsCIDR(self.kafkaVpcCidr) || cidr(self.kafkaVpcCidr).containsCIDR(self.apiVpcCidr))")
+        .message("spec.network.kafkaVpcCidr must not overlap spec.network.apiVpcCidr: the two VPCs are peered")
+        .field_path(".kafkaVpcCidr"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Availability zones of the pipeline's region to spread subnets, instances
+    /// and brokers over: at least 2 distinct zones, at most 6.
+    #[schemars(
+        length(min = 2, max = 6),
+        inner(length(max = 32), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$"))
+    )]
+    #[x_kube(validation = Rule::new("self.all(z, self.exists_one(y, y == z))")
+        .message("spec.network.availabilityZones must list distinct zones"))]
+    pub availability_zones: Vec<String>,
+
+    /// IPv4 CIDR of the upload API's VPC, /16 to /24. Immutable.
+    #[serde(default = "default_api_vpc_cidr")]
+    #[schemars(length(max = 18))]
+    #[x_kube(
+        validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("spec.network.apiVpcCidr must be an IPv4 CIDR block such as 10.40.0.0/16"),
+        validation = Rule::new("!isCIDR(self) || (cidr(self).prefixLength() >= 16 && cidr(self).prefixLength() <= 24)").message("spec.network.apiVpcCidr must have a prefix length from /16 to /24"),
+        validation = Rule::new("!isCIDR(self) || cidr(self).masked().string() == self").message("spec.network.apiVpcCidr must be a network address, with no host bits set (10.40.0.0/16, not 10.40.1.0/16)"),
+        validation = Rule::new("self == oldSelf").message("spec.network.apiVpcCidr is immutable: a VPC cannot change its CIDR"),
+    )]
+    pub api_vpc_cidr: String,
+
+    /// IPv4 CIDR of the Kafka VPC, /16 to /24; must not overlap `apiVpcCidr` or the
+    /// cluster's VPC. Immutable.
+    #[serde(default = "default_kafka_vpc_cidr")]
+    #[schemars(length(max = 18))]
+    #[x_kube(
+        validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("spec.network.kafkaVpcCidr must be an IPv4 CIDR block such as 10.41.0.0/16"),
+        validation = Rule::new("!isCIDR(self) || (cidr(self).prefixLength() >= 16 && cidr(self).prefixLength() <= 24)").message("spec.network.kafkaVpcCidr must have a prefix length from /16 to /24"),
+        validation = Rule::new("!isCIDR(self) || cidr(self).masked().string() == self").message("spec.network.kafkaVpcCidr must be a network address, with no host bits set (10.41.0.0/16, not 10.41.1.0/16)"),
+        validation = Rule::new("self == oldSelf").message("spec.network.kafkaVpcCidr is immutable: a VPC cannot change its CIDR"),
+    )]
+    pub kafka_vpc_cidr: String,
+
+    /// VPC of this Kubernetes cluster. When set, it is peered with the Kafka VPC so
+    /// the in-cluster stream-bridge can reach the brokers; its CIDR must not overlap
+    /// `kafkaVpcCidr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^vpc-[0-9a-f]{8,17}$"))]
+    pub cluster_vpc_id: Option<String>,
+}
+
+/// The upload API tier on EC2.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("self.minSize <= self.maxSize")
+        .message("spec.uploadApi.minSize must not exceed spec.uploadApi.maxSize")
+        .field_path(".minSize"),
+    validation = Rule::new("!has(self.desiredCapacity) || (self.minSize <= self.desiredCapacity && self.desiredCapacity <= self.maxSize)")
+        .message("spec.uploadApi.desiredCapacity must lie between spec.uploadApi.minSize and spec.uploadApi.maxSize")
+        .field_path(".desiredCapacity"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadApiSpec {
+    /// Container image of the upload API run on each instance. Defaults to the
+    /// upload-api image released with this operator version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// EC2 instance type of the upload API instances. Changing it rolls the instances.
+    #[serde(default = "default_upload_instance_type")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9-]+\.[a-z0-9-]+$"))]
+    pub instance_type: String,
+
+    /// AMI of the instances. Defaults to the latest Amazon Linux 2023 image, read
+    /// from the SSM public parameter at each reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    pub ami_id: Option<String>,
+
+    /// Smallest number of instances in the Auto Scaling Group.
+    #[serde(default = "default_min_size")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_size: i32,
+
+    /// Largest number of instances in the Auto Scaling Group.
+    #[serde(default = "default_max_size")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_size: i32,
+
+    /// Instances to start with, between minSize and maxSize. Unset leaves the
+    /// count to the scaling policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub desired_capacity: Option<i32>,
+
+    /// Average CPU utilisation, in percent, that the target-tracking scaling
+    /// policy keeps the group at.
+    #[serde(default = "default_target_cpu_percent")]
+    #[schemars(range(min = 10, max = 90))]
+    pub target_cpu_percent: i32,
+
+    /// Largest image accepted, in bytes, through the API and from Kafka. At most 100 MiB.
+    #[serde(default = "default_max_image_bytes")]
+    #[schemars(range(min = 1024, max = 104_857_600))]
+    pub max_image_bytes: i64,
+
+    /// Image types accepted, as MIME types; bytes must match the declared type.
+    #[serde(default = "default_allowed_content_types")]
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_content_types: Vec<ImageContentType>,
+
+    /// ARN of an ACM certificate in the pipeline's region. When set, the load
+    /// balancer listens on HTTPS 443 with it; otherwise on HTTP 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$")
+    )]
+    pub certificate_arn: Option<String>,
+
+    /// Secret in this namespace holding the API keys clients send as
+    /// `Authorization: Bearer <key>`, one key a line. When unset, the operator
+    /// generates one key into the Secret `<name>-upload-api-keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys_secret_ref: Option<SecretKeyRef>,
+}
+
+/// An image type the pipeline accepts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ImageContentType {
+    /// JPEG.
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    /// PNG.
+    #[serde(rename = "image/png")]
+    Png,
+    /// WebP.
+    #[serde(rename = "image/webp")]
+    Webp,
+    /// GIF.
+    #[serde(rename = "image/gif")]
+    Gif,
+}
+
+/// A key of a Secret in the ImagePipeline's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_api_keys_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Kafka: brokers managed on EC2 (`brokers`, `instanceType`, `amiId`, `volumeGiB`)
+/// or an existing cluster (`bootstrapServers`), never both.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.bootstrapServers) || !(has(self.brokers) || has(self.instanceType) || has(self.amiId) || has(self.volumeGiB))")
+        .message("spec.kafka.bootstrapServers cannot be combined with managed-broker settings (brokers, instanceType, amiId, volumeGiB): use an existing cluster or let the operator run brokers, not both")
+        .field_path(".bootstrapServers"),
+    validation = Rule::new("has(self.bootstrapServers) || self.replicationFactor <= (has(self.brokers) ? self.brokers : 3)")
+        .message("spec.kafka.replicationFactor must not exceed spec.kafka.brokers (3 when unset)")
+        .field_path(".replicationFactor"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Number of broker instances the operator runs, each a KRaft broker and
+    /// controller with a fixed private IP. Default 3 when `bootstrapServers` is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub brokers: Option<i32>,
+
+    /// EC2 instance type of the brokers. Default m7i.large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9-]+\.[a-z0-9-]+$"))]
+    pub instance_type: Option<String>,
+
+    /// AMI of the brokers. Defaults to the latest Amazon Linux 2023 image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    pub ami_id: Option<String>,
+
+    /// Size of each broker's encrypted EBS data volume, in GiB. Default 100.
+    #[serde(default, rename = "volumeGiB", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 16384))]
+    pub volume_gib: Option<i32>,
+
+    /// `host:port` addresses of an existing Kafka cluster. When set, no broker
+    /// instances are made and the stream-bridge consumes from this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 261), regex(pattern = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"))
+    )]
+    pub bootstrap_servers: Option<Vec<String>>,
+
+    /// Topic the stream-bridge consumes images from; dead letters go to `<topic>.dlq`.
+    #[serde(default = "default_topic")]
+    #[schemars(length(min = 1, max = 245), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub topic: String,
+
+    /// Partitions of the topic (and of its dead-letter topic).
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub partitions: i32,
+
+    /// Replication factor of the topics; at most `brokers`.
+    #[serde(default = "default_replication_factor")]
+    #[schemars(range(min = 1, max = 9))]
+    pub replication_factor: i32,
+}
+
+/// Firehose delivery of image events to S3.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Longest time Firehose buffers events before writing an object, in seconds.
+    #[serde(default = "default_buffer_interval_seconds")]
+    #[schemars(range(min = 0, max = 900))]
+    pub buffer_interval_seconds: i32,
+
+    /// Largest buffer Firehose fills before writing an object, in MiB.
+    #[serde(default = "default_buffer_size_mib", rename = "bufferSizeMiB")]
+    #[schemars(range(min = 1, max = 128))]
+    pub buffer_size_mib: i32,
+
+    /// Compression of the event objects Firehose writes.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// Compression formats Firehose can write to S3.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression.
+    #[serde(rename = "UNCOMPRESSED")]
+    Uncompressed,
+    /// gzip; Redshift's COPY reads it directly.
+    #[default]
+    #[serde(rename = "GZIP")]
+    Gzip,
+    /// zip.
+    #[serde(rename = "ZIP")]
+    Zip,
+    /// Raw Snappy.
+    #[serde(rename = "Snappy")]
+    Snappy,
+    /// Hadoop-compatible Snappy.
+    #[serde(rename = "HADOOP_SNAPPY")]
+    HadoopSnappy,
+}
+
+/// The S3 bucket of the pipeline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.bucketName) == has(oldSelf.bucketName) && (!has(self.bucketName) || self.bucketName == oldSelf.bucketName)")
+        .message("spec.storage.bucketName is immutable: it cannot be set, changed or removed after creation")
+        .field_path(".bucketName"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Name of the bucket, globally unique in S3. Defaults to a name derived from
+    /// the ImagePipeline's namespace and name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 63))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^[a-z0-9][a-z0-9.-]*[a-z0-9]$')").message("spec.storage.bucketName must use only lowercase letters, digits, dots and hyphens, and begin and end with a letter or digit"),
+        validation = Rule::new("!self.contains('..')").message("spec.storage.bucketName must not contain two adjacent periods"),
+        validation = Rule::new("!self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')").message("spec.storage.bucketName must not be formatted as an IP address"),
+        validation = Rule::new("!(self.startsWith('xn--') || self.startsWith('sthree-') || self.startsWith('amzn-s3-demo-'))").message("spec.storage.bucketName must not start with a prefix S3 reserves (xn--, sthree-, amzn-s3-demo-)"),
+        validation = Rule::new("!(self.endsWith('-s3alias') || self.endsWith('--ol-s3') || self.endsWith('.mrap') || self.endsWith('--x-s3') || self.endsWith('--table-s3'))").message("spec.storage.bucketName must not end with a suffix S3 reserves (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"),
+    )]
+    pub bucket_name: Option<String>,
+
+    /// Days after which images (`images/`) and events (`events/`) expire from the
+    /// bucket, and after which DynamoDB items expire (`expiresAt`). 1 to 3650.
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub retention_days: i32,
+}
+
+/// The DynamoDB table of image metadata.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.tableName) == has(oldSelf.tableName) && (!has(self.tableName) || self.tableName == oldSelf.tableName)")
+        .message("spec.metadata.tableName is immutable: it cannot be set, changed or removed after creation")
+        .field_path(".tableName"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataSpec {
+    /// Name of the table. Defaults to a name derived from the ImagePipeline's
+    /// namespace and name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 255), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub table_name: Option<String>,
+}
+
+/// The Redshift cluster for analysts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalyticsSpec {
+    /// Whether to run the Redshift cluster at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Redshift node type.
+    #[serde(default = "default_node_type")]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9]+\.[a-z0-9]+$"))]
+    pub node_type: String,
+
+    /// Number of nodes; 1 makes a single-node cluster.
+    #[serde(default = "default_nodes")]
+    #[schemars(range(min = 1, max = 128))]
+    pub nodes: i32,
+
+    /// Database the analysis schema is created in.
+    #[serde(default = "default_database")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z_][a-z0-9_$]*$"))]
+    pub database: String,
+
+    /// Secret in this namespace with keys `username` and `password` for the
+    /// cluster's admin user. When unset, Redshift manages the password in AWS
+    /// Secrets Manager and it never passes through Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_user_secret_ref: Option<SecretRef>,
+}
+
+/// A Secret in the ImagePipeline's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The services the operator runs in the cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicesSpec {
+    /// The upload-api Deployment and its Service.
+    #[serde(default)]
+    pub upload: ServiceSpec,
+
+    /// The stream-bridge Deployment, consuming the Kafka topic.
+    #[serde(default)]
+    pub stream_bridge: ServiceSpec,
+
+    /// Annotations of the services' ServiceAccount, for example
+    /// `eks.amazonaws.com/role-arn` for IAM Roles for Service Accounts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_account_annotations: BTreeMap<String, String>,
+}
+
+/// One in-cluster service.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Number of pods.
+    #[serde(default = "default_service_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    /// Container image. Defaults to the image released with this operator version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// CPU and memory requests and limits of the container. Defaults suit a
+    /// small pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Observed state of an ImagePipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePipelineStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Lifecycle phase of the pipeline as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// `Ready`, plus one condition per component: `NetworkReady`, `StorageReady`,
+    /// `MetadataReady`, `DeliveryReady`, `UploadTierReady`, `KafkaReady`,
+    /// `AnalyticsReady`, `ServicesReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Where to reach the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+
+    /// The AWS resources the operator made for this pipeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<AwsResource>,
+}
+
+/// Lifecycle phase of an ImagePipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, not yet worked on.
+    Pending,
+    /// Components are being created or updated.
+    Provisioning,
+    /// Every component is ready.
+    Ready,
+    /// Was ready; at least one component is not.
+    Degraded,
+    /// `spec.paused` is true: observed, not changed.
+    Paused,
+    /// Being deleted.
+    Deleting,
+    /// Cannot proceed until the spec changes; see the conditions.
+    Failed,
+}
+
+/// Endpoints of a pipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// Public URL of the upload API's load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    /// URL of the upload-api Service inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster_upload_url: Option<String>,
+    /// Comma-separated `host:port` list of the Kafka brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_bootstrap: Option<String>,
+    /// Name of the S3 bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Name of the DynamoDB table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Name of the Firehose delivery stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_stream: Option<String>,
+    /// `host:port/database` of the Redshift cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+}
+
+/// One AWS resource the operator made.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsResource {
+    /// Component it belongs to, for example `Storage`.
+    pub component: String,
+    /// CloudFormation-style resource type, for example `AWS::S3::Bucket`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its identifier: name or id.
+    pub id: String,
+    /// Its ARN, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+/// AWS allows 50 tags a resource; the operator keeps some for its own.
+const MAX_USER_TAGS: u32 = 40;
+
+fn aws_tags_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": MAX_USER_TAGS,
+        "additionalProperties": { "type": "string", "maxLength": 256 },
+    })
+}
+
+fn default_api_vpc_cidr() -> String {
+    "10.40.0.0/16".into()
+}
+fn default_kafka_vpc_cidr() -> String {
+    "10.41.0.0/16".into()
+}
+fn default_upload_instance_type() -> String {
+    "t3.small".into()
+}
+fn default_min_size() -> i32 {
+    2
+}
+fn default_max_size() -> i32 {
+    6
+}
+fn default_target_cpu_percent() -> i32 {
+    60
+}
+fn default_max_image_bytes() -> i64 {
+    20 * 1024 * 1024
+}
+fn default_allowed_content_types() -> Vec<ImageContentType> {
+    use ImageContentType::*;
+    vec![Jpeg, Png, Webp, Gif]
+}
+fn default_api_keys_secret_key() -> String {
+    "api-keys".into()
+}
+fn default_topic() -> String {
+    "images".into()
+}
+fn default_partitions() -> i32 {
+    12
+}
+fn default_replication_factor() -> i32 {
+    3
+}
+fn default_buffer_interval_seconds() -> i32 {
+    60
+}
+fn default_buffer_size_mib() -> i32 {
+    5
+}
+fn default_retention_days() -> i32 {
+    7
+}
+fn default_true() -> bool {
+    true
+}
+fn default_node_type() -> String {
+    "ra3.xlplus".into()
+}
+fn default_nodes() -> i32 {
+    2
+}
+fn default_database() -> String {
+    "images".into()
+}
+fn default_service_replicas() -> i32 {
+    2
+}
+
+/// Each `Default` is what the schema defaults produce for an omitted section,
+/// so the typed value and the admitted object never disagree.
+macro_rules! default_from_empty_object {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                serde_json::from_value(serde_json::json!({}))
+                    .expect(concat!(stringify!($ty), " has a default for every field"))
+            }
+        }
+    )*};
+}
+default_from_empty_object!(
+    UploadApiSpec,
+    KafkaSpec,
+    DeliverySpec,
+    StorageSpec,
+    MetadataSpec,
+    AnalyticsSpec,
+    ServicesSpec,
+    ServiceSpec,
+);

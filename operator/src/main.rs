@@ -1,16 +1,19 @@
 //! `imagepipeline`: the operator's command line.
 
-use std::{
-    io::{self, Write},
-    path::PathBuf,
-    process::ExitCode,
-};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use imagepipeline_operator::{api::ImagePipeline, crd::crd_yaml, manifest};
-use kube::ResourceExt;
+use imagepipeline_operator::cli::{self, CliError, OutputFormat};
+use imagepipeline_operator::{crd::crd_yaml, manifest};
 
 /// Turns ImagePipeline resources into AWS image-ingestion pipelines.
+///
+/// AWS region, endpoint and credentials come from the SDK's standard
+/// configuration (AWS_REGION, AWS_ENDPOINT_URL, the credentials chain); each
+/// pipeline's resources are made in its spec.region.
 #[derive(Parser)]
 #[command(name = "imagepipeline", version, about)]
 struct Cli {
@@ -22,57 +25,119 @@ struct Cli {
 enum Command {
     /// Print the ImagePipeline CustomResourceDefinition as YAML.
     Crd,
-    /// Show what `apply` would do for a manifest; changes nothing.
-    ///
-    /// For now this checks the manifest exactly as `kubectl apply` would
-    /// (schema and validation rules) and prints it with defaults filled in;
-    /// comparing it with the live AWS account comes with the reconcile engine.
+    /// Show, per component, what `apply` would create, update or delete in
+    /// the live AWS account; changes nothing.
     Plan {
         /// Manifest holding one or more ImagePipelines.
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,
+        /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make AWS match the manifest and wait until every component is ready,
+    /// showing progress per component, then print the status.
+    Apply {
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        /// How to print the final status.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Give up after this long, e.g. `45m`.
+        #[arg(long, default_value = "45m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Delete what `apply` made; with `deletionPolicy: Retain` the bucket, table
+    /// and cluster stay, tagged as retained.
+    Destroy {
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        /// Give up after this long, e.g. `45m`.
+        #[arg(long, default_value = "45m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 
+const CHANGES_PENDING: u8 = 2;
+
 fn main() -> ExitCode {
-    let output = match Cli::parse().command {
-        Command::Crd => crd_yaml(),
-        Command::Plan { file } => match manifest::load(&file) {
-            Ok(pipelines) => plan_report(&pipelines),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    match io::stdout().lock().write_all(output.as_bytes()) {
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run(Cli::parse().command) {
+        Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error of ours.
-        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("error: cannot write to standard output: {error}");
+        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
             ExitCode::FAILURE
         }
-        _ => ExitCode::SUCCESS,
     }
 }
 
-fn plan_report(pipelines: &[ImagePipeline]) -> String {
-    let mut report = String::new();
-    for pipeline in pipelines {
-        let name = format!(
-            "{}/{}",
-            pipeline.namespace().unwrap_or_default(),
-            pipeline.name_any()
-        );
-        report.push_str(&format!(
-            "ImagePipeline {name}: valid. Spec with defaults applied:\n"
-        ));
-        let spec = serde_saphyr::to_string(&pipeline.spec).expect("a spec serializes to YAML");
-        for line in spec.lines() {
-            report.push_str(&format!("  {line}\n"));
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Cli(#[from] CliError),
+    #[error("cannot write to standard output: {0}")]
+    Output(#[from] io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(io::Error),
+}
+
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    let mut stdout = io::stdout().lock();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Failure::Runtime)
+    };
+    match command {
+        Command::Crd => stdout.write_all(crd_yaml().as_bytes())?,
+        Command::Plan {
+            file,
+            detailed_exitcode,
+        } => {
+            let pipelines = manifest::load(&file)?;
+            let mut changes = false;
+            for pipeline in &pipelines {
+                changes |= runtime()?.block_on(cli::plan(pipeline, &mut stdout))?;
+            }
+            if detailed_exitcode && changes {
+                return Ok(ExitCode::from(CHANGES_PENDING));
+            }
+        }
+        Command::Apply {
+            file,
+            output,
+            timeout,
+        } => {
+            for pipeline in &manifest::load(&file)? {
+                let status = runtime()?.block_on(cli::apply(pipeline, timeout, &mut io::stderr()))?;
+                stdout.write_all(cli::render_status(pipeline, &status, output).as_bytes())?;
+            }
+        }
+        Command::Destroy { file, timeout } => {
+            for pipeline in &manifest::load(&file)? {
+                runtime()?.block_on(cli::destroy(pipeline, timeout, &mut io::stderr()))?;
+                writeln!(stdout, "ImagePipeline {}: destroyed", pipeline_label(pipeline))?;
+            }
         }
     }
-    report.push_str(
-        "\nComparing this with the live AWS account is not implemented yet: `plan` checks manifests only.\n",
-    );
-    report
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pipeline_label(pipeline: &imagepipeline_operator::api::ImagePipeline) -> String {
+    use kube::ResourceExt;
+    format!(
+        "{}/{}",
+        pipeline.namespace().unwrap_or_default(),
+        pipeline.name_any()
+    )
 }

@@ -5,6 +5,8 @@ use std::{
     process::{Command, Output},
 };
 
+use imagepipeline_e2e::AwsEmulator;
+
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
@@ -17,28 +19,129 @@ fn imagepipeline(args: &[&str]) -> Output {
         .expect("run imagepipeline")
 }
 
-#[test]
-fn plan_accepts_the_examples_and_shows_the_defaults() {
-    let output = imagepipeline(&["plan", "-f", "examples/imagepipeline.yaml"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+/// Runs `imagepipeline` against an AWS emulator through the SDK's standard
+/// variables, as a user would against LocalStack or moto.
+fn imagepipeline_on(emulator: &AwsEmulator, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .envs(emulator.env())
+        .output()
+        .expect("run imagepipeline")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let example = "examples/imagepipeline.yaml";
+
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
+    let stdout = text(&plan.stdout);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "changes pending: {stdout}{}",
+        text(&plan.stderr)
     );
-    assert!(stdout.contains("ImagePipeline default/demo: valid"), "{stdout}");
     assert!(
-        stdout.contains("retentionDays: 7"),
-        "defaults are shown: {stdout}"
+        stdout.contains("ImagePipeline default/demo in eu-west-1"),
+        "{stdout}"
+    );
+    for line in [
+        "+ create S3 bucket ipl-default-demo-",
+        "+ create DynamoDB table ipl-default-demo-images-",
+        "+ create Firehose stream ipl-default-demo-events-",
+        "+ create Redshift cluster ipl-default-demo-warehouse-",
+    ] {
+        assert!(stdout.contains(line), "plan shows {line:?}: {stdout}");
+    }
+    assert!(
+        stdout.contains("to create,") && stdout.contains(" 0 to delete."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("expire images/ after 7d"),
+        "lifecycle rules are spelled out: {stdout}"
     );
 
-    let output = imagepipeline(&["plan", "-f", "examples/full.yaml"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
-    assert!(stdout.contains("ImagePipeline media/photos: valid"), "{stdout}");
+    let started = std::time::Instant::now();
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", example, "-o", "json"]);
+    let apply_time = started.elapsed();
+    let (stdout, stderr) = (text(&apply.stdout), text(&apply.stderr));
+    assert!(apply.status.success(), "{stdout}{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status as JSON");
+    assert_eq!(status["phase"], "Ready", "{stdout}");
     assert!(
-        stdout.contains("ImagePipeline media/photos-shared-kafka: valid"),
-        "{stdout}"
+        status["endpoints"]["bucket"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("ipl-default-demo-"))
+    );
+    for component in ["Network", "Storage", "Metadata", "Delivery", "Analytics"] {
+        assert!(
+            stderr.contains(&format!("{component:<10} ready")),
+            "progress for {component}: {stderr}"
+        );
+    }
+    println!("apply of the minimal example against moto: {apply_time:?}");
+
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    assert!(text(&plan.stdout).contains("Plan: 0 to create, 0 to update, 0 to delete."));
+
+    let destroy = imagepipeline_on(&emulator, &["destroy", "-f", example]);
+    assert!(
+        destroy.status.success(),
+        "{}{}",
+        text(&destroy.stdout),
+        text(&destroy.stderr)
+    );
+    assert!(text(&destroy.stdout).contains("ImagePipeline default/demo: destroyed"));
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "everything is gone again: {}",
+        text(&plan.stdout)
+    );
+}
+
+#[tokio::test]
+async fn apply_stops_at_once_on_a_terminal_error() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("two.yaml");
+    let pipeline = |name: &str| {
+        format!(
+            "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: {{ name: {name} }}\n\
+             spec:\n  region: eu-west-1\n  network: {{ availabilityZones: [eu-west-1a, eu-west-1b] }}\n  \
+             storage: {{ bucketName: shared-images }}\n  analytics: {{ enabled: false }}\n"
+        )
+    };
+    std::fs::write(
+        &manifest,
+        format!("{}---\n{}", pipeline("first"), pipeline("second")),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", manifest.to_str().unwrap()]);
+    let stderr = text(&apply.stderr);
+    assert_eq!(apply.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("default/second: Storage cannot converge"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("already belongs to ImagePipeline default/first"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "no retry loop: {:?}",
+        started.elapsed()
     );
 }
 
@@ -58,7 +161,7 @@ fn plan_rejects_an_invalid_manifest_naming_file_document_and_field() {
 }
 
 #[test]
-fn plan_explains_unreadable_and_foreign_files() {
+fn unreadable_and_foreign_files_are_explained() {
     let output = imagepipeline(&["plan", "-f", "no/such/file.yaml"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));

@@ -1,0 +1,212 @@
+//! A record of every AWS call by service, operation and outcome, kept by an SDK
+//! interceptor; tests read it, and the controller exports it as metrics.
+//! It can also fail a call on purpose right after AWS accepted it, which is how
+//! the tests prove that a crash between two calls leaves nothing duplicated.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// How an AWS call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Success,
+    /// AWS answered 4xx: invalid request, missing resource, throttled, denied.
+    ClientError,
+    /// AWS answered 5xx.
+    ServerError,
+    /// No HTTP response at all: connection refused, timeout.
+    TransportError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::TransportError => "transport_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallKey {
+    pub service: String,
+    pub operation: String,
+    pub outcome: Outcome,
+}
+
+impl CallKey {
+    /// Whether the operation can change something in AWS. AWS names its read
+    /// operations consistently, so the name decides.
+    pub fn is_mutating(&self) -> bool {
+        is_mutating_operation(&self.operation)
+    }
+}
+
+pub fn is_mutating_operation(operation: &str) -> bool {
+    const READ_PREFIXES: [&str; 4] = ["Describe", "Get", "List", "Head"];
+    !READ_PREFIXES.iter().any(|prefix| operation.starts_with(prefix))
+}
+
+#[derive(Debug, Default)]
+struct CallLogState {
+    counts: BTreeMap<CallKey, u64>,
+    successful_mutations: u64,
+    /// Fail the call whose successful mutation brings the count to this number.
+    fail_after_mutation: Option<u64>,
+    injected: Option<String>,
+}
+
+/// Shared, cheap to clone; every client of one engine records into the same log.
+#[derive(Clone, Debug, Default)]
+pub struct CallLog {
+    state: Arc<Mutex<CallLogState>>,
+}
+
+impl CallLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut CallLogState) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Every call so far, by service, operation and outcome.
+    pub fn counts(&self) -> BTreeMap<CallKey, u64> {
+        self.with(|state| state.counts.clone())
+    }
+
+    /// Calls that succeeded and could have changed something.
+    pub fn successful_mutations(&self) -> u64 {
+        self.with(|state| state.successful_mutations)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.with(|state| state.counts.values().sum())
+    }
+
+    pub fn reset(&self) {
+        self.with(|state| {
+            state.counts.clear();
+            state.successful_mutations = 0;
+        });
+    }
+
+    /// Test hook: after the `n`-th (1-based) successful mutating call from now,
+    /// report that call as failed even though AWS carried it out, as a crash
+    /// right after the call would.
+    pub fn fail_after_mutation(&self, n: u64) {
+        self.with(|state| {
+            state.fail_after_mutation = Some(state.successful_mutations + n);
+            state.injected = None;
+        });
+    }
+
+    /// The `service:operation` that the hook failed, if it fired.
+    pub fn injected_failure(&self) -> Option<String> {
+        self.with(|state| state.injected.clone())
+    }
+
+    pub fn interceptor(&self) -> CallLogInterceptor {
+        CallLogInterceptor { log: self.clone() }
+    }
+
+    fn record(&self, service: &str, operation: &str, outcome: Outcome) -> Result<(), BoxError> {
+        self.with(|state| {
+            let key = CallKey {
+                service: service.to_owned(),
+                operation: operation.to_owned(),
+                outcome,
+            };
+            *state.counts.entry(key).or_default() += 1;
+            if outcome != Outcome::Success || !is_mutating_operation(operation) {
+                return Ok(());
+            }
+            state.successful_mutations += 1;
+            if state.fail_after_mutation == Some(state.successful_mutations) {
+                state.fail_after_mutation = None;
+                let call = format!("{service}:{operation}");
+                state.injected = Some(call.clone());
+                return Err(format!("injected failure after {call} succeeded").into());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct CallLogInterceptor {
+    log: CallLog,
+}
+
+impl Intercept for CallLogInterceptor {
+    fn name(&self) -> &'static str {
+        "CallLogInterceptor"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(metadata) = cfg.load::<Metadata>() else {
+            return Ok(());
+        };
+        let outcome = match (context.output_or_error(), context.response()) {
+            (Some(Ok(_)), _) => Outcome::Success,
+            (_, Some(response)) if response.status().is_server_error() => Outcome::ServerError,
+            (_, Some(_)) => Outcome::ClientError,
+            (_, None) => Outcome::TransportError,
+        };
+        self.log.record(metadata.service(), metadata.name(), outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_told_apart_from_mutations_by_name() {
+        for read in [
+            "DescribeVpcs",
+            "GetBucketPolicy",
+            "ListTagsOfResource",
+            "HeadBucket",
+        ] {
+            assert!(!is_mutating_operation(read), "{read}");
+        }
+        for write in [
+            "CreateBucket",
+            "PutBucketLifecycleConfiguration",
+            "TagResource",
+            "DeleteTable",
+        ] {
+            assert!(is_mutating_operation(write), "{write}");
+        }
+    }
+
+    #[test]
+    fn the_hook_fails_exactly_the_nth_successful_mutation() {
+        let log = CallLog::new();
+        log.fail_after_mutation(2);
+        assert!(log.record("s3", "CreateBucket", Outcome::Success).is_ok());
+        assert!(log.record("s3", "GetBucketPolicy", Outcome::Success).is_ok());
+        assert!(log.record("s3", "PutBucketPolicy", Outcome::ClientError).is_ok());
+        assert!(log.record("s3", "PutBucketPolicy", Outcome::Success).is_err());
+        assert!(log.record("s3", "PutBucketTagging", Outcome::Success).is_ok());
+        assert_eq!(log.injected_failure().as_deref(), Some("s3:PutBucketPolicy"));
+        assert_eq!(log.successful_mutations(), 3);
+        assert_eq!(log.total(), 5);
+    }
+}

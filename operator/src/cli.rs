@@ -1,0 +1,347 @@
+//! The `plan`, `apply` and `destroy` commands: the engine driven from a
+//! terminal instead of the controller.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use rand::Rng;
+
+use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus};
+use crate::aws::{AwsClients, AwsConfigError, CallLog};
+use crate::engine::status::pipeline_status;
+use crate::engine::{ComponentState, Engine, EngineError, Owner, PassReport, PipelineContext};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    AwsConfig(#[from] AwsConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(
+        "{pipeline}: {component} cannot converge: {message} (reason {reason}); fix the spec and run again"
+    )]
+    Terminal {
+        pipeline: String,
+        component: String,
+        reason: String,
+        message: String,
+    },
+    #[error("{pipeline}: not {goal} after {waited}; last state: {state}")]
+    Timeout {
+        pipeline: String,
+        goal: &'static str,
+        waited: String,
+        state: String,
+    },
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// How `apply` prints the final status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Yaml,
+    Json,
+}
+
+/// Retry pacing between passes: exponential with full jitter, so that many
+/// pipelines retrying at once spread out instead of hitting AWS together.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+/// An engine for one pipeline: clients for its region and its context.
+pub async fn engine_for(
+    pipeline: &ImagePipeline,
+    calls: CallLog,
+) -> Result<(Engine, PipelineContext), CliError> {
+    let aws = AwsClients::from_environment(&pipeline.spec.region, calls).await?;
+    let engine = Engine::new(aws);
+    let owner = Owner {
+        namespace: pipeline.namespace().unwrap_or_default(),
+        name: pipeline.name_any(),
+    };
+    let ctx = engine.context(owner, pipeline.spec.clone()).await?;
+    Ok((engine, ctx))
+}
+
+fn label(ctx: &PipelineContext) -> String {
+    ctx.owner.tag_value()
+}
+
+/// `plan`: prints the changes; returns whether there are any.
+pub async fn plan(pipeline: &ImagePipeline, out: &mut impl Write) -> Result<bool, CliError> {
+    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
+    let report = engine.plan(&ctx).await;
+    out.write_all(render_plan(&ctx, &report).as_bytes())?;
+    if let Some((component, err)) = report.terminal_error() {
+        return Err(CliError::Terminal {
+            pipeline: label(&ctx),
+            component: component.to_string(),
+            reason: err.reason.clone(),
+            message: err.message.clone(),
+        });
+    }
+    Ok(report.changes().next().is_some())
+}
+
+pub fn render_plan(ctx: &PipelineContext, report: &PassReport) -> String {
+    let mut text = format!(
+        "ImagePipeline {} in {} (account {}):\n",
+        label(ctx),
+        ctx.region(),
+        ctx.account_id
+    );
+    let mut counts = [0usize; 3];
+    for component in &report.components {
+        if component.changes.is_empty() {
+            let note = match &component.state {
+                ComponentState::Failed(err) => format!("cannot plan: {}", err.message),
+                _ => "no changes".to_owned(),
+            };
+            let _ = writeln!(text, "  {:<10} {note}", component.kind.name());
+            continue;
+        }
+        for (index, change) in component.changes.iter().enumerate() {
+            let name = if index == 0 { component.kind.name() } else { "" };
+            let _ = writeln!(
+                text,
+                "  {name:<10} {} {} {}",
+                change.action.symbol(),
+                change.action.verb(),
+                change.resource
+            );
+            for field in &change.fields {
+                let _ = writeln!(text, "  {:<10}     {field}", "");
+            }
+            counts[change.action as usize] += 1;
+        }
+    }
+    let _ = writeln!(
+        text,
+        "Plan: {} to create, {} to update, {} to delete.",
+        counts[0], counts[1], counts[2]
+    );
+    text
+}
+
+/// `apply`: passes until every component is ready, a terminal error, or the
+/// timeout. Progress goes to `progress`; the returned status is the last one.
+pub async fn apply(
+    pipeline: &ImagePipeline,
+    timeout: Duration,
+    progress: &mut impl Write,
+) -> Result<ImagePipelineStatus, CliError> {
+    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
+    let started = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut status: Option<ImagePipelineStatus> = None;
+    let mut shown = Vec::new();
+    loop {
+        let report = engine.apply(&ctx).await;
+        report_progress(&report, &mut shown, progress)?;
+        let next = pipeline_status(
+            &report,
+            status.as_ref(),
+            pipeline.metadata.generation,
+            Timestamp::now(),
+        );
+        status = Some(next.clone());
+        if let Some((component, err)) = report.terminal_error() {
+            return Err(CliError::Terminal {
+                pipeline: label(&ctx),
+                component: component.to_string(),
+                reason: err.reason.clone(),
+                message: err.message.clone(),
+            });
+        }
+        if report.is_ready() {
+            return Ok(next);
+        }
+        if started.elapsed() >= timeout {
+            return Err(timeout_error(&ctx, "ready", started, &report));
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// `destroy`: passes until everything is gone (or retained), a terminal
+/// error, or the timeout.
+pub async fn destroy(
+    pipeline: &ImagePipeline,
+    timeout: Duration,
+    progress: &mut impl Write,
+) -> Result<(), CliError> {
+    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
+    let started = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut shown = Vec::new();
+    loop {
+        let report = engine.destroy(&ctx).await;
+        report_progress(&report, &mut shown, progress)?;
+        if report.is_removed() {
+            return Ok(());
+        }
+        if let Some((component, err)) = report.terminal_error() {
+            return Err(CliError::Terminal {
+                pipeline: label(&ctx),
+                component: component.to_string(),
+                reason: err.reason.clone(),
+                message: err.message.clone(),
+            });
+        }
+        if started.elapsed() >= timeout {
+            return Err(timeout_error(&ctx, "destroyed", started, &report));
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+fn timeout_error(
+    ctx: &PipelineContext,
+    goal: &'static str,
+    started: Instant,
+    report: &PassReport,
+) -> CliError {
+    let state = report
+        .components
+        .iter()
+        .filter(|c| !matches!(c.state, ComponentState::Ready | ComponentState::Removed))
+        .map(|c| format!("{}: {}", c.kind, state_text(&c.state)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    CliError::Timeout {
+        pipeline: label(ctx),
+        goal,
+        waited: humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())).to_string(),
+        state,
+    }
+}
+
+fn state_text(state: &ComponentState) -> String {
+    match state {
+        ComponentState::Ready => "ready".to_owned(),
+        ComponentState::Waiting(why) => format!("waiting: {why}"),
+        ComponentState::ChangesPending => "changes pending".to_owned(),
+        ComponentState::Failed(err) => format!("{} ({}), retrying", err.message, err.reason),
+        ComponentState::Blocked(on) => format!("waiting for {on}"),
+        ComponentState::Removed => "removed".to_owned(),
+    }
+}
+
+/// Prints each change as it is made, and each component's state when it
+/// changes from the last pass.
+fn report_progress(report: &PassReport, shown: &mut Vec<String>, out: &mut impl Write) -> io::Result<()> {
+    for (kind, change) in report.changes() {
+        writeln!(
+            out,
+            "  {:<10} {} {}",
+            kind.name(),
+            change.action.symbol(),
+            change.resource
+        )?;
+    }
+    let states: Vec<String> = report
+        .components
+        .iter()
+        .map(|c| format!("{:<10} {}", c.kind.name(), state_text(&c.state)))
+        .collect();
+    for (index, line) in states.iter().enumerate() {
+        if shown.get(index) != Some(line) {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    *shown = states;
+    Ok(())
+}
+
+/// The status as `-o` asks for it.
+pub fn render_status(pipeline: &ImagePipeline, status: &ImagePipelineStatus, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => serde_json::to_string_pretty(status).unwrap_or_default() + "\n",
+        OutputFormat::Yaml => serde_saphyr::to_string(status).unwrap_or_default(),
+        OutputFormat::Table => render_status_table(pipeline, status),
+    }
+}
+
+fn render_status_table(pipeline: &ImagePipeline, status: &ImagePipelineStatus) -> String {
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or("Unknown", |c| c.status.as_str());
+    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    let url = status
+        .endpoints
+        .as_ref()
+        .and_then(|e| e.upload_url.clone())
+        .unwrap_or_else(|| "<none>".to_owned());
+    let mut text = String::new();
+    let _ = writeln!(text, "{:<24} {:<6} {:<13} UPLOAD URL", "NAME", "READY", "PHASE");
+    let _ = writeln!(
+        text,
+        "{:<24} {:<6} {:<13} {url}",
+        pipeline.name_any(),
+        ready,
+        phase
+    );
+    let _ = writeln!(
+        text,
+        "\n{:<18} {:<7} {:<22} MESSAGE",
+        "CONDITION", "STATUS", "REASON"
+    );
+    for condition in &status.conditions {
+        let _ = writeln!(
+            text,
+            "{:<18} {:<7} {:<22} {}",
+            condition.type_, condition.status, condition.reason, condition.message
+        );
+    }
+    if let Some(endpoints) = &status.endpoints {
+        let _ = writeln!(text);
+        for (name, value) in [
+            ("bucket", &endpoints.bucket),
+            ("table", &endpoints.table),
+            ("deliveryStream", &endpoints.delivery_stream),
+            ("warehouse", &endpoints.warehouse),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(text, "{name:<15} {value}");
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_ceiling_and_jitters_below_it() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<Duration> = (0..6).map(|_| backoff.next_delay()).collect();
+        for (delay, ceiling) in delays.iter().zip([100, 200, 400, 800, 800, 800]) {
+            assert!(*delay <= Duration::from_millis(ceiling) && *delay >= Duration::from_millis(ceiling / 2));
+        }
+    }
+}

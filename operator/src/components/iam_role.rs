@@ -1,0 +1,273 @@
+//! An IAM role with one inline policy: the shape both the Firehose delivery
+//! role and the Redshift role take. Components embed its steps in their own.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::types::Tag;
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+
+use super::built;
+use crate::aws::AwsClients;
+use crate::aws::errors::{classify, code};
+use crate::engine::{Action, Change, ComponentError, tag_changes};
+
+/// Roles the operator makes live under this path, so an account's
+/// administrators can tell them apart and scope permission boundaries to it.
+pub const ROLE_PATH: &str = "/imagepipeline/";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredRole {
+    pub name: String,
+    pub arn: String,
+    pub trust_policy: Value,
+    pub policy_name: String,
+    pub policy: Value,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl DesiredRole {
+    /// A role that one AWS service principal may assume, only on behalf of
+    /// this account (the confused-deputy guard AWS recommends).
+    pub fn for_service(
+        name: String,
+        arn: String,
+        service_principal: &str,
+        account_id: &str,
+        policy_name: &str,
+        policy: Value,
+        tags: BTreeMap<String, String>,
+    ) -> Self {
+        let trust_policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "Service": service_principal },
+                "Action": "sts:AssumeRole",
+                "Condition": { "StringEquals": { "aws:SourceAccount": account_id } }
+            }]
+        });
+        Self {
+            name,
+            arn,
+            trust_policy,
+            policy_name: policy_name.to_owned(),
+            policy,
+            tags,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedRole {
+    pub arn: String,
+    pub trust_policy: Option<Value>,
+    pub tags: BTreeMap<String, String>,
+    pub policy: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoleStep {
+    Create,
+    UpdateTrustPolicy,
+    PutPolicy { existed: bool },
+    SetTags { observed: BTreeMap<String, String> },
+    DeletePolicy,
+    Delete,
+}
+
+pub async fn observe(
+    aws: &AwsClients,
+    desired: &DesiredRole,
+) -> Result<Option<ObservedRole>, ComponentError> {
+    let name = desired.name.as_str();
+    let role = match aws.iam.get_role().role_name(name).send().await {
+        Ok(out) => out.role,
+        Err(err) if code(&err) == Some("NoSuchEntity") => return Ok(None),
+        Err(err) => return Err(classify(&format!("look up IAM role {name}"), err)),
+    };
+    let Some(role) = role else { return Ok(None) };
+    let policy = match aws
+        .iam
+        .get_role_policy()
+        .role_name(name)
+        .policy_name(&desired.policy_name)
+        .send()
+        .await
+    {
+        Ok(out) => decode_policy(out.policy_document()),
+        Err(err) if code(&err) == Some("NoSuchEntity") => None,
+        Err(err) => return Err(classify(&format!("read policy of IAM role {name}"), err)),
+    };
+    Ok(Some(ObservedRole {
+        arn: role.arn().to_owned(),
+        trust_policy: role.assume_role_policy_document().and_then(decode_policy),
+        tags: role
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
+        policy,
+    }))
+}
+
+/// IAM returns policy documents URL-encoded.
+fn decode_policy(document: &str) -> Option<Value> {
+    let text = percent_decode_str(document).decode_utf8().ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn converge(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Vec<RoleStep> {
+    let Some(role) = observed else {
+        return vec![RoleStep::Create, RoleStep::PutPolicy { existed: false }];
+    };
+    let mut steps = Vec::new();
+    if role.trust_policy.as_ref() != Some(&desired.trust_policy) {
+        steps.push(RoleStep::UpdateTrustPolicy);
+    }
+    if role.policy.as_ref() != Some(&desired.policy) {
+        steps.push(RoleStep::PutPolicy {
+            existed: role.policy.is_some(),
+        });
+    }
+    if role.tags != desired.tags {
+        steps.push(RoleStep::SetTags {
+            observed: role.tags.clone(),
+        });
+    }
+    steps
+}
+
+pub fn teardown(observed: Option<&ObservedRole>) -> Vec<RoleStep> {
+    match observed {
+        None => vec![],
+        Some(role) if role.policy.is_some() => vec![RoleStep::DeletePolicy, RoleStep::Delete],
+        Some(_) => vec![RoleStep::Delete],
+    }
+}
+
+pub async fn execute(
+    aws: &AwsClients,
+    desired: &DesiredRole,
+    observed: &mut Option<ObservedRole>,
+    step: &RoleStep,
+) -> Result<(), ComponentError> {
+    let iam = &aws.iam;
+    let name = desired.name.as_str();
+    let action = format!("{} (IAM role {name})", change(desired, step).resource);
+    match step {
+        RoleStep::Create => {
+            let tags = iam_tags(&desired.tags)?;
+            match iam
+                .create_role()
+                .role_name(name)
+                .path(ROLE_PATH)
+                .assume_role_policy_document(desired.trust_policy.to_string())
+                .set_tags(Some(tags))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let arn = out
+                        .role()
+                        .map(|r| r.arn().to_owned())
+                        .unwrap_or_else(|| desired.arn.clone());
+                    *observed = Some(ObservedRole {
+                        arn,
+                        ..ObservedRole::default()
+                    });
+                    Ok(())
+                }
+                // Made by an earlier pass that crashed before it saw the answer.
+                Err(err) if code(&err) == Some("EntityAlreadyExists") => Ok(()),
+                Err(err) => Err(classify(&action, err)),
+            }
+        }
+        RoleStep::UpdateTrustPolicy => iam
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(desired.trust_policy.to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| classify(&action, err)),
+        RoleStep::PutPolicy { .. } => iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(&desired.policy_name)
+            .policy_document(desired.policy.to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| classify(&action, err)),
+        RoleStep::SetTags { observed: old } => {
+            let stale: Vec<String> = old
+                .keys()
+                .filter(|k| !desired.tags.contains_key(*k))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                iam.untag_role()
+                    .role_name(name)
+                    .set_tag_keys(Some(stale))
+                    .send()
+                    .await
+                    .map_err(|err| classify(&action, err))?;
+            }
+            iam.tag_role()
+                .role_name(name)
+                .set_tags(Some(iam_tags(&desired.tags)?))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|err| classify(&action, err))
+        }
+        RoleStep::DeletePolicy => {
+            match iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(&desired.policy_name)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(err) if code(&err) == Some("NoSuchEntity") => Ok(()),
+                Err(err) => Err(classify(&action, err)),
+            }
+        }
+        RoleStep::Delete => match iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(err) if code(&err) == Some("NoSuchEntity") => Ok(()),
+            Err(err) => Err(classify(&action, err)),
+        },
+    }
+}
+
+pub fn change(desired: &DesiredRole, step: &RoleStep) -> Change {
+    let resource = format!("IAM role {}", desired.name);
+    match step {
+        RoleStep::Create => Change::new(Action::Create, resource),
+        RoleStep::UpdateTrustPolicy => Change::new(Action::Update, format!("{resource} trust policy"))
+            .note("who may assume the role differs from the spec"),
+        RoleStep::PutPolicy { existed } => Change::new(
+            if *existed { Action::Update } else { Action::Create },
+            format!("{resource} policy {}", desired.policy_name),
+        ),
+        RoleStep::SetTags { observed } => {
+            let mut change = Change::new(Action::Update, format!("{resource} tags"));
+            change.fields = tag_changes(observed, &desired.tags);
+            change
+        }
+        RoleStep::DeletePolicy => Change::new(
+            Action::Delete,
+            format!("{resource} policy {}", desired.policy_name),
+        ),
+        RoleStep::Delete => Change::new(Action::Delete, resource),
+    }
+}
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
+    tags.iter()
+        .map(|(key, value)| built(Tag::builder().key(key).value(value).build()))
+        .collect()
+}

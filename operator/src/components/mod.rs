@@ -1,0 +1,61 @@
+//! One module per AWS component, each implementing [`crate::engine::Component`].
+
+pub mod analytics;
+pub mod delivery;
+mod iam_role;
+pub mod metadata;
+pub mod network;
+pub mod storage;
+
+pub use analytics::Analytics;
+pub use delivery::Delivery;
+pub use metadata::Metadata;
+pub use network::Network;
+pub use storage::Storage;
+
+use aws_smithy_types::error::operation::BuildError;
+
+use crate::engine::ComponentError;
+
+/// SDK builders fail only when a required field is missing, which is a bug
+/// in the operator, not something the user can fix; reported as such.
+pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentError> {
+    result.map_err(|err| {
+        ComponentError::terminal(
+            "InternalError",
+            format!("the operator built an invalid AWS request: {err}"),
+        )
+    })
+}
+
+/// Ownership by tags: a resource is ours when it carries our owner tag, and
+/// adopted when it carries none (a crash between creating and tagging it).
+pub(crate) mod ownership {
+    use std::collections::BTreeMap;
+
+    use crate::engine::{ComponentError, OWNER_TAG, RETAINED_TAG};
+
+    pub fn check(tags: &BTreeMap<String, String>, owner: &str, resource: &str) -> Result<(), ComponentError> {
+        match tags.get(OWNER_TAG) {
+            Some(other) if other != owner => Err(ComponentError::terminal(
+                "OwnedByAnotherPipeline",
+                format!(
+                    "{resource} already belongs to ImagePipeline {other} (tag {OWNER_TAG}); \
+                     give this pipeline another name for it or delete the other pipeline"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_ours(tags: &BTreeMap<String, String>, owner: &str) -> bool {
+        tags.get(OWNER_TAG).is_some_and(|tag| tag == owner)
+    }
+
+    /// The tags of a resource that `deletionPolicy: Retain` leaves behind.
+    pub fn retained_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut tags = tags.clone();
+        tags.insert(RETAINED_TAG.to_owned(), "true".to_owned());
+        tags
+    }
+}

@@ -1,0 +1,275 @@
+//! The reconcile engine shared by the controller and the CLI.
+//!
+//! Each AWS component is one module of the same shape (see [`Component`]):
+//! desired state computed purely from the spec, the observed state found by
+//! tags or deterministic names, a pure diff into [`Component::Step`]s, and the
+//! code that carries a step out. The engine runs the components in dependency
+//! order, deletes in reverse order, and reports one condition per component.
+
+mod context;
+mod run;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG};
+pub use run::{ComponentReport, ComponentState, Engine, EngineError, PassReport};
+
+use crate::api::v1alpha1::{AwsResource, DeletionPolicy};
+use crate::aws::AwsClients;
+
+/// The components, in the order they are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentKind {
+    Network,
+    Storage,
+    Metadata,
+    Delivery,
+    Analytics,
+}
+
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 5] = [
+        ComponentKind::Network,
+        ComponentKind::Storage,
+        ComponentKind::Metadata,
+        ComponentKind::Delivery,
+        ComponentKind::Analytics,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ComponentKind::Network => "Network",
+            ComponentKind::Storage => "Storage",
+            ComponentKind::Metadata => "Metadata",
+            ComponentKind::Delivery => "Delivery",
+            ComponentKind::Analytics => "Analytics",
+        }
+    }
+
+    /// The value of the `imagepipeline.io/component` tag.
+    pub fn tag_value(self) -> &'static str {
+        match self {
+            ComponentKind::Network => "network",
+            ComponentKind::Storage => "storage",
+            ComponentKind::Metadata => "metadata",
+            ComponentKind::Delivery => "delivery",
+            ComponentKind::Analytics => "analytics",
+        }
+    }
+
+    /// The status condition that reports this component.
+    pub fn condition_type(self) -> String {
+        format!("{}Ready", self.name())
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether trying again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The spec can never work as written: reported, not retried until the
+    /// spec changes.
+    Terminal,
+    /// AWS was unavailable, throttled us, or is still settling: retried with
+    /// backoff.
+    Retryable,
+}
+
+/// Why a component could not converge, in words for a status condition.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ComponentError {
+    pub kind: ErrorKind,
+    /// CamelCase reason for the condition, e.g. `BucketOwnedByAnotherPipeline`.
+    pub reason: String,
+    pub message: String,
+}
+
+impl ComponentError {
+    pub fn new(kind: ErrorKind, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn terminal(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Terminal, reason, message)
+    }
+
+    pub fn retryable(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Retryable, reason, message)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.kind == ErrorKind::Terminal
+    }
+}
+
+/// What a step does to its resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Delete => '-',
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One change to one resource, as `plan` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub action: Action,
+    /// What is changed, e.g. `S3 bucket photos: lifecycle rules`.
+    pub resource: String,
+    /// The fields that differ, as `field: observed → desired`.
+    pub fields: Vec<String>,
+}
+
+impl Change {
+    pub fn new(action: Action, resource: impl Into<String>) -> Self {
+        Self {
+            action,
+            resource: resource.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn field(mut self, name: &str, observed: impl fmt::Display, desired: impl fmt::Display) -> Self {
+        self.fields.push(format!("{name}: {observed} → {desired}"));
+        self
+    }
+
+    pub fn note(mut self, text: impl Into<String>) -> Self {
+        self.fields.push(text.into());
+        self
+    }
+}
+
+/// A field difference for tag maps: which keys are added, changed, removed.
+pub fn tag_changes(observed: &BTreeMap<String, String>, desired: &BTreeMap<String, String>) -> Vec<String> {
+    let mut fields = Vec::new();
+    for (key, value) in desired {
+        match observed.get(key) {
+            None => fields.push(format!("tag {key}: (absent) → {value}")),
+            Some(old) if old != value => fields.push(format!("tag {key}: {old} → {value}")),
+            Some(_) => {}
+        }
+    }
+    for (key, value) in observed {
+        if !desired.contains_key(key) {
+            fields.push(format!("tag {key}: {value} → (absent)"));
+        }
+    }
+    fields
+}
+
+/// Whether a component is done, or still waiting on AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// AWS is still working (a cluster being created); the text says on what.
+    Waiting(String),
+}
+
+/// What components make that later components use, and what the status shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outputs {
+    pub private_subnet_ids: Vec<String>,
+    pub kafka_vpc_id: Option<String>,
+    pub bucket: Option<String>,
+    pub table: Option<String>,
+    pub delivery_stream: Option<String>,
+    pub warehouse: Option<String>,
+    pub resources: Vec<AwsResource>,
+}
+
+impl Outputs {
+    pub fn resource(&mut self, component: ComponentKind, type_: &str, id: &str, arn: Option<String>) {
+        self.resources.push(AwsResource {
+            component: component.name().to_owned(),
+            type_: type_.to_owned(),
+            id: id.to_owned(),
+            arn,
+        });
+    }
+}
+
+/// One AWS component: the same five parts for each.
+pub trait Component {
+    const KIND: ComponentKind;
+    /// Components whose outputs this one needs.
+    const DEPENDS_ON: &'static [ComponentKind];
+
+    type Desired: Send + Sync;
+    type Observed: Send + Sync;
+    type Step: fmt::Debug + Send + Sync;
+
+    /// Pure: what should exist, from the spec and the outputs of the
+    /// components this one depends on.
+    fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<Self::Desired, ComponentError>;
+
+    /// What exists now, found by tags or deterministic names.
+    fn observe(
+        aws: &AwsClients,
+        desired: &Self::Desired,
+    ) -> impl Future<Output = Result<Self::Observed, ComponentError>> + Send;
+
+    /// Pure: the steps that make `observed` into `desired`, in order. A
+    /// terminal error when what exists belongs to someone else.
+    fn converge(
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+    ) -> Result<Vec<Self::Step>, ComponentError>;
+
+    /// Pure: the steps that remove this component (or, under `Retain`, mark
+    /// what is kept), and what AWS is still busy deleting.
+    fn teardown(
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        policy: DeletionPolicy,
+    ) -> (Vec<Self::Step>, Option<String>);
+
+    /// Carries out one step. Steps may record what they made (a new id) in
+    /// `observed`, so later steps of the same pass can use it.
+    fn execute(
+        aws: &AwsClients,
+        desired: &Self::Desired,
+        observed: &mut Self::Observed,
+        step: &Self::Step,
+    ) -> impl Future<Output = Result<(), ComponentError>> + Send;
+
+    /// Pure: how `plan` and the progress output describe a step.
+    fn describe(desired: &Self::Desired, step: &Self::Step) -> Change;
+
+    /// Pure: whether AWS has finished, once no steps remain.
+    fn readiness(desired: &Self::Desired, observed: &Self::Observed) -> Readiness;
+
+    /// Pure: what this component contributes to the outputs and the status.
+    fn publish(desired: &Self::Desired, observed: &Self::Observed, outputs: &mut Outputs);
+}

@@ -1,0 +1,302 @@
+//! Running the components: in dependency order to converge, in reverse order
+//! to tear down.
+
+use crate::api::v1alpha1::{DeletionPolicy, ImagePipelineSpec};
+use crate::aws::AwsClients;
+use crate::aws::errors::classify;
+use crate::components::{Analytics, Delivery, Metadata, Network, Storage};
+use crate::engine::{
+    Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
+};
+
+/// How often one pass re-observes and acts on a component before giving up
+/// for this pass: AWS that does not reflect a change it accepted is reported,
+/// not hammered.
+const MAX_ROUNDS_PER_PASS: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot identify the AWS account: {0}")]
+    Identity(ComponentError),
+}
+
+/// Where a component stands after a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ComponentState {
+    Ready,
+    /// AWS is still working on it.
+    Waiting(String),
+    /// `plan`: changes are pending.
+    ChangesPending,
+    /// Could not converge; see the error's kind.
+    Failed(ComponentError),
+    /// A component it depends on is not ready.
+    Blocked(ComponentKind),
+    /// Torn down (deleted, or marked retained under `Retain`).
+    Removed,
+}
+
+#[derive(Clone, Debug)]
+pub struct ComponentReport {
+    pub kind: ComponentKind,
+    pub state: ComponentState,
+    /// Changes made (apply, destroy) or pending (plan).
+    pub changes: Vec<Change>,
+}
+
+/// The outcome of one pass over every component.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    pub components: Vec<ComponentReport>,
+    pub outputs: Outputs,
+}
+
+impl PassReport {
+    pub fn is_ready(&self) -> bool {
+        self.components.iter().all(|c| c.state == ComponentState::Ready)
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.components.iter().all(|c| c.state == ComponentState::Removed)
+    }
+
+    pub fn terminal_error(&self) -> Option<(ComponentKind, &ComponentError)> {
+        self.components.iter().find_map(|c| match &c.state {
+            ComponentState::Failed(err) if err.is_terminal() => Some((c.kind, err)),
+            _ => None,
+        })
+    }
+
+    pub fn changes(&self) -> impl Iterator<Item = (ComponentKind, &Change)> {
+        self.components
+            .iter()
+            .flat_map(|c| c.changes.iter().map(move |change| (c.kind, change)))
+    }
+
+    fn state_of(&self, kind: ComponentKind) -> Option<&ComponentState> {
+        self.components.iter().find(|c| c.kind == kind).map(|c| &c.state)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Change AWS to match the spec.
+    Apply,
+    /// Report what apply would change; change nothing.
+    Plan,
+}
+
+/// The reconcile engine: AWS clients plus the order of the components.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    aws: AwsClients,
+}
+
+impl Engine {
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    pub fn aws(&self) -> &AwsClients {
+        &self.aws
+    }
+
+    /// Resolves the account the credentials belong to: resource names and
+    /// ARNs depend on it.
+    pub async fn context(
+        &self,
+        owner: Owner,
+        spec: ImagePipelineSpec,
+    ) -> Result<PipelineContext, EngineError> {
+        let identity = self.aws.sts.get_caller_identity().send().await.map_err(|err| {
+            EngineError::Identity(classify("look up the AWS account (sts:GetCallerIdentity)", err))
+        })?;
+        let account = identity.account().unwrap_or_default().to_owned();
+        let mut ctx = PipelineContext::new(owner, account, spec);
+        ctx.aws_uses_tls = self.aws.uses_tls;
+        Ok(ctx)
+    }
+
+    /// One pass that converges every component, in dependency order.
+    pub async fn apply(&self, ctx: &PipelineContext) -> PassReport {
+        self.converge_all(ctx, Mode::Apply).await
+    }
+
+    /// What `apply` would change, changing nothing.
+    pub async fn plan(&self, ctx: &PipelineContext) -> PassReport {
+        self.converge_all(ctx, Mode::Plan).await
+    }
+
+    /// One pass that tears components down in reverse dependency order,
+    /// honouring `spec.deletionPolicy`. It stops at the first component that
+    /// is not gone yet: what it stands on must wait.
+    pub async fn destroy(&self, ctx: &PipelineContext) -> PassReport {
+        let policy = ctx.spec.deletion_policy;
+        let mut report = PassReport::default();
+        let mut outputs = Outputs::default();
+        for kind in ComponentKind::ALL.into_iter().rev() {
+            let blocker = report
+                .components
+                .iter()
+                .find(|c| c.state != ComponentState::Removed)
+                .map(|c| c.kind);
+            let component = match blocker {
+                Some(blocker) => ComponentReport {
+                    kind,
+                    state: ComponentState::Blocked(blocker),
+                    changes: vec![],
+                },
+                None => match kind {
+                    ComponentKind::Network => self.tear_down::<Network>(ctx, &mut outputs, policy).await,
+                    ComponentKind::Storage => self.tear_down::<Storage>(ctx, &mut outputs, policy).await,
+                    ComponentKind::Metadata => self.tear_down::<Metadata>(ctx, &mut outputs, policy).await,
+                    ComponentKind::Delivery => self.tear_down::<Delivery>(ctx, &mut outputs, policy).await,
+                    ComponentKind::Analytics => self.tear_down::<Analytics>(ctx, &mut outputs, policy).await,
+                },
+            };
+            report.components.push(component);
+        }
+        report.components.reverse();
+        report.outputs = outputs;
+        report
+    }
+
+    async fn converge_all(&self, ctx: &PipelineContext, mode: Mode) -> PassReport {
+        let mut report = PassReport::default();
+        for kind in ComponentKind::ALL {
+            let component = match kind {
+                ComponentKind::Network => self.converge::<Network>(ctx, &mut report, mode).await,
+                ComponentKind::Storage => self.converge::<Storage>(ctx, &mut report, mode).await,
+                ComponentKind::Metadata => self.converge::<Metadata>(ctx, &mut report, mode).await,
+                ComponentKind::Delivery => self.converge::<Delivery>(ctx, &mut report, mode).await,
+                ComponentKind::Analytics => self.converge::<Analytics>(ctx, &mut report, mode).await,
+            };
+            report.components.push(component);
+        }
+        report
+    }
+
+    async fn converge<C: Component>(
+        &self,
+        ctx: &PipelineContext,
+        report: &mut PassReport,
+        mode: Mode,
+    ) -> ComponentReport {
+        // A plan looks past dependencies that do not exist yet, so it can show
+        // everything a first apply would make.
+        if mode == Mode::Apply
+            && let Some(&dependency) = C::DEPENDS_ON
+                .iter()
+                .find(|&&dep| report.state_of(dep) != Some(&ComponentState::Ready))
+        {
+            return ComponentReport {
+                kind: C::KIND,
+                state: ComponentState::Blocked(dependency),
+                changes: vec![],
+            };
+        }
+        let mut changes = Vec::new();
+        let state = match self
+            .converge_steps::<C>(ctx, &mut report.outputs, mode, &mut changes)
+            .await
+        {
+            Ok(state) => state,
+            Err(err) => ComponentState::Failed(err),
+        };
+        ComponentReport {
+            kind: C::KIND,
+            state,
+            changes,
+        }
+    }
+
+    async fn converge_steps<C: Component>(
+        &self,
+        ctx: &PipelineContext,
+        outputs: &mut Outputs,
+        mode: Mode,
+        changes: &mut Vec<Change>,
+    ) -> Result<ComponentState, ComponentError> {
+        let desired = C::desired(ctx, outputs)?;
+        let mut observed = C::observe(&self.aws, &desired).await?;
+        for _ in 0..MAX_ROUNDS_PER_PASS {
+            let steps = C::converge(&desired, &observed)?;
+            if steps.is_empty() {
+                C::publish(&desired, &observed, outputs);
+                return Ok(match C::readiness(&desired, &observed) {
+                    Readiness::Ready => ComponentState::Ready,
+                    Readiness::Waiting(reason) => ComponentState::Waiting(reason),
+                });
+            }
+            if mode == Mode::Plan {
+                changes.extend(steps.iter().map(|step| C::describe(&desired, step)));
+                C::publish(&desired, &observed, outputs);
+                return Ok(ComponentState::ChangesPending);
+            }
+            for step in &steps {
+                changes.push(C::describe(&desired, step));
+                C::execute(&self.aws, &desired, &mut observed, step).await?;
+            }
+            observed = C::observe(&self.aws, &desired).await?;
+        }
+        Err(not_settled(C::KIND))
+    }
+
+    async fn tear_down<C: Component>(
+        &self,
+        ctx: &PipelineContext,
+        outputs: &mut Outputs,
+        policy: DeletionPolicy,
+    ) -> ComponentReport {
+        let mut changes = Vec::new();
+        let state = match self
+            .tear_down_steps::<C>(ctx, outputs, policy, &mut changes)
+            .await
+        {
+            Ok(state) => state,
+            Err(err) => ComponentState::Failed(err),
+        };
+        ComponentReport {
+            kind: C::KIND,
+            state,
+            changes,
+        }
+    }
+
+    async fn tear_down_steps<C: Component>(
+        &self,
+        ctx: &PipelineContext,
+        outputs: &mut Outputs,
+        policy: DeletionPolicy,
+        changes: &mut Vec<Change>,
+    ) -> Result<ComponentState, ComponentError> {
+        let desired = C::desired(ctx, outputs)?;
+        let mut observed = C::observe(&self.aws, &desired).await?;
+        for _ in 0..MAX_ROUNDS_PER_PASS {
+            let (steps, waiting) = C::teardown(&desired, &observed, policy);
+            if steps.is_empty() {
+                C::publish(&desired, &observed, outputs);
+                return Ok(match waiting {
+                    Some(reason) => ComponentState::Waiting(reason),
+                    None => ComponentState::Removed,
+                });
+            }
+            for step in &steps {
+                changes.push(C::describe(&desired, step));
+                C::execute(&self.aws, &desired, &mut observed, step).await?;
+            }
+            observed = C::observe(&self.aws, &desired).await?;
+        }
+        Err(not_settled(C::KIND))
+    }
+}
+
+fn not_settled(kind: ComponentKind) -> ComponentError {
+    ComponentError::retryable(
+        "NotSettled",
+        format!(
+            "{kind}: AWS accepted every change but still reports differences after \
+             {MAX_ROUNDS_PER_PASS} rounds; the next reconcile tries again"
+        ),
+    )
+}

@@ -1,0 +1,189 @@
+//! AWS behaviour an emulator cannot produce — throttling and partial
+//! failures — scripted with aws-smithy-mocks, against the components' own code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_types::retry::RetryConfig;
+use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::components::storage::{ObservedStorage, StorageStep};
+use imagepipeline_operator::components::{Metadata, Network, Storage};
+use imagepipeline_operator::engine::{Component, ErrorKind, Outputs, Owner, PipelineContext};
+use imagepipeline_operator::manifest;
+
+/// Standard retries, three attempts, without the real backoff's seconds.
+fn fast_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+}
+
+macro_rules! mocked_client {
+    ($sdk:ident, $mode:expr, [$($rule:expr),+ $(,)?]) => {{
+        let mut interceptor = MockResponseInterceptor::new().rule_mode($mode);
+        $(interceptor = interceptor.with_rule($rule);)+
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version_latest()
+                .region($sdk::config::Region::new("eu-west-1"))
+                .credentials_provider($sdk::config::Credentials::new("testing", "testing", None, None, "mock"))
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .retry_config(fast_retries())
+                .build(),
+        )
+    }};
+}
+
+/// Clients for every service pointed at a closed port: a test replaces the
+/// ones it scripts, and any other call fails loudly.
+async fn clients() -> AwsClients {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "mock",
+        ))
+        .load()
+        .await;
+    AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients")
+}
+
+fn context() -> PipelineContext {
+    let yaml = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: photos, namespace: media }\n\
+                spec: { region: eu-west-1, network: { availabilityZones: [eu-west-1a, eu-west-1b] } }\n";
+    let pipeline = manifest::parse(Path::new("test.yaml"), yaml)
+        .expect("valid")
+        .remove(0);
+    PipelineContext::new(
+        Owner {
+            namespace: "media".into(),
+            name: "photos".into(),
+        },
+        "123456789012".into(),
+        pipeline.spec,
+    )
+}
+
+const EC2_REQUEST_LIMIT_EXCEEDED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+    <Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error>\
+    </Errors><RequestID>0e1f</RequestID></Response>";
+
+#[tokio::test]
+async fn ec2_request_limit_exceeded_is_retried_by_the_sdk_and_then_succeeds() {
+    let throttled_twice: Rule = mock!(aws_sdk_ec2::Client::describe_vpcs)
+        .sequence()
+        .http_status(503, Some(EC2_REQUEST_LIMIT_EXCEEDED.to_owned()))
+        .times(2)
+        .output(|| aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsOutput::builder().build())
+        .build();
+    let mut aws = clients().await;
+    aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&throttled_twice]);
+    let desired = Network::desired(&context(), &Outputs::default()).unwrap();
+    let observed = Network::observe(&aws, &desired)
+        .await
+        .expect("the third attempt succeeds");
+    assert!(observed.vpc.is_none());
+    assert_eq!(throttled_twice.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn ec2_throttling_that_outlasts_the_retries_is_a_retryable_throttled_error() {
+    let always_throttled: Rule = mock!(aws_sdk_ec2::Client::describe_vpcs)
+        .sequence()
+        .http_status(503, Some(EC2_REQUEST_LIMIT_EXCEEDED.to_owned()))
+        .repeatedly()
+        .build();
+    let mut aws = clients().await;
+    aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&always_throttled]);
+    let desired = Network::desired(&context(), &Outputs::default()).unwrap();
+    let err = Network::observe(&aws, &desired)
+        .await
+        .expect_err("throttled throughout");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Retryable, "Throttled")
+    );
+    assert!(err.message.contains("RequestLimitExceeded"), "{}", err.message);
+    assert_eq!(
+        always_throttled.num_calls(),
+        3,
+        "bounded by the retry policy, never a tight loop"
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_throttling_exception_is_a_retryable_throttled_error() {
+    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+    let throttled: Rule = mock!(aws_sdk_dynamodb::Client::describe_table)
+        .sequence()
+        .http_status(400, Some(body.to_owned()))
+        .repeatedly()
+        .build();
+    let mut aws = clients().await;
+    aws.dynamodb = mocked_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&throttled]);
+    let desired = Metadata::desired(&context(), &Outputs::default()).unwrap();
+    let err = Metadata::observe(&aws, &desired)
+        .await
+        .expect_err("throttled throughout");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Retryable, "Throttled")
+    );
+    assert!(err.message.contains("ThrottlingException"), "{}", err.message);
+    assert_eq!(throttled.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn a_partial_delete_objects_failure_keeps_the_bucket_and_is_retried() {
+    use aws_sdk_s3::operation::delete_objects::DeleteObjectsOutput;
+    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+    use aws_sdk_s3::types::{Error as S3Error, Object};
+
+    let listed: Rule = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+        ListObjectsV2Output::builder()
+            .contents(Object::builder().key("images/a.png").build())
+            .contents(Object::builder().key("images/b.png").build())
+            .build()
+    });
+    let partly_deleted: Rule = mock!(aws_sdk_s3::Client::delete_objects).then_output(|| {
+        DeleteObjectsOutput::builder()
+            .errors(
+                S3Error::builder()
+                    .key("images/b.png")
+                    .code("InternalError")
+                    .message("try again")
+                    .build(),
+            )
+            .build()
+    });
+    let bucket_deleted: Rule = mock!(aws_sdk_s3::Client::delete_bucket)
+        .then_output(|| aws_sdk_s3::operation::delete_bucket::DeleteBucketOutput::builder().build());
+    let mut aws = clients().await;
+    aws.s3 = mocked_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&listed, &partly_deleted, &bucket_deleted]
+    );
+    let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
+    let mut observed = ObservedStorage::Present(Default::default());
+    let err = Storage::execute(&aws, &desired, &mut observed, &StorageStep::EmptyAndDeleteBucket)
+        .await
+        .expect_err("one object was not deleted");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Retryable, "ObjectsNotDeleted")
+    );
+    assert!(
+        err.message.contains("images/b.png") && err.message.contains("1 of 2"),
+        "{}",
+        err.message
+    );
+    assert_eq!(partly_deleted.num_calls(), 1);
+    assert_eq!(
+        bucket_deleted.num_calls(),
+        0,
+        "a bucket is never deleted half-emptied"
+    );
+}

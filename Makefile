@@ -14,7 +14,7 @@ CARGO ?= cargo
 .PHONY: help demo test tools prerequisites fmt-check clippy crds
 
 help:
-	@echo "make demo   build the operator and check the example pipeline (the full demo is not built yet)"
+	@echo "make demo   plan, apply and destroy the example pipeline in emulated AWS (moto server)"
 	@echo "make test   install the pinned test tools, then format check, clippy and every test"
 	@echo "make tools  only install the pinned test tools into $(IMAGEPIPELINE_CACHE)"
 	@echo "make crds   regenerate crds/ from the Rust types"
@@ -38,11 +38,7 @@ crds:
 	$(CARGO) run --quiet -p imagepipeline-operator -- crd > crds/imagepipelines.imagepipeline.io.yaml
 
 demo: prerequisites
+	@scripts/tools.sh install moto
 	@echo "==> building the operator (the first build takes several minutes; later ones seconds)"
-	$(CARGO) build --quiet -p imagepipeline-operator
-	@echo "==> imagepipeline plan -f examples/imagepipeline.yaml"
-	@"$(CARGO_TARGET_DIR)/debug/imagepipeline" plan -f examples/imagepipeline.yaml
-	@echo
-	@echo "Not built yet: creating the pipeline in emulated AWS, running upload-api and"
-	@echo "stream-bridge, and sending images through them. Today the demo stops at checking"
-	@echo "the manifest the way 'kubectl apply' would."
+	$(CARGO) build --quiet --workspace
+	@scripts/demo.sh

@@ -11,6 +11,7 @@ packages=()
 command -v cargo >/dev/null || { echo "error: Rust is needed: install it from https://rustup.rs" >&2; exit 1; }
 command -v cc >/dev/null || packages+=(build-essential)
 command -v cmake >/dev/null || packages+=(cmake)
+command -v curl >/dev/null || packages+=(curl)
 echo '#include <curl/curl.h>' | cc -E - >/dev/null 2>&1 || packages+=(libcurl4-openssl-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 

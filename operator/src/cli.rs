@@ -93,14 +93,7 @@ pub async fn plan(pipeline: &ImagePipeline, out: &mut impl Write) -> Result<bool
     let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
     let report = engine.plan(&ctx).await;
     out.write_all(render_plan(&ctx, &report).as_bytes())?;
-    if let Some((component, err)) = report.terminal_error() {
-        return Err(CliError::Terminal {
-            pipeline: label(&ctx),
-            component: component.to_string(),
-            reason: err.reason.clone(),
-            message: err.message.clone(),
-        });
-    }
+    fail_on_terminal_error(&ctx, &report)?;
     Ok(report.changes().next().is_some())
 }
 
@@ -151,37 +144,18 @@ pub async fn apply(
     timeout: Duration,
     progress: &mut impl Write,
 ) -> Result<ImagePipelineStatus, CliError> {
-    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
-    let started = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut status: Option<ImagePipelineStatus> = None;
-    let mut shown = Vec::new();
-    loop {
-        let report = engine.apply(&ctx).await;
-        report_progress(&report, &mut shown, progress)?;
-        let next = pipeline_status(
-            &report,
+    repeat_passes(pipeline, Verb::Apply, timeout, progress, |report| {
+        let generation = pipeline.metadata.generation;
+        status = Some(pipeline_status(
+            report,
             status.as_ref(),
-            pipeline.metadata.generation,
+            generation,
             Timestamp::now(),
-        );
-        status = Some(next.clone());
-        if let Some((component, err)) = report.terminal_error() {
-            return Err(CliError::Terminal {
-                pipeline: label(&ctx),
-                component: component.to_string(),
-                reason: err.reason.clone(),
-                message: err.message.clone(),
-            });
-        }
-        if report.is_ready() {
-            return Ok(next);
-        }
-        if started.elapsed() >= timeout {
-            return Err(timeout_error(&ctx, "ready", started, &report));
-        }
-        tokio::time::sleep(backoff.next_delay()).await;
-    }
+        ));
+    })
+    .await?;
+    Ok(status.unwrap_or_default())
 }
 
 /// `destroy`: passes until everything is gone (or retained), a terminal
@@ -191,28 +165,63 @@ pub async fn destroy(
     timeout: Duration,
     progress: &mut impl Write,
 ) -> Result<(), CliError> {
+    repeat_passes(pipeline, Verb::Destroy, timeout, progress, |_| {}).await
+}
+
+#[derive(Clone, Copy)]
+enum Verb {
+    Apply,
+    Destroy,
+}
+
+/// Runs passes of `verb`, pausing with backoff between them, until it is
+/// done, a terminal error, or the timeout; `each` sees every pass.
+async fn repeat_passes(
+    pipeline: &ImagePipeline,
+    verb: Verb,
+    timeout: Duration,
+    progress: &mut impl Write,
+    mut each: impl FnMut(&PassReport),
+) -> Result<(), CliError> {
     let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut shown = Vec::new();
     loop {
-        let report = engine.destroy(&ctx).await;
+        let (report, done, goal) = match verb {
+            Verb::Apply => {
+                let report = engine.apply(&ctx).await;
+                let done = report.is_ready();
+                (report, done, "ready")
+            }
+            Verb::Destroy => {
+                let report = engine.destroy(&ctx).await;
+                let done = report.is_removed();
+                (report, done, "destroyed")
+            }
+        };
         report_progress(&report, &mut shown, progress)?;
-        if report.is_removed() {
+        each(&report);
+        fail_on_terminal_error(&ctx, &report)?;
+        if done {
             return Ok(());
         }
-        if let Some((component, err)) = report.terminal_error() {
-            return Err(CliError::Terminal {
-                pipeline: label(&ctx),
-                component: component.to_string(),
-                reason: err.reason.clone(),
-                message: err.message.clone(),
-            });
-        }
         if started.elapsed() >= timeout {
-            return Err(timeout_error(&ctx, "destroyed", started, &report));
+            return Err(timeout_error(&ctx, goal, started, &report));
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+fn fail_on_terminal_error(ctx: &PipelineContext, report: &PassReport) -> Result<(), CliError> {
+    match report.terminal_error() {
+        Some((component, err)) => Err(CliError::Terminal {
+            pipeline: label(ctx),
+            component: component.to_string(),
+            reason: err.reason.clone(),
+            message: err.message.clone(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -45,11 +45,6 @@ pub fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|response| response.status().as_u16())
 }
 
-/// Whether a failed call means "this resource does not exist".
-pub fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>, codes: &[&str]) -> bool {
-    code(err).is_some_and(|code| codes.contains(&code))
-}
-
 /// Classifies a failed call. `action` says what the engine was doing, in words
 /// a user reads in a condition message ("create S3 bucket photos").
 pub fn classify<E>(action: &str, err: SdkError<E, HttpResponse>) -> ComponentError

@@ -24,8 +24,6 @@ pub struct AwsClients {
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
-    /// The region every client talks to.
-    pub region: String,
     /// Whether AWS is reached over TLS. Only an emulator is reached without.
     pub uses_tls: bool,
 }
@@ -50,7 +48,7 @@ impl AwsClients {
     }
 
     pub fn from_sdk_config(config: &SdkConfig, calls: CallLog) -> Result<Self, AwsConfigError> {
-        let region = config.region().ok_or(AwsConfigError::NoRegion)?.to_string();
+        config.region().ok_or(AwsConfigError::NoRegion)?;
         // The SDK picks its HTTPS client when a service client is built; the
         // rate limiter wraps a client, so pick the same one here.
         let http = config.http_client().unwrap_or_else(|| {
@@ -90,7 +88,6 @@ impl AwsClients {
             ec2: client!(aws_sdk_ec2, rates::EC2),
             sts: client!(aws_sdk_sts, rates::STS),
             calls,
-            region,
             uses_tls: !config
                 .endpoint_url()
                 .is_some_and(|url| url.starts_with("http://")),

@@ -18,7 +18,7 @@ use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, MasterUser, OWNER_TAG, Outputs,
-    PipelineContext, Readiness, tag_changes,
+    PipelineContext, Readiness, removed_tag_keys, tag_changes,
 };
 
 /// Cluster tags the operator keeps its own progress in; not user-visible
@@ -660,28 +660,16 @@ impl Component for Analytics {
         if !desired.enabled {
             return Readiness::Ready;
         }
-        match &observed.cluster {
-            Some(cluster) if cluster.status == AVAILABLE => Readiness::Ready,
-            Some(cluster) => Readiness::Waiting(format!(
-                "Redshift cluster {} is {}",
-                desired.cluster.id, cluster.status
-            )),
-            None => Readiness::Waiting(format!(
-                "Redshift cluster {} does not exist yet",
-                desired.cluster.id
-            )),
-        }
+        let status = observed.cluster.as_ref().map(|c| c.status.as_str());
+        Readiness::of(
+            &format!("Redshift cluster {}", desired.cluster.id),
+            status,
+            AVAILABLE,
+        )
     }
 
     fn publish(desired: &DesiredAnalytics, observed: &ObservedAnalytics, outputs: &mut Outputs) {
-        if let Some(role) = &observed.role {
-            outputs.resource(
-                Self::KIND,
-                "AWS::IAM::Role",
-                &desired.role.name,
-                Some(role.arn.clone()),
-            );
-        }
+        iam_role::publish(Self::KIND, &desired.role, observed.role.as_ref(), outputs);
         if observed.subnet_group.is_some() {
             outputs.resource(
                 Self::KIND,
@@ -849,8 +837,8 @@ async fn set_redshift_tags(
     tags: &BTreeMap<String, String>,
     action: &str,
 ) -> Result<(), ComponentError> {
-    let stale: Vec<String> = observed
-        .map(|old| old.keys().filter(|k| !tags.contains_key(*k)).cloned().collect())
+    let stale = observed
+        .map(|old| removed_tag_keys(old, tags))
         .unwrap_or_default();
     if !stale.is_empty() {
         aws.redshift

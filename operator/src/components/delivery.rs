@@ -18,7 +18,7 @@ use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
-    tag_changes,
+    removed_tag_keys, tag_changes,
 };
 
 pub const EVENTS_PREFIX: &str = "events/";
@@ -245,11 +245,7 @@ impl Component for Delivery {
         match step {
             DeliveryStep::Role(step) => iam_role::execute(aws, &desired.role, &mut observed.role, step).await,
             DeliveryStep::CreateStream => {
-                let tags = stream
-                    .tags
-                    .iter()
-                    .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let tags = firehose_tags(&stream.tags)?;
                 let result = firehose
                     .create_delivery_stream()
                     .delivery_stream_name(name)
@@ -306,11 +302,7 @@ impl Component for Delivery {
                 .map(drop)
                 .map_err(|err| classify(&action, err)),
             DeliveryStep::SetTags { observed: old } => {
-                let stale: Vec<String> = old
-                    .keys()
-                    .filter(|k| !stream.tags.contains_key(*k))
-                    .cloned()
-                    .collect();
+                let stale = removed_tag_keys(old, &stream.tags);
                 if !stale.is_empty() {
                     firehose
                         .untag_delivery_stream()
@@ -320,11 +312,7 @@ impl Component for Delivery {
                         .await
                         .map_err(|err| classify(&action, err))?;
                 }
-                let tags = stream
-                    .tags
-                    .iter()
-                    .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let tags = firehose_tags(&stream.tags)?;
                 firehose
                     .tag_delivery_stream()
                     .delivery_stream_name(name)
@@ -368,28 +356,13 @@ impl Component for Delivery {
     }
 
     fn readiness(desired: &DesiredDelivery, observed: &ObservedDelivery) -> Readiness {
-        match &observed.stream {
-            Some(stream) if stream.status == DeliveryStreamStatus::Active.as_str() => Readiness::Ready,
-            Some(stream) => Readiness::Waiting(format!(
-                "Firehose stream {} is {}",
-                desired.stream.name, stream.status
-            )),
-            None => Readiness::Waiting(format!(
-                "Firehose stream {} does not exist yet",
-                desired.stream.name
-            )),
-        }
+        let resource = format!("Firehose stream {}", desired.stream.name);
+        let status = observed.stream.as_ref().map(|s| s.status.as_str());
+        Readiness::of(&resource, status, DeliveryStreamStatus::Active.as_str())
     }
 
     fn publish(desired: &DesiredDelivery, observed: &ObservedDelivery, outputs: &mut Outputs) {
-        if let Some(role) = &observed.role {
-            outputs.resource(
-                Self::KIND,
-                "AWS::IAM::Role",
-                &desired.role.name,
-                Some(role.arn.clone()),
-            );
-        }
+        iam_role::publish(Self::KIND, &desired.role, observed.role.as_ref(), outputs);
         if let Some(stream) = &observed.stream {
             outputs.delivery_stream = Some(desired.stream.name.clone());
             outputs.resource(
@@ -493,6 +466,12 @@ async fn observe_stream(
             .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
             .collect(),
     }))
+}
+
+fn firehose_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
+    tags.iter()
+        .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
+        .collect()
 }
 
 fn destination_config(d: &Destination) -> Result<ExtendedS3DestinationConfiguration, ComponentError> {

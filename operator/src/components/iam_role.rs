@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::built;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
-use crate::engine::{Action, Change, ComponentError, tag_changes};
+use crate::engine::{Action, Change, ComponentError, ComponentKind, Outputs, removed_tag_keys, tag_changes};
 
 /// Roles the operator makes live under this path, so an account's
 /// administrators can tell them apart and scope permission boundaries to it.
@@ -201,11 +201,7 @@ pub async fn execute(
             .map(drop)
             .map_err(|err| classify(&action, err)),
         RoleStep::SetTags { observed: old } => {
-            let stale: Vec<String> = old
-                .keys()
-                .filter(|k| !desired.tags.contains_key(*k))
-                .cloned()
-                .collect();
+            let stale = removed_tag_keys(old, &desired.tags);
             if !stale.is_empty() {
                 iam.untag_role()
                     .role_name(name)
@@ -263,6 +259,18 @@ pub fn change(desired: &DesiredRole, step: &RoleStep) -> Change {
             format!("{resource} policy {}", desired.policy_name),
         ),
         RoleStep::Delete => Change::new(Action::Delete, resource),
+    }
+}
+
+/// Lists the role among the resources a component made.
+pub fn publish(
+    kind: ComponentKind,
+    desired: &DesiredRole,
+    observed: Option<&ObservedRole>,
+    outputs: &mut Outputs,
+) {
+    if let Some(role) = observed {
+        outputs.resource(kind, "AWS::IAM::Role", &desired.name, Some(role.arn.clone()));
     }
 }
 

@@ -17,7 +17,7 @@ use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
-    tag_changes,
+    removed_tag_keys, tag_changes,
 };
 
 /// Attribute names of the item contract (DESIGN.md, data contracts).
@@ -271,13 +271,15 @@ impl Component for Metadata {
             .as_ref()
             .map(|t| t.arn.clone())
             .unwrap_or_else(|| desired.arn.clone());
+        // A table being created accepts no TTL or backup settings yet; the
+        // next pass sets them.
+        let table_being_created = observed
+            .table
+            .as_ref()
+            .is_some_and(|t| !t.is(TableStatus::Active));
         match step {
             MetadataStep::CreateTable => {
-                let tags = desired
-                    .tags
-                    .iter()
-                    .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let tags = dynamodb_tags(&desired.tags)?;
                 let result = db
                     .create_table()
                     .table_name(name)
@@ -347,12 +349,7 @@ impl Component for Metadata {
                 .map(drop)
                 .map_err(|err| classify(&action, err)),
             MetadataStep::EnableTtl { .. } => {
-                // A table being created accepts no TTL yet; the next pass does it.
-                if observed
-                    .table
-                    .as_ref()
-                    .is_some_and(|t| !t.is(TableStatus::Active))
-                {
+                if table_being_created {
                     return Ok(());
                 }
                 db.update_time_to_live()
@@ -369,11 +366,7 @@ impl Component for Metadata {
                     .map_err(|err| classify(&action, err))
             }
             MetadataStep::EnablePointInTimeRecovery => {
-                if observed
-                    .table
-                    .as_ref()
-                    .is_some_and(|t| !t.is(TableStatus::Active))
-                {
+                if table_being_created {
                     return Ok(());
                 }
                 db.update_continuous_backups()
@@ -392,7 +385,7 @@ impl Component for Metadata {
                 observed: old,
                 desired: tags,
             } => {
-                let stale: Vec<String> = old.keys().filter(|k| !tags.contains_key(*k)).cloned().collect();
+                let stale = removed_tag_keys(old, tags);
                 if !stale.is_empty() {
                     db.untag_resource()
                         .resource_arn(&arn)
@@ -401,10 +394,7 @@ impl Component for Metadata {
                         .await
                         .map_err(|err| classify(&action, err))?;
                 }
-                let tags = tags
-                    .iter()
-                    .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-                    .collect::<Result<_, _>>()?;
+                let tags = dynamodb_tags(tags)?;
                 db.tag_resource()
                     .resource_arn(&arn)
                     .set_tags(Some(tags))
@@ -433,11 +423,12 @@ impl Component for Metadata {
     }
 
     fn readiness(desired: &DesiredTable, observed: &ObservedTable) -> Readiness {
-        match &observed.table {
-            Some(table) if table.is(TableStatus::Active) => Readiness::Ready,
-            Some(table) => Readiness::Waiting(format!("DynamoDB table {} is {}", desired.name, table.status)),
-            None => Readiness::Waiting(format!("DynamoDB table {} does not exist yet", desired.name)),
-        }
+        let status = observed.table.as_ref().map(|t| t.status.as_str());
+        Readiness::of(
+            &format!("DynamoDB table {}", desired.name),
+            status,
+            TableStatus::Active.as_str(),
+        )
     }
 
     fn publish(desired: &DesiredTable, observed: &ObservedTable, outputs: &mut Outputs) {
@@ -489,6 +480,12 @@ impl MetadataStep {
             MetadataStep::DeleteTable => Change::new(Action::Delete, ""),
         }
     }
+}
+
+fn dynamodb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
+    tags.iter()
+        .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
+        .collect()
 }
 
 fn string_attribute(name: &str) -> Result<AttributeDefinition, ComponentError> {

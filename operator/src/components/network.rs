@@ -19,7 +19,7 @@ use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs, PipelineContext, Readiness,
-    tag_changes,
+    removed_tag_keys, tag_changes,
 };
 
 /// Tells the pipeline's VPCs apart: `kafka` here, `api` from the network issue.
@@ -247,9 +247,8 @@ impl Component for Network {
             }
             NetworkStep::SetVpcTags { observed: old } => {
                 let Some(vpc) = &observed.vpc else { return Ok(()) };
-                let stale: Vec<Tag> = old
-                    .keys()
-                    .filter(|k| !desired.tags.contains_key(*k))
+                let stale: Vec<Tag> = removed_tag_keys(old, &desired.tags)
+                    .into_iter()
                     .map(|k| Tag::builder().key(k).build())
                     .collect();
                 if !stale.is_empty() {

@@ -189,12 +189,37 @@ pub fn tag_changes(observed: &BTreeMap<String, String>, desired: &BTreeMap<Strin
     fields
 }
 
+/// Keys `observed` has and `desired` does not: the tags to remove before
+/// setting the desired ones.
+pub fn removed_tag_keys(
+    observed: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+) -> Vec<String> {
+    observed
+        .keys()
+        .filter(|key| !desired.contains_key(*key))
+        .cloned()
+        .collect()
+}
+
 /// Whether a component is done, or still waiting on AWS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
     Ready,
     /// AWS is still working (a cluster being created); the text says on what.
     Waiting(String),
+}
+
+impl Readiness {
+    /// Ready when the resource's status is `ready_status`; otherwise waiting,
+    /// saying what the resource is doing or that it does not exist yet.
+    pub fn of(resource: &str, status: Option<&str>, ready_status: &str) -> Self {
+        match status {
+            Some(status) if status == ready_status => Readiness::Ready,
+            Some(status) => Readiness::Waiting(format!("{resource} is {status}")),
+            None => Readiness::Waiting(format!("{resource} does not exist yet")),
+        }
+    }
 }
 
 /// What components make that later components use, and what the status shows.

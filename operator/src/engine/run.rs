@@ -131,78 +131,81 @@ impl Engine {
     /// honouring `spec.deletionPolicy`. It stops at the first component that
     /// is not gone yet: what it stands on must wait.
     pub async fn destroy(&self, ctx: &PipelineContext) -> PassReport {
-        let policy = ctx.spec.deletion_policy;
+        let goal = Goal::TearDown(ctx.spec.deletion_policy);
         let mut report = PassReport::default();
-        let mut outputs = Outputs::default();
         for kind in ComponentKind::ALL.into_iter().rev() {
             let blocker = report
                 .components
                 .iter()
-                .find(|c| c.state != ComponentState::Removed)
-                .map(|c| c.kind);
+                .find(|c| c.state != ComponentState::Removed);
             let component = match blocker {
-                Some(blocker) => ComponentReport {
-                    kind,
-                    state: ComponentState::Blocked(blocker),
-                    changes: vec![],
-                },
-                None => match kind {
-                    ComponentKind::Network => self.tear_down::<Network>(ctx, &mut outputs, policy).await,
-                    ComponentKind::Storage => self.tear_down::<Storage>(ctx, &mut outputs, policy).await,
-                    ComponentKind::Metadata => self.tear_down::<Metadata>(ctx, &mut outputs, policy).await,
-                    ComponentKind::Delivery => self.tear_down::<Delivery>(ctx, &mut outputs, policy).await,
-                    ComponentKind::Analytics => self.tear_down::<Analytics>(ctx, &mut outputs, policy).await,
-                },
+                Some(blocker) => ComponentReport::blocked(kind, blocker.kind),
+                None => self.run(kind, ctx, &mut report.outputs, goal).await,
             };
             report.components.push(component);
         }
         report.components.reverse();
-        report.outputs = outputs;
         report
     }
 
     async fn converge_all(&self, ctx: &PipelineContext, mode: Mode) -> PassReport {
         let mut report = PassReport::default();
         for kind in ComponentKind::ALL {
-            let component = match kind {
-                ComponentKind::Network => self.converge::<Network>(ctx, &mut report, mode).await,
-                ComponentKind::Storage => self.converge::<Storage>(ctx, &mut report, mode).await,
-                ComponentKind::Metadata => self.converge::<Metadata>(ctx, &mut report, mode).await,
-                ComponentKind::Delivery => self.converge::<Delivery>(ctx, &mut report, mode).await,
-                ComponentKind::Analytics => self.converge::<Analytics>(ctx, &mut report, mode).await,
+            // A plan looks past dependencies that do not exist yet, so it can
+            // show everything a first apply would make.
+            let unready = Self::dependencies(kind)
+                .iter()
+                .copied()
+                .find(|&dep| report.state_of(dep) != Some(&ComponentState::Ready));
+            let component = match unready {
+                Some(dependency) if mode == Mode::Apply => ComponentReport::blocked(kind, dependency),
+                _ => {
+                    self.run(kind, ctx, &mut report.outputs, Goal::Converge(mode))
+                        .await
+                }
             };
             report.components.push(component);
         }
         report
     }
 
-    async fn converge<C: Component>(
+    fn dependencies(kind: ComponentKind) -> &'static [ComponentKind] {
+        match kind {
+            ComponentKind::Network => Network::DEPENDS_ON,
+            ComponentKind::Storage => Storage::DEPENDS_ON,
+            ComponentKind::Metadata => Metadata::DEPENDS_ON,
+            ComponentKind::Delivery => Delivery::DEPENDS_ON,
+            ComponentKind::Analytics => Analytics::DEPENDS_ON,
+        }
+    }
+
+    async fn run(
+        &self,
+        kind: ComponentKind,
+        ctx: &PipelineContext,
+        outputs: &mut Outputs,
+        goal: Goal,
+    ) -> ComponentReport {
+        match kind {
+            ComponentKind::Network => self.run_component::<Network>(ctx, outputs, goal).await,
+            ComponentKind::Storage => self.run_component::<Storage>(ctx, outputs, goal).await,
+            ComponentKind::Metadata => self.run_component::<Metadata>(ctx, outputs, goal).await,
+            ComponentKind::Delivery => self.run_component::<Delivery>(ctx, outputs, goal).await,
+            ComponentKind::Analytics => self.run_component::<Analytics>(ctx, outputs, goal).await,
+        }
+    }
+
+    async fn run_component<C: Component>(
         &self,
         ctx: &PipelineContext,
-        report: &mut PassReport,
-        mode: Mode,
+        outputs: &mut Outputs,
+        goal: Goal,
     ) -> ComponentReport {
-        // A plan looks past dependencies that do not exist yet, so it can show
-        // everything a first apply would make.
-        if mode == Mode::Apply
-            && let Some(&dependency) = C::DEPENDS_ON
-                .iter()
-                .find(|&&dep| report.state_of(dep) != Some(&ComponentState::Ready))
-        {
-            return ComponentReport {
-                kind: C::KIND,
-                state: ComponentState::Blocked(dependency),
-                changes: vec![],
-            };
-        }
         let mut changes = Vec::new();
-        let state = match self
-            .converge_steps::<C>(ctx, &mut report.outputs, mode, &mut changes)
+        let state = self
+            .drive::<C>(ctx, outputs, goal, &mut changes)
             .await
-        {
-            Ok(state) => state,
-            Err(err) => ComponentState::Failed(err),
-        };
+            .unwrap_or_else(ComponentState::Failed);
         ComponentReport {
             kind: C::KIND,
             state,
@@ -210,25 +213,39 @@ impl Engine {
         }
     }
 
-    async fn converge_steps<C: Component>(
+    /// Observes, acts on the steps towards `goal`, and observes again, until
+    /// no steps remain or the rounds run out.
+    async fn drive<C: Component>(
         &self,
         ctx: &PipelineContext,
         outputs: &mut Outputs,
-        mode: Mode,
+        goal: Goal,
         changes: &mut Vec<Change>,
     ) -> Result<ComponentState, ComponentError> {
         let desired = C::desired(ctx, outputs)?;
         let mut observed = C::observe(&self.aws, &desired).await?;
         for _ in 0..MAX_ROUNDS_PER_PASS {
-            let steps = C::converge(&desired, &observed)?;
+            let (steps, settled) = match goal {
+                Goal::Converge(_) => {
+                    let settled = match C::readiness(&desired, &observed) {
+                        Readiness::Ready => ComponentState::Ready,
+                        Readiness::Waiting(reason) => ComponentState::Waiting(reason),
+                    };
+                    (C::converge(&desired, &observed)?, settled)
+                }
+                Goal::TearDown(policy) => {
+                    let (steps, waiting) = C::teardown(&desired, &observed, policy);
+                    (
+                        steps,
+                        waiting.map_or(ComponentState::Removed, ComponentState::Waiting),
+                    )
+                }
+            };
             if steps.is_empty() {
                 C::publish(&desired, &observed, outputs);
-                return Ok(match C::readiness(&desired, &observed) {
-                    Readiness::Ready => ComponentState::Ready,
-                    Readiness::Waiting(reason) => ComponentState::Waiting(reason),
-                });
+                return Ok(settled);
             }
-            if mode == Mode::Plan {
+            if goal == Goal::Converge(Mode::Plan) {
                 changes.extend(steps.iter().map(|step| C::describe(&desired, step)));
                 C::publish(&desired, &observed, outputs);
                 return Ok(ComponentState::ChangesPending);
@@ -241,53 +258,22 @@ impl Engine {
         }
         Err(not_settled(C::KIND))
     }
+}
 
-    async fn tear_down<C: Component>(
-        &self,
-        ctx: &PipelineContext,
-        outputs: &mut Outputs,
-        policy: DeletionPolicy,
-    ) -> ComponentReport {
-        let mut changes = Vec::new();
-        let state = match self
-            .tear_down_steps::<C>(ctx, outputs, policy, &mut changes)
-            .await
-        {
-            Ok(state) => state,
-            Err(err) => ComponentState::Failed(err),
-        };
-        ComponentReport {
-            kind: C::KIND,
-            state,
-            changes,
-        }
-    }
+/// What a pass drives each component towards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    Converge(Mode),
+    TearDown(DeletionPolicy),
+}
 
-    async fn tear_down_steps<C: Component>(
-        &self,
-        ctx: &PipelineContext,
-        outputs: &mut Outputs,
-        policy: DeletionPolicy,
-        changes: &mut Vec<Change>,
-    ) -> Result<ComponentState, ComponentError> {
-        let desired = C::desired(ctx, outputs)?;
-        let mut observed = C::observe(&self.aws, &desired).await?;
-        for _ in 0..MAX_ROUNDS_PER_PASS {
-            let (steps, waiting) = C::teardown(&desired, &observed, policy);
-            if steps.is_empty() {
-                C::publish(&desired, &observed, outputs);
-                return Ok(match waiting {
-                    Some(reason) => ComponentState::Waiting(reason),
-                    None => ComponentState::Removed,
-                });
-            }
-            for step in &steps {
-                changes.push(C::describe(&desired, step));
-                C::execute(&self.aws, &desired, &mut observed, step).await?;
-            }
-            observed = C::observe(&self.aws, &desired).await?;
+impl ComponentReport {
+    fn blocked(kind: ComponentKind, on: ComponentKind) -> Self {
+        Self {
+            kind,
+            state: ComponentState::Blocked(on),
+            changes: vec![],
         }
-        Err(not_settled(C::KIND))
     }
 }
 

@@ -27,7 +27,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p1
+MOTO_PATCH_LEVEL=p2
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -35,11 +35,12 @@ validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION";
 
 tool_path() {
   case "$1" in
-    moto)     echo "$(moto_dir)/venv/bin/moto_server" ;;
+    moto)     echo "$(moto_dir)/bin/moto-server" ;;
+    moto-ca)  echo "$(moto_dir)/tls/ca.pem" ;;
     tansu)    echo "$(tansu_dir)/bin/tansu" ;;
     helm)     echo "$(helm_dir)/helm" ;;
     validate) echo "$(validate_dir)/venv/bin/kubernetes-validate" ;;
-    *) die "unknown tool '$1' (moto, tansu, helm, validate)" ;;
+    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate)" ;;
   esac
 }
 
@@ -69,6 +70,16 @@ do_moto() {
   "$PYTHON" -m venv "$1/venv"
   "$1/venv/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements/moto.txt"
   patch_moto "$1"
+  # Served over TLS only, like AWS: the buckets' TLS-only policies are real.
+  "$1/venv/bin/python" "$HERE/moto/certificate.py" "$1/tls"
+  cp "$HERE/moto/server.py" "$1/server.py"
+  mkdir -p "$1/bin"
+  cat >"$1/bin/moto-server" <<SH
+#!/bin/sh
+# moto server over TLS with the CA in $1/tls/ca.pem; takes moto_server's arguments.
+exec "$1/venv/bin/python" "$1/server.py" --ssl-cert "$1/tls/server.pem" --ssl-key "$1/tls/server-key.pem" "\$@"
+SH
+  chmod +x "$1/bin/moto-server"
 }
 
 # Fixes to moto 5.2.5 where it answers differently from AWS, so that the
@@ -76,6 +87,8 @@ do_moto() {
 # p1: Redshift Data API timestamps (CreatedAt, UpdatedAt) are ISO strings in
 #     moto; the AWS JSON protocol sends epoch seconds, and the SDKs reject
 #     anything else ("failed to parse JSON").
+# p2: served over TLS by scripts/moto/server.py, which also makes bucket
+#     policies honour aws:SecureTransport (see that file).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"
@@ -141,6 +154,7 @@ install() {
 print_env() {
   echo "export IMAGEPIPELINE_CACHE='$CACHE'"
   echo "export IMAGEPIPELINE_MOTO_SERVER='$(tool_path moto)'"
+  echo "export IMAGEPIPELINE_MOTO_CA='$(tool_path moto-ca)'"
   echo "export IMAGEPIPELINE_TANSU='$(tool_path tansu)'"
   echo "export IMAGEPIPELINE_HELM='$(tool_path helm)'"
   echo "export IMAGEPIPELINE_KUBERNETES_VALIDATE='$(tool_path validate)'"

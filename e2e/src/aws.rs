@@ -1,7 +1,12 @@
-use std::{sync::Mutex, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tempfile::TempDir;
 
 use crate::{
@@ -24,13 +29,76 @@ static IDLE: Mutex<Vec<MotoServer>> = Mutex::new(Vec::new());
 struct MotoServer {
     process: ServiceProcess,
     endpoint: String,
+    tls: EmulatorTls,
     // The log lives here; removed when the server is dropped.
     _dir: TempDir,
+}
+
+/// The emulator serves TLS only, like AWS, with a certificate from its own
+/// CA; its clients trust that CA and nothing else.
+#[derive(Clone)]
+struct EmulatorTls {
+    ca_file: PathBuf,
+    ca_pem: Vec<u8>,
+}
+
+impl EmulatorTls {
+    fn load() -> Result<Self, HarnessError> {
+        let ca_file = Tool::MotoCertificate.path()?;
+        let ca_pem = std::fs::read(&ca_file).map_err(|source| HarnessError::Io {
+            what: format!("reading the AWS emulator's CA certificate {}", ca_file.display()),
+            source,
+        })?;
+        Ok(Self { ca_file, ca_pem })
+    }
+
+    /// An HTTP client for the emulator's own API (readiness, reset).
+    fn http_client(&self) -> Result<reqwest::Client, HarnessError> {
+        let invalid = |detail: String| HarnessError::Tls {
+            ca_file: self.ca_file.clone(),
+            detail,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&self.ca_pem) {
+            let certificate: rustls::pki_types::CertificateDer<'_> =
+                certificate.map_err(|e| invalid(e.to_string()))?;
+            roots.add(certificate).map_err(|e| invalid(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .map_err(|source| HarnessError::Http {
+                what: "building an HTTPS client for the AWS emulator".into(),
+                source,
+            })
+    }
+
+    /// The AWS SDK's own HTTPS client, trusting the emulator's CA only.
+    fn sdk_http_client(&self) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+        let trust = TrustStore::empty().with_pem_certificate(self.ca_pem.clone());
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(
+                TlsContext::builder()
+                    .with_trust_store(trust)
+                    .build()
+                    .expect("a trust store is a valid TLS context"),
+            )
+            .build_https()
+    }
 }
 
 impl MotoServer {
     async fn start() -> Result<Self, HarnessError> {
         let program = Tool::MotoServer.path()?;
+        let tls = EmulatorTls::load()?;
+        let http = tls.http_client()?;
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::Builder::new()
@@ -54,8 +122,7 @@ impl MotoServer {
                 dir.path(),
                 dir.path().join("moto.log"),
             )?;
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let http = reqwest::Client::new();
+            let endpoint = format!("https://127.0.0.1:{port}");
             let dashboard = format!("{endpoint}/moto-api/");
             let ready = process
                 .wait_until_ready(READY_TIMEOUT, || {
@@ -68,6 +135,7 @@ impl MotoServer {
                     return Ok(Self {
                         process,
                         endpoint,
+                        tls,
                         _dir: dir,
                     });
                 }
@@ -83,7 +151,8 @@ impl MotoServer {
             what: format!("resetting the AWS emulator at {url}"),
             source,
         };
-        reqwest::Client::new()
+        self.tls
+            .http_client()?
             .post(&url)
             .send()
             .await
@@ -133,10 +202,16 @@ impl AwsEmulator {
         self.server().reset().await
     }
 
-    /// SDK configuration for this emulator: its endpoint, [`REGION`] and
-    /// dummy credentials, with nothing read from the machine's AWS settings.
+    /// The CA certificate a client must trust to reach the emulator.
+    pub fn ca_file(&self) -> &Path {
+        &self.server().tls.ca_file
+    }
+
+    /// SDK configuration for this emulator: its endpoint, [`REGION`], dummy
+    /// credentials and its CA, with nothing read from the machine's AWS settings.
     pub async fn sdk_config(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(self.server().tls.sdk_http_client())
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint_url())
             .credentials_provider(Credentials::new("testing", "testing", None, None, "aws-emulator"))
@@ -154,9 +229,11 @@ impl AwsEmulator {
     }
 
     /// The environment that points a child process (the operator, a service)
-    /// at this emulator through the SDK's standard variables.
+    /// at this emulator through the SDK's standard variables; `SSL_CERT_FILE`
+    /// makes the emulator's CA the only one the child trusts.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
+            ("SSL_CERT_FILE", self.ca_file().display().to_string()),
             ("AWS_ENDPOINT_URL", self.endpoint_url().to_owned()),
             ("AWS_REGION", REGION.to_owned()),
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),

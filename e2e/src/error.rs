@@ -75,6 +75,18 @@ pub enum HarnessError {
         /// The failure.
         source: reqwest::Error,
     },
+    /// The emulator's CA certificate cannot be used.
+    #[error(
+        "the AWS emulator's CA certificate {} is unusable ({detail}); reinstall it with \
+         `rm -rf` of its folder and `scripts/tools.sh install moto`",
+        ca_file.display()
+    )]
+    Tls {
+        /// The certificate file.
+        ca_file: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Local file trouble (temporary folders, logs).
     #[error("{what}: {source}")]
     Io {

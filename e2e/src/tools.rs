@@ -10,8 +10,11 @@ use crate::HarnessError;
 /// (`$IMAGEPIPELINE_CACHE`, default `~/.cache/imagepipeline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
-    /// moto's `moto_server`, the AWS emulator.
+    /// moto's `moto_server`, the AWS emulator, serving TLS only.
     MotoServer,
+    /// The CA certificate that signed the emulator's TLS certificate: the one
+    /// root its clients trust.
+    MotoCertificate,
     /// tansu, the Kafka-protocol broker.
     Tansu,
     /// helm 3.
@@ -24,19 +27,28 @@ impl Tool {
     fn describe(self) -> &'static str {
         match self {
             Tool::MotoServer => "the AWS emulator (moto server)",
+            Tool::MotoCertificate => "the AWS emulator's CA certificate",
             Tool::Tansu => "the Kafka broker (tansu)",
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "kubernetes-validate",
         }
     }
 
-    /// The tool's name for `scripts/tools.sh`.
+    /// The tool's name for `scripts/tools.sh install`.
     fn install_name(self) -> &'static str {
         match self {
-            Tool::MotoServer => "moto",
+            Tool::MotoServer | Tool::MotoCertificate => "moto",
             Tool::Tansu => "tansu",
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "validate",
+        }
+    }
+
+    /// The tool's name for `scripts/tools.sh path`.
+    fn lookup_name(self) -> &'static str {
+        match self {
+            Tool::MotoCertificate => "moto-ca",
+            other => other.install_name(),
         }
     }
 
@@ -44,6 +56,7 @@ impl Tool {
     pub fn env_var(self) -> &'static str {
         match self {
             Tool::MotoServer => "IMAGEPIPELINE_MOTO_SERVER",
+            Tool::MotoCertificate => "IMAGEPIPELINE_MOTO_CA",
             Tool::Tansu => "IMAGEPIPELINE_TANSU",
             Tool::Helm => "IMAGEPIPELINE_HELM",
             Tool::KubernetesValidate => "IMAGEPIPELINE_KUBERNETES_VALIDATE",
@@ -81,7 +94,7 @@ impl Tool {
         };
         let output = Command::new("bash")
             .arg(&script)
-            .args(["path", self.install_name()])
+            .args(["path", self.lookup_name()])
             .output()
             .map_err(|e| lookup_failed(format!("cannot run {}: {e}", script.display())))?;
         if !output.status.success() {

@@ -163,6 +163,7 @@ fn a_missing_tool_fails_with_instructions_to_install_it() {
 fn every_pinned_tool_is_installed() {
     for tool in [
         Tool::MotoServer,
+        Tool::MotoCertificate,
         Tool::Tansu,
         Tool::Helm,
         Tool::KubernetesValidate,

@@ -77,15 +77,28 @@ async fn ec2_request_limit_exceeded_is_retried_by_the_sdk_and_then_succeeds() {
         .http_status(503, Some(EC2_REQUEST_LIMIT_EXCEEDED.to_owned()))
         .times(2)
         .output(|| aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsOutput::builder().build())
+        .repeatedly()
         .build();
+    let no_gateways: Rule = mock!(aws_sdk_ec2::Client::describe_internet_gateways).then_output(|| {
+        aws_sdk_ec2::operation::describe_internet_gateways::DescribeInternetGatewaysOutput::builder().build()
+    });
+    let no_peerings: Rule = mock!(aws_sdk_ec2::Client::describe_vpc_peering_connections).then_output(|| {
+        aws_sdk_ec2::operation::describe_vpc_peering_connections::DescribeVpcPeeringConnectionsOutput::builder()
+            .build()
+    });
     let mut aws = clients().await;
-    aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&throttled_twice]);
+    aws.ec2 = mocked_client!(
+        aws_sdk_ec2,
+        RuleMode::MatchAny,
+        [&throttled_twice, &no_gateways, &no_peerings]
+    );
     let desired = Network::desired(&context(), &Outputs::default()).unwrap();
     let observed = Network::observe(&aws, &desired)
         .await
         .expect("the third attempt succeeds");
-    assert!(observed.vpc.is_none());
-    assert_eq!(throttled_twice.num_calls(), 3);
+    assert!(observed.vpcs.is_empty());
+    // Two throttled attempts and the answer for the API VPC, then the Kafka VPC's.
+    assert_eq!(throttled_twice.num_calls(), 4);
 }
 
 #[tokio::test]

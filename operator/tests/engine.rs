@@ -162,11 +162,26 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         ],
         [Some(true); 4]
     );
-    // The TLS-only policy (unit-tested in the storage module) is left out when
-    // the operator reaches S3 over plain HTTP, as here: it would lock out the
-    // operator and the services themselves.
-    let policy = aws.s3.get_bucket_policy().bucket(&bucket).send().await;
-    assert!(policy.is_err(), "no bucket policy over plain HTTP: {policy:?}");
+    // The emulator, like AWS, serves TLS and evaluates aws:SecureTransport, so
+    // the policy is real here: every object read and write in these tests
+    // passes it.
+    let policy = aws.s3.get_bucket_policy().bucket(&bucket).send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let denies_plain_http = policy["Statement"].as_array().unwrap().iter().any(|statement| {
+        statement["Effect"] == "Deny"
+            && statement["Principal"] == "*"
+            && statement["Action"] == "s3:*"
+            && statement["Resource"]
+                == serde_json::json!([
+                    format!("arn:aws:s3:::{bucket}"),
+                    format!("arn:aws:s3:::{bucket}/*")
+                ])
+            && statement["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    });
+    assert!(
+        denies_plain_http,
+        "bucket policy must deny requests without TLS: {policy}"
+    );
     let tags = aws.s3.get_bucket_tagging().bucket(&bucket).send().await.unwrap();
     let tags = tag_map(tags.tag_set().iter().map(|t| (t.key(), t.value())));
     assert_eq!(tags[OWNER_TAG], "media/photos");
@@ -285,9 +300,9 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .collect();
     let mut expected: Vec<&str> = report
         .outputs
-        .private_subnet_ids
+        .private_subnets
         .iter()
-        .map(String::as_str)
+        .map(|s| s.id.as_str())
         .collect();
     expected.sort();
     let mut subnets = subnets;
@@ -559,6 +574,51 @@ async fn owned_resources(aws: &AwsClients, owner: &str) -> Vec<String> {
             group.group_id().unwrap()
         ));
     }
+    for gateway in aws
+        .ec2
+        .describe_internet_gateways()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+    {
+        found.push(format!(
+            "internet gateway {}",
+            gateway.internet_gateway_id().unwrap()
+        ));
+    }
+    for table in aws
+        .ec2
+        .describe_route_tables()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
+        found.push(format!("route table {}", table.route_table_id().unwrap()));
+    }
+    for peering in aws
+        .ec2
+        .describe_vpc_peering_connections()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .vpc_peering_connections()
+    {
+        let state = peering
+            .status()
+            .and_then(|s| s.code())
+            .map(|c| c.as_str().to_owned());
+        if state.as_deref() != Some("deleted") {
+            found.push(format!(
+                "peering {}",
+                peering.vpc_peering_connection_id().unwrap()
+            ));
+        }
+    }
     found.sort();
     found
 }
@@ -569,22 +629,43 @@ fn kinds(resources: &[String]) -> Vec<&str> {
     kinds
 }
 
-const EVERY_RESOURCE: [&str; 11] = [
+const EVERY_RESOURCE: [&str; 21] = [
     "bucket",
     "cluster",
     "delivery stream",
+    "internet gateway",
+    "peering",
     "role",
     "role",
+    "route table",
+    "route table",
     "security group",
+    "security group",
+    "security group",
+    "security group",
+    "subnet",
+    "subnet",
     "subnet",
     "subnet",
     "subnet group",
     "table",
     "vpc",
+    "vpc",
 ];
+// Two halves of the mutating calls, so that they run at once on two emulators.
+#[tokio::test]
+async fn a_crash_after_any_odd_numbered_mutating_call_converges_to_exactly_one_of_each() {
+    crash_after_each_mutation(1).await;
+}
 
 #[tokio::test]
-async fn a_crash_after_any_mutating_call_converges_to_exactly_one_of_each() {
+async fn a_crash_after_any_even_numbered_mutating_call_converges_to_exactly_one_of_each() {
+    crash_after_each_mutation(2).await;
+}
+
+/// Injects a failure after mutating call `first`, `first + 2`, … of a first
+/// apply, and checks that a new process converges to one of each resource.
+async fn crash_after_each_mutation(first: u64) {
     let emulator = AwsEmulator::start().await.expect("moto server starts");
     let pipeline = pipeline(MINIMAL);
     let (engine, ctx) = engine_for(&emulator, &pipeline).await;
@@ -595,7 +676,7 @@ async fn a_crash_after_any_mutating_call_converges_to_exactly_one_of_each() {
         "a first apply makes the whole pipeline: {mutations} mutations"
     );
 
-    for n in 1..=mutations {
+    for n in (first..=mutations).step_by(2) {
         emulator.reset().await.expect("reset");
         let (engine, ctx) = engine_for(&emulator, &pipeline).await;
         engine.aws().calls.fail_after_mutation(n);
@@ -864,4 +945,188 @@ async fn a_bucket_of_another_pipeline_is_a_terminal_error_without_retries() {
             .iter()
             .any(|t| t.key() == OWNER_TAG && t.value() == "media/photos")
     );
+}
+
+/// Inbound rules of a security group as `port from source`, sorted.
+async fn inbound_rules(aws: &AwsClients, group_id: &str) -> Vec<String> {
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap();
+    let mut rules = Vec::new();
+    for permission in groups.security_groups()[0].ip_permissions() {
+        let port = format!(
+            "{} {}-{}",
+            permission.ip_protocol().unwrap(),
+            permission.from_port().unwrap_or(-1),
+            permission.to_port().unwrap_or(-1)
+        );
+        for range in permission.ip_ranges() {
+            rules.push(format!("{port} from {}", range.cidr_ip().unwrap()));
+        }
+        for pair in permission.user_id_group_pairs() {
+            rules.push(format!("{port} from {}", pair.group_id().unwrap()));
+        }
+    }
+    rules.sort();
+    rules
+}
+
+#[tokio::test]
+async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_rules() {
+    let fx = Fixture::new(MINIMAL).await;
+    let report = fx.apply_until_ready().await;
+    let outputs = &report.outputs;
+    let aws = fx.aws();
+    let (api_vpc, kafka_vpc) = (
+        outputs.api_vpc_id.clone().unwrap(),
+        outputs.kafka_vpc_id.clone().unwrap(),
+    );
+    let lb = outputs.load_balancer_security_group.clone().unwrap();
+    let upload = outputs.upload_security_group.clone().unwrap();
+    let kafka = outputs.kafka_security_group.clone().unwrap();
+
+    assert_eq!(inbound_rules(aws, &lb).await, ["tcp 80-80 from 0.0.0.0/0"]);
+    assert_eq!(
+        inbound_rules(aws, &upload).await,
+        [format!("tcp 8080-8080 from {lb}")]
+    );
+    assert_eq!(
+        inbound_rules(aws, &kafka).await,
+        [
+            "tcp 9092-9092 from 10.40.0.0/16".to_owned(),
+            format!("tcp 9092-9092 from {kafka}"),
+            format!("tcp 9093-9093 from {kafka}"),
+        ]
+    );
+
+    // Peering API↔Kafka is active and both sides route to it.
+    let peerings = aws
+        .ec2
+        .describe_vpc_peering_connections()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("requester-vpc-info.vpc-id")
+                .values(&api_vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let peering = &peerings.vpc_peering_connections()[0];
+    assert_eq!(peering.status().unwrap().code().unwrap().as_str(), "active");
+    assert_eq!(
+        peering.accepter_vpc_info().unwrap().vpc_id(),
+        Some(kafka_vpc.as_str())
+    );
+    let peering_id = peering.vpc_peering_connection_id().unwrap();
+    let routes_of = |vpc: String| async move {
+        let tables = aws
+            .ec2
+            .describe_route_tables()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(vpc)
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{OWNER_TAG}"))
+                    .values("media/photos")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let table = &tables.route_tables()[0];
+        let mut routes: Vec<(String, String)> = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let target = r
+                    .vpc_peering_connection_id()
+                    .or(r.gateway_id())
+                    .unwrap_or_default()
+                    .to_owned();
+                (r.destination_cidr_block().unwrap().to_owned(), target)
+            })
+            .collect();
+        routes.sort();
+        let associated = table
+            .associations()
+            .iter()
+            .filter(|a| a.subnet_id().is_some())
+            .count();
+        (routes, associated)
+    };
+    let (api_routes, api_associated) = routes_of(api_vpc.clone()).await;
+    let gateways = aws
+        .ec2
+        .describe_internet_gateways()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.vpc-id")
+                .values(&api_vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let gateway = gateways.internet_gateways()[0].internet_gateway_id().unwrap();
+    assert_eq!(
+        api_routes,
+        [
+            ("0.0.0.0/0".to_owned(), gateway.to_owned()),
+            ("10.40.0.0/16".to_owned(), "local".to_owned()),
+            ("10.41.0.0/16".to_owned(), peering_id.to_owned()),
+        ]
+    );
+    assert_eq!(
+        api_associated, 2,
+        "both public subnets use the public route table"
+    );
+    let (kafka_routes, kafka_associated) = routes_of(kafka_vpc.clone()).await;
+    assert_eq!(
+        kafka_routes,
+        [
+            ("10.40.0.0/16".to_owned(), peering_id.to_owned()),
+            ("10.41.0.0/16".to_owned(), "local".to_owned()),
+        ],
+        "no way out of the Kafka VPC but the peering"
+    );
+    assert_eq!(kafka_associated, 2);
+    for subnet in &outputs.public_subnets {
+        let described = aws
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&subnet.id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(described.subnets()[0].map_public_ip_on_launch(), Some(true));
+    }
+
+    // A port opened by hand is closed again, and plan shows it first.
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(&kafka)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let plan = fx.engine.plan(&fx.ctx).await;
+    let fields: Vec<&String> = plan.changes().flat_map(|(_, c)| &c.fields).collect();
+    assert!(
+        fields.iter().any(|f| f.contains("tcp 22 from 0.0.0.0/0")),
+        "plan shows the hand-opened port: {fields:?}"
+    );
+    fx.apply_until_ready().await;
+    assert_eq!(inbound_rules(aws, &kafka).await.len(), 3, "port 22 closed again");
 }

@@ -24,8 +24,6 @@ pub struct AwsClients {
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
-    /// Whether AWS is reached over TLS. Only an emulator is reached without.
-    pub uses_tls: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +86,6 @@ impl AwsClients {
             ec2: client!(aws_sdk_ec2, rates::EC2),
             sts: client!(aws_sdk_sts, rates::STS),
             calls,
-            uses_tls: !config
-                .endpoint_url()
-                .is_some_and(|url| url.starts_with("http://")),
         })
     }
 }

@@ -170,7 +170,7 @@ impl Component for Analytics {
             policy: ctx.spec.deletion_policy,
             owner: ctx.owner.tag_value(),
             subnet_group: id.clone(),
-            subnet_ids: upstream.private_subnet_ids.clone(),
+            subnet_ids: upstream.private_subnets.iter().map(|s| s.id.clone()).collect(),
             security_group: id.clone(),
             vpc_id: upstream.kafka_vpc_id.clone(),
             role: DesiredRole::for_service(
@@ -887,5 +887,225 @@ fn known_after_apply(ids: &[String]) -> String {
         "(known after apply)".to_owned()
     } else {
         ids.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::engine::context_from_yaml;
+
+    /// Pipeline media/photos with bucket photos-bucket, table photos-table and
+    /// `analytics` as its `spec.analytics` (a YAML flow mapping).
+    fn context(analytics: &str) -> PipelineContext {
+        context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: eu-west-1
+  network: {{availabilityZones: [eu-west-1a, eu-west-1b]}}
+  storage: {{bucketName: photos-bucket}}
+  metadata: {{tableName: photos-table}}
+  analytics: {analytics}
+"
+        ))
+    }
+
+    fn desired_of(ctx: &PipelineContext) -> Result<DesiredAnalytics, ComponentError> {
+        let network = Outputs {
+            private_subnets: ["subnet-a", "subnet-b"]
+                .map(|id| crate::engine::SubnetOutput {
+                    id: id.into(),
+                    ..Default::default()
+                })
+                .to_vec(),
+            kafka_vpc_id: Some("vpc-kafka".into()),
+            ..Outputs::default()
+        };
+        Analytics::desired(ctx, &network)
+    }
+
+    fn desired(analytics: &str) -> DesiredAnalytics {
+        desired_of(&context(analytics)).expect("analytics of a valid spec")
+    }
+
+    const SIZED: &str = "{nodeType: ra3.4xlarge, nodes: 4, database: photos}";
+
+    fn as_desired(desired: &DesiredAnalytics) -> ObservedAnalytics {
+        ObservedAnalytics {
+            subnet_group: Some(ObservedSubnetGroup {
+                subnet_ids: desired.subnet_ids.clone(),
+                tags: desired.tags.clone(),
+            }),
+            security_group: Some(ObservedSecurityGroup {
+                id: "sg-warehouse".into(),
+                tags: desired.tags.clone(),
+            }),
+            role: Some(ObservedRole {
+                arn: desired.role.arn.clone(),
+                trust_policy: Some(desired.role.trust_policy.clone()),
+                tags: desired.role.tags.clone(),
+                policy: Some(desired.role.policy.clone()),
+            }),
+            cluster: Some(ObservedCluster {
+                status: AVAILABLE.into(),
+                encrypted: true,
+                publicly_accessible: false,
+                node_type: desired.cluster.node_type.clone(),
+                nodes: desired.cluster.nodes,
+                iam_roles: vec![desired.role.arn.clone()],
+                endpoint: Some("warehouse.example:5439".into()),
+                tags: desired.tags.clone(),
+                schema_version: Some(SCHEMA_VERSION.into()),
+                schema_statement_id: Some("statement-1".into()),
+            }),
+            schema_statement: Some(StatusString::Finished.as_str().into()),
+        }
+    }
+
+    #[test]
+    fn disabled_analytics_builds_nothing_and_removes_what_it_built() {
+        let desired = desired("{enabled: false}");
+        assert!(!desired.enabled);
+        assert_eq!(
+            Analytics::converge(&desired, &ObservedAnalytics::default()),
+            Ok(vec![])
+        );
+        assert_eq!(
+            Analytics::readiness(&desired, &ObservedAnalytics::default()),
+            Readiness::Ready
+        );
+        let built = as_desired(&desired);
+        assert_eq!(
+            Analytics::converge(&desired, &built),
+            Ok(vec![AnalyticsStep::DeleteCluster])
+        );
+    }
+
+    #[test]
+    fn cluster_is_sized_as_the_spec_says_in_the_private_network() {
+        let desired = desired(SIZED);
+        assert!(desired.enabled);
+        let cluster = &desired.cluster;
+        assert_eq!(
+            (
+                cluster.node_type.as_str(),
+                cluster.nodes,
+                cluster.database.as_str()
+            ),
+            ("ra3.4xlarge", 4, "photos")
+        );
+        assert_eq!(desired.subnet_ids, ["subnet-a", "subnet-b"]);
+        assert_eq!(desired.vpc_id.as_deref(), Some("vpc-kafka"));
+        assert_eq!(cluster.master_user, None);
+    }
+
+    #[test]
+    fn role_may_only_read_the_pipelines_bucket_and_table() {
+        let role = desired("{}").role;
+        let statements = role.policy["Statement"].as_array().expect("statements");
+        let resources: Vec<&Value> = statements
+            .iter()
+            .flat_map(|s| s["Resource"].as_array().expect("a list of resources"))
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                "arn:aws:s3:::photos-bucket",
+                "arn:aws:s3:::photos-bucket/*",
+                "arn:aws:dynamodb:eu-west-1:123456789012:table/photos-table",
+            ]
+        );
+        let actions: Vec<&str> = statements
+            .iter()
+            .flat_map(|s| s["Action"].as_array().expect("a list of actions"))
+            .filter_map(Value::as_str)
+            .collect();
+        let reads = ["s3:Get", "s3:List", "dynamodb:Describe", "dynamodb:Scan"];
+        assert!(
+            actions
+                .iter()
+                .all(|a| reads.iter().any(|r| a.starts_with(r)) && !a.contains('*')),
+            "{actions:?}"
+        );
+        assert_eq!(
+            role.trust_policy["Statement"][0]["Principal"],
+            json!({ "Service": "redshift.amazonaws.com" })
+        );
+        assert_eq!(
+            role.trust_policy["Statement"][0]["Condition"],
+            json!({ "StringEquals": { "aws:SourceAccount": "123456789012" } })
+        );
+    }
+
+    #[test]
+    fn a_master_user_secret_that_was_not_read_is_a_terminal_error_naming_the_field() {
+        let secret = "{masterUserSecretRef: {name: warehouse-admin}}";
+        let mut ctx = context(secret);
+        let err = desired_of(&ctx).unwrap_err();
+        assert!(
+            err.is_terminal() && err.message.contains("spec.analytics.masterUserSecretRef"),
+            "{err:?}"
+        );
+
+        let user = MasterUser {
+            username: "admin".into(),
+            password: "secret".into(),
+        };
+        ctx.master_user = Some(user.clone());
+        assert_eq!(desired_of(&ctx).map(|d| d.cluster.master_user), Ok(Some(user)));
+
+        let disabled = "{enabled: false, masterUserSecretRef: {name: warehouse-admin}}";
+        assert!(desired_of(&context(disabled)).is_ok());
+    }
+
+    #[test]
+    fn a_warehouse_as_desired_needs_no_steps() {
+        let desired = desired(SIZED);
+        assert_eq!(Analytics::converge(&desired, &as_desired(&desired)), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_drift_yields_only_the_step_that_repairs_it() {
+        let desired = desired(SIZED);
+        let drifted = |drift: fn(&mut ObservedCluster)| {
+            let mut observed = as_desired(&desired);
+            drift(observed.cluster.as_mut().unwrap());
+            observed
+        };
+        let mut moved = as_desired(&desired);
+        moved.subnet_group.as_mut().unwrap().subnet_ids = vec!["subnet-old".into()];
+        let cases = [
+            (drifted(|c| c.encrypted = false), AnalyticsStep::Encrypt),
+            (
+                drifted(|c| c.publicly_accessible = true),
+                AnalyticsStep::MakePrivate,
+            ),
+            (
+                drifted(|c| c.nodes = 2),
+                AnalyticsStep::Resize {
+                    node_type: "ra3.4xlarge".into(),
+                    nodes: 2,
+                },
+            ),
+            (drifted(|c| c.iam_roles.clear()), AnalyticsStep::AttachRole),
+            (
+                moved,
+                AnalyticsStep::UpdateSubnetGroup {
+                    observed: vec!["subnet-old".into()],
+                },
+            ),
+        ];
+        for (observed, repair) in cases {
+            assert_eq!(
+                Analytics::converge(&desired, &observed),
+                Ok(vec![repair]),
+                "{observed:?}"
+            );
+        }
     }
 }

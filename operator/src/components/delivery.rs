@@ -511,3 +511,171 @@ fn compression_format(compression: Compression) -> CompressionFormat {
         Compression::HadoopSnappy => CompressionFormat::HadoopSnappy,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::engine::{COMPONENT_TAG, context_from_yaml};
+
+    /// The delivery of pipeline media/photos into bucket photos-bucket, with
+    /// `delivery` as its `spec.delivery` (a YAML flow mapping).
+    fn desired(delivery: &str) -> DesiredDelivery {
+        let ctx = context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: eu-west-1
+  network: {{availabilityZones: [eu-west-1a, eu-west-1b]}}
+  storage: {{bucketName: photos-bucket}}
+  delivery: {delivery}
+"
+        ));
+        Delivery::desired(&ctx, &Outputs::default()).expect("delivery of a valid spec")
+    }
+
+    const TUNED: &str = "{bufferIntervalSeconds: 120, bufferSizeMiB: 16, compression: ZIP}";
+
+    fn as_desired(desired: &DesiredDelivery) -> ObservedDelivery {
+        ObservedDelivery {
+            role: Some(ObservedRole {
+                arn: desired.role.arn.clone(),
+                trust_policy: Some(desired.role.trust_policy.clone()),
+                tags: desired.role.tags.clone(),
+                policy: Some(desired.role.policy.clone()),
+            }),
+            stream: Some(ObservedStream {
+                arn: desired.stream.arn.clone(),
+                status: DeliveryStreamStatus::Active.as_str().to_owned(),
+                version_id: "1".into(),
+                destination_id: "destinationId-000000000001".into(),
+                destination: Some(desired.stream.destination.clone()),
+                encrypted: true,
+                tags: desired.stream.tags.clone(),
+            }),
+        }
+    }
+
+    #[test]
+    fn stream_writes_events_and_errors_into_the_bucket_buffered_and_compressed_as_the_spec_says() {
+        let desired = desired(TUNED);
+        let destination = &desired.stream.destination;
+        assert_eq!(
+            *destination,
+            Destination {
+                bucket_arn: "arn:aws:s3:::photos-bucket".into(),
+                role_arn: desired.role.arn.clone(),
+                prefix: "events/".into(),
+                error_prefix: "errors/".into(),
+                buffer_size_mib: 16,
+                buffer_interval_seconds: 120,
+                compression: "ZIP".into(),
+            }
+        );
+        assert!(
+            desired
+                .role
+                .arn
+                .starts_with("arn:aws:iam::123456789012:role/imagepipeline/ipl-media-photos-firehose-"),
+            "{}",
+            desired.role.arn
+        );
+        assert_eq!(desired.stream.tags[COMPONENT_TAG], "delivery");
+    }
+
+    #[test]
+    fn every_compression_of_the_spec_is_the_firehose_format_of_that_name() {
+        for format in ["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"] {
+            let desired = desired(&format!("{{compression: {format}}}"));
+            assert_eq!(desired.stream.destination.compression, format);
+        }
+    }
+
+    #[test]
+    fn role_may_write_to_the_pipelines_bucket_and_nothing_else() {
+        let policy = desired("{}").role.policy;
+        let statements = policy["Statement"].as_array().expect("statements");
+        assert!(!statements.is_empty());
+        for statement in statements {
+            assert_eq!(
+                statement["Resource"],
+                json!(["arn:aws:s3:::photos-bucket", "arn:aws:s3:::photos-bucket/*"])
+            );
+            let actions = statement["Action"].as_array().expect("a list of actions");
+            assert!(
+                actions
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .all(|a| a.starts_with("s3:") && !a.contains('*')),
+                "{actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_firehose_on_behalf_of_this_account_may_assume_the_role() {
+        let trust = desired("{}").role.trust_policy;
+        assert_eq!(
+            trust["Statement"],
+            json!([{
+                "Effect": "Allow",
+                "Principal": { "Service": "firehose.amazonaws.com" },
+                "Action": "sts:AssumeRole",
+                "Condition": { "StringEquals": { "aws:SourceAccount": "123456789012" } }
+            }])
+        );
+    }
+
+    #[test]
+    fn a_delivery_as_desired_needs_no_steps() {
+        let desired = desired(TUNED);
+        assert_eq!(Delivery::converge(&desired, &as_desired(&desired)), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_drift_yields_only_the_step_that_repairs_it() {
+        let desired = desired(TUNED);
+        let drifted = |drift: fn(&mut ObservedRole, &mut ObservedStream)| {
+            let mut observed = as_desired(&desired);
+            drift(observed.role.as_mut().unwrap(), observed.stream.as_mut().unwrap());
+            observed
+        };
+        let redirected = |drift: fn(&mut Destination)| {
+            let mut observed = as_desired(&desired);
+            let destination = observed.stream.as_mut().unwrap().destination.as_mut().unwrap();
+            drift(destination);
+            let repair = DeliveryStep::UpdateDestination {
+                observed: Some(destination.clone()),
+            };
+            (observed, repair)
+        };
+        let cases = [
+            redirected(|d| d.buffer_size_mib = 5),
+            redirected(|d| d.buffer_interval_seconds = 60),
+            redirected(|d| d.compression = "GZIP".into()),
+            redirected(|d| d.prefix = String::new()),
+            (
+                drifted(|_, s| s.encrypted = false),
+                DeliveryStep::EnableEncryption,
+            ),
+            (
+                drifted(|r, _| r.policy.as_mut().unwrap()["Statement"][0]["Resource"] = json!("*")),
+                DeliveryStep::Role(RoleStep::PutPolicy { existed: true }),
+            ),
+            (
+                drifted(|r, _| r.trust_policy.as_mut().unwrap()["Statement"][0]["Condition"] = json!({})),
+                DeliveryStep::Role(RoleStep::UpdateTrustPolicy),
+            ),
+        ];
+        for (observed, repair) in cases {
+            assert_eq!(
+                Delivery::converge(&desired, &observed),
+                Ok(vec![repair]),
+                "{observed:?}"
+            );
+        }
+    }
+}

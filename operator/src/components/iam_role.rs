@@ -279,3 +279,68 @@ fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError>
         .map(|(key, value)| built(Tag::builder().key(key).value(value).build()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> DesiredRole {
+        DesiredRole::for_service(
+            "ipl-media-photos-firehose".into(),
+            "arn:aws:iam::123456789012:role/imagepipeline/ipl-media-photos-firehose".into(),
+            "firehose.amazonaws.com",
+            "123456789012",
+            "deliver-to-bucket",
+            json!({ "Version": "2012-10-17", "Statement": [] }),
+            BTreeMap::from([("team".to_owned(), "media".to_owned())]),
+        )
+    }
+
+    fn as_desired(desired: &DesiredRole) -> ObservedRole {
+        ObservedRole {
+            arn: desired.arn.clone(),
+            trust_policy: Some(desired.trust_policy.clone()),
+            tags: desired.tags.clone(),
+            policy: Some(desired.policy.clone()),
+        }
+    }
+
+    #[test]
+    fn a_role_is_created_with_its_policy_and_left_alone_once_as_desired() {
+        let desired = desired();
+        assert_eq!(
+            converge(&desired, None),
+            [RoleStep::Create, RoleStep::PutPolicy { existed: false }]
+        );
+        assert_eq!(converge(&desired, Some(&as_desired(&desired))), []);
+    }
+
+    #[test]
+    fn a_role_without_its_policy_or_tags_gets_them_back() {
+        let desired = desired();
+        let stripped = ObservedRole {
+            policy: None,
+            tags: BTreeMap::new(),
+            ..as_desired(&desired)
+        };
+        assert_eq!(
+            converge(&desired, Some(&stripped)),
+            [
+                RoleStep::PutPolicy { existed: false },
+                RoleStep::SetTags {
+                    observed: BTreeMap::new()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_inline_policy_is_deleted_before_the_role() {
+        let desired = desired();
+        assert_eq!(
+            teardown(Some(&as_desired(&desired))),
+            [RoleStep::DeletePolicy, RoleStep::Delete]
+        );
+        assert_eq!(teardown(None), []);
+    }
+}

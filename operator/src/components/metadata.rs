@@ -516,3 +516,151 @@ fn kms_encryption() -> SseSpecification {
         .sse_type(SseType::Kms)
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{COMPONENT_TAG, OWNER_TAG, context_from_yaml};
+
+    /// The table of pipeline media/photos, with `metadata` as its
+    /// `spec.metadata` (a YAML flow mapping).
+    fn desired(metadata: &str) -> DesiredTable {
+        let ctx = context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: eu-west-1
+  tags: {{team: media-platform}}
+  network: {{availabilityZones: [eu-west-1a, eu-west-1b]}}
+  metadata: {metadata}
+"
+        ));
+        Metadata::desired(&ctx, &Outputs::default()).expect("metadata of a valid spec")
+    }
+
+    fn as_desired(desired: &DesiredTable) -> TableState {
+        TableState {
+            arn: desired.arn.clone(),
+            status: TableStatus::Active.as_str().to_owned(),
+            on_demand: true,
+            has_sha256_index: true,
+            kms_encrypted: true,
+            ttl_attribute: Some(TTL_ATTRIBUTE.to_owned()),
+            point_in_time_recovery: true,
+            tags: desired.tags.clone(),
+        }
+    }
+
+    fn converge(desired: &DesiredTable, table: TableState) -> Result<Vec<MetadataStep>, ComponentError> {
+        Metadata::converge(desired, &ObservedTable { table: Some(table) })
+    }
+
+    #[test]
+    fn table_is_named_by_the_spec_or_else_after_namespace_and_name() {
+        let named = desired("{tableName: media-photos}");
+        assert_eq!(named.name, "media-photos");
+        assert_eq!(
+            named.arn,
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/media-photos"
+        );
+
+        let generated = desired("{}").name;
+        let hash = generated
+            .strip_prefix("ipl-media-photos-images-")
+            .unwrap_or_else(|| panic!("{generated}"));
+        assert!(
+            hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{generated}"
+        );
+    }
+
+    #[test]
+    fn tags_are_the_users_plus_owner_and_component() {
+        assert_eq!(
+            desired("{}").tags,
+            BTreeMap::from([
+                ("team".to_owned(), "media-platform".to_owned()),
+                (OWNER_TAG.to_owned(), "media/photos".to_owned()),
+                (COMPONENT_TAG.to_owned(), "metadata".to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_missing_table_is_created_then_given_ttl_and_point_in_time_recovery() {
+        let steps = Metadata::converge(&desired("{}"), &ObservedTable::default());
+        assert_eq!(
+            steps,
+            Ok(vec![
+                MetadataStep::CreateTable,
+                MetadataStep::EnableTtl { observed: None },
+                MetadataStep::EnablePointInTimeRecovery,
+            ])
+        );
+    }
+
+    #[test]
+    fn a_table_as_desired_needs_no_steps() {
+        let desired = desired("{}");
+        assert_eq!(converge(&desired, as_desired(&desired)), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_drift_yields_only_the_step_that_repairs_it() {
+        let desired = desired("{}");
+        let drifted = |drift: fn(&mut TableState)| {
+            let mut table = as_desired(&desired);
+            drift(&mut table);
+            table
+        };
+        let cases = [
+            (drifted(|t| t.on_demand = false), MetadataStep::SwitchToOnDemand),
+            (
+                drifted(|t| t.kms_encrypted = false),
+                MetadataStep::EnableKmsEncryption,
+            ),
+            (
+                drifted(|t| t.has_sha256_index = false),
+                MetadataStep::AddSha256Index,
+            ),
+            (
+                drifted(|t| t.ttl_attribute = None),
+                MetadataStep::EnableTtl { observed: None },
+            ),
+            (
+                drifted(|t| t.ttl_attribute = Some("ttl".into())),
+                MetadataStep::EnableTtl {
+                    observed: Some("ttl".into()),
+                },
+            ),
+            (
+                drifted(|t| t.point_in_time_recovery = false),
+                MetadataStep::EnablePointInTimeRecovery,
+            ),
+        ];
+        let retagged = drifted(|t| {
+            t.tags.insert("team".into(), "someone-else".into());
+        });
+        let retag = MetadataStep::SetTags {
+            observed: retagged.tags.clone(),
+            desired: desired.tags.clone(),
+        };
+        for (table, repair) in cases.into_iter().chain([(retagged, retag)]) {
+            assert_eq!(converge(&desired, table.clone()), Ok(vec![repair]), "{table:?}");
+        }
+    }
+
+    #[test]
+    fn settings_of_a_table_that_is_not_active_wait_until_it_is() {
+        let desired = desired("{}");
+        let creating = TableState {
+            status: TableStatus::Creating.as_str().to_owned(),
+            ttl_attribute: None,
+            point_in_time_recovery: false,
+            ..as_desired(&desired)
+        };
+        assert_eq!(converge(&desired, creating), Ok(vec![]));
+    }
+}

@@ -3,9 +3,11 @@
 pub mod analytics;
 pub mod delivery;
 mod iam_role;
+pub mod kafka_broker_setup;
 pub mod metadata;
 pub mod network;
 pub mod storage;
+pub mod upload_instance_setup;
 
 pub use analytics::Analytics;
 pub use delivery::Delivery;

@@ -41,10 +41,8 @@ pub struct DesiredStorage {
     pub owner: String,
     pub tags: BTreeMap<String, String>,
     pub lifecycle: Vec<ExpiryRule>,
-    /// The TLS-only bucket policy. `None` when the operator itself reaches
-    /// S3 without TLS (an emulator on plain HTTP): the policy would deny the
-    /// operator and every service the bucket is for.
-    pub policy: Option<Value>,
+    /// The TLS-only bucket policy.
+    pub policy: Value,
 }
 
 /// A lifecycle rule reduced to what the operator manages.
@@ -125,7 +123,7 @@ impl Component for Storage {
         });
         lifecycle.sort();
         Ok(DesiredStorage {
-            policy: ctx.aws_uses_tls.then(|| tls_only_policy(&bucket_arn)),
+            policy: tls_only_policy(&bucket_arn),
             arn: bucket_arn,
             bucket,
             region: ctx.region().to_owned(),
@@ -226,15 +224,8 @@ impl Component for Storage {
                     StorageStep::BlockPublicAccess,
                     StorageStep::EnableDefaultEncryption,
                     StorageStep::PutLifecycle { observed: vec![] },
-                ]
-                .into_iter()
-                .chain(
-                    desired
-                        .policy
-                        .is_some()
-                        .then_some(StorageStep::PutTlsOnlyPolicy { observed: None }),
-                )
-                .collect());
+                    StorageStep::PutTlsOnlyPolicy { observed: None },
+                ]);
             }
             ObservedStorage::Unavailable { status } => return Err(name_taken(&desired.bucket, *status)),
             ObservedStorage::Present(config) => config,
@@ -258,7 +249,7 @@ impl Component for Storage {
         if config.encryption.is_none() {
             steps.push(StorageStep::EnableDefaultEncryption);
         }
-        if desired.policy.is_some() && config.policy != desired.policy {
+        if config.policy.as_ref() != Some(&desired.policy) {
             steps.push(StorageStep::PutTlsOnlyPolicy {
                 observed: config.policy.clone(),
             });
@@ -368,7 +359,7 @@ impl Component for Storage {
             StorageStep::PutTlsOnlyPolicy { .. } => s3
                 .put_bucket_policy()
                 .bucket(bucket)
-                .policy(desired.policy.as_ref().map(Value::to_string).unwrap_or_default())
+                .policy(desired.policy.to_string())
                 .send()
                 .await
                 .map(drop)
@@ -634,6 +625,167 @@ fn name_taken(bucket: &str, status: u16) -> ComponentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{COMPONENT_TAG, OWNER_TAG, context_from_yaml};
+
+    /// The storage of pipeline media/photos in `region`, with `storage` as its
+    /// `spec.storage` (a YAML flow mapping).
+    fn desired(region: &str, storage: &str) -> DesiredStorage {
+        let ctx = context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: {region}
+  tags: {{team: media-platform}}
+  network: {{availabilityZones: [{region}a, {region}b]}}
+  storage: {storage}
+"
+        ));
+        Storage::desired(&ctx, &Outputs::default()).expect("storage of a valid spec")
+    }
+
+    fn as_desired(desired: &DesiredStorage) -> BucketConfig {
+        BucketConfig {
+            tags: desired.tags.clone(),
+            public_access_blocked: true,
+            encryption: Some("AES256".into()),
+            policy: Some(desired.policy.clone()),
+            lifecycle: desired.lifecycle.clone(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_expires_images_events_and_errors_after_retention_days_and_aborts_stale_uploads() {
+        let rules: Vec<_> = desired("eu-west-1", "{retentionDays: 30}")
+            .lifecycle
+            .into_iter()
+            .map(|r| {
+                (
+                    r.prefix,
+                    r.expiration_days,
+                    r.abort_incomplete_upload_days,
+                    r.enabled,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (String::new(), None, Some(1), true),
+                ("errors/".into(), Some(30), None, true),
+                ("events/".into(), Some(30), None, true),
+                ("images/".into(), Some(30), None, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_is_named_by_the_spec_or_else_after_namespace_and_name() {
+        let named = desired("eu-west-1", "{bucketName: media-photos-eu-west-1}");
+        assert_eq!(named.bucket, "media-photos-eu-west-1");
+        assert_eq!(named.arn, "arn:aws:s3:::media-photos-eu-west-1");
+
+        let generated = desired("eu-west-1", "{}").bucket;
+        let hash = generated
+            .strip_prefix("ipl-media-photos-")
+            .unwrap_or_else(|| panic!("{generated}"));
+        assert!(
+            hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{generated}"
+        );
+    }
+
+    #[test]
+    fn tags_are_the_users_plus_owner_and_component() {
+        let tags = desired("eu-west-1", "{}").tags;
+        assert_eq!(
+            tags,
+            BTreeMap::from([
+                ("team".to_owned(), "media-platform".to_owned()),
+                (OWNER_TAG.to_owned(), "media/photos".to_owned()),
+                (COMPONENT_TAG.to_owned(), "storage".to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn tls_only_policy_covers_the_bucket_and_its_objects_in_the_regions_partition() {
+        for (region, partition) in [
+            ("eu-west-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+        ] {
+            let desired = desired(region, "{bucketName: photos-bucket}");
+            let arn = format!("arn:{partition}:s3:::photos-bucket");
+            assert_eq!(desired.arn, arn);
+            assert_eq!(
+                desired.policy["Statement"][0]["Resource"],
+                json!([arn, format!("{arn}/*")])
+            );
+        }
+    }
+
+    #[test]
+    fn a_bucket_as_desired_needs_no_steps() {
+        let desired = desired("eu-west-1", "{retentionDays: 30}");
+        let observed = ObservedStorage::Present(as_desired(&desired));
+        assert_eq!(Storage::converge(&desired, &observed), Ok(vec![]));
+    }
+
+    #[test]
+    fn each_drift_yields_only_the_step_that_repairs_it() {
+        let desired = desired("eu-west-1", "{retentionDays: 30}");
+        let drifted = |drift: fn(&mut BucketConfig)| {
+            let mut config = as_desired(&desired);
+            drift(&mut config);
+            config
+        };
+        let cases = [
+            drifted(|c| c.lifecycle.retain(|r| r.prefix != "errors/")),
+            drifted(|c| {
+                let images = c.lifecycle.iter_mut().find(|r| r.prefix == "images/");
+                images.expect("an images/ rule").expiration_days = Some(7)
+            }),
+            drifted(|c| c.lifecycle.iter_mut().for_each(|r| r.enabled = false)),
+        ]
+        .map(|config| {
+            let repair = StorageStep::PutLifecycle {
+                observed: config.lifecycle.clone(),
+            };
+            (config, repair)
+        });
+        let others = [
+            (
+                drifted(|c| c.public_access_blocked = false),
+                StorageStep::BlockPublicAccess,
+            ),
+            (
+                drifted(|c| c.encryption = None),
+                StorageStep::EnableDefaultEncryption,
+            ),
+            (
+                drifted(|c| c.policy = None),
+                StorageStep::PutTlsOnlyPolicy { observed: None },
+            ),
+        ];
+        for (config, repair) in cases.into_iter().chain(others) {
+            let steps = Storage::converge(&desired, &ObservedStorage::Present(config.clone()));
+            assert_eq!(steps, Ok(vec![repair]), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_of_another_pipeline_is_a_terminal_error() {
+        let desired = desired("eu-west-1", "{}");
+        let mut config = as_desired(&desired);
+        config.tags.insert(OWNER_TAG.into(), "media/other".into());
+        let err = Storage::converge(&desired, &ObservedStorage::Present(config)).unwrap_err();
+        assert!(
+            err.is_terminal() && err.message.contains("media/other"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn the_bucket_policy_denies_every_request_without_tls_on_bucket_and_objects() {

@@ -55,8 +55,6 @@ pub struct PipelineContext {
     /// Resolved from the Secret that `spec.analytics.masterUserSecretRef`
     /// names, by whoever can read it (the controller); `None` otherwise.
     pub master_user: Option<MasterUser>,
-    /// Whether the operator reaches AWS over TLS; see the storage component.
-    pub aws_uses_tls: bool,
 }
 
 impl PipelineContext {
@@ -68,7 +66,6 @@ impl PipelineContext {
             partition,
             spec,
             master_user: None,
-            aws_uses_tls: true,
         }
     }
 
@@ -151,6 +148,22 @@ impl PipelineContext {
     pub fn global_arn(&self, service: &str, resource: &str) -> String {
         format!("arn:{}:{service}::{}:{resource}", self.partition, self.account_id)
     }
+}
+
+/// The context of the one ImagePipeline in `yaml`, a full manifest admitted
+/// as `kubectl apply` would (schema defaults included), in account
+/// `123456789012`.
+#[cfg(test)]
+pub(crate) fn context_from_yaml(yaml: &str) -> PipelineContext {
+    let mut pipelines =
+        crate::manifest::parse(std::path::Path::new("test.yaml"), yaml).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(pipelines.len(), 1, "the manifest holds one ImagePipeline");
+    let pipeline = pipelines.remove(0);
+    let owner = Owner {
+        namespace: pipeline.metadata.namespace.expect("parse defaults the namespace"),
+        name: pipeline.metadata.name.expect("admission requires a name"),
+    };
+    PipelineContext::new(owner, "123456789012".into(), pipeline.spec)
 }
 
 /// Lower case letters, digits and single hyphens: the common subset of S3,

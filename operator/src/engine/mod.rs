@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
+#[cfg(test)]
+pub(crate) use context::context_from_yaml;
 pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG};
 pub use run::{ComponentReport, ComponentState, Engine, EngineError, PassReport};
 
@@ -222,11 +224,26 @@ impl Readiness {
     }
 }
 
+/// A subnet made by the network component.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubnetOutput {
+    pub id: String,
+    pub availability_zone: String,
+    pub cidr: String,
+}
+
 /// What components make that later components use, and what the status shows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outputs {
-    pub private_subnet_ids: Vec<String>,
+    pub api_vpc_id: Option<String>,
     pub kafka_vpc_id: Option<String>,
+    /// Subnets of the API VPC with a route to the internet gateway.
+    pub public_subnets: Vec<SubnetOutput>,
+    /// Subnets of the Kafka VPC, without a way out.
+    pub private_subnets: Vec<SubnetOutput>,
+    pub load_balancer_security_group: Option<String>,
+    pub upload_security_group: Option<String>,
+    pub kafka_security_group: Option<String>,
     pub bucket: Option<String>,
     pub table: Option<String>,
     pub delivery_stream: Option<String>,

@@ -112,9 +112,7 @@ impl Engine {
             EngineError::Identity(classify("look up the AWS account (sts:GetCallerIdentity)", err))
         })?;
         let account = identity.account().unwrap_or_default().to_owned();
-        let mut ctx = PipelineContext::new(owner, account, spec);
-        ctx.aws_uses_tls = self.aws.uses_tls;
-        Ok(ctx)
+        Ok(PipelineContext::new(owner, account, spec))
     }
 
     /// One pass that converges every component, in dependency order.
@@ -224,7 +222,7 @@ impl Engine {
     ) -> Result<ComponentState, ComponentError> {
         let desired = C::desired(ctx, outputs)?;
         let mut observed = C::observe(&self.aws, &desired).await?;
-        for _ in 0..MAX_ROUNDS_PER_PASS {
+        for round in 0..=MAX_ROUNDS_PER_PASS {
             let (steps, settled) = match goal {
                 Goal::Converge(_) => {
                     let settled = match C::readiness(&desired, &observed) {
@@ -244,6 +242,9 @@ impl Engine {
             if steps.is_empty() {
                 C::publish(&desired, &observed, outputs);
                 return Ok(settled);
+            }
+            if round == MAX_ROUNDS_PER_PASS {
+                break;
             }
             if goal == Goal::Converge(Mode::Plan) {
                 changes.extend(steps.iter().map(|step| C::describe(&desired, step)));

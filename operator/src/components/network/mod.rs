@@ -824,32 +824,14 @@ impl Component for Network {
                     .and_then(|p| p.vpc_peering_connection_id())
                     .unwrap_or_default()
                     .to_owned();
-                ec2.accept_vpc_peering_connection()
-                    .vpc_peering_connection_id(&id)
-                    .send()
+                accept_peering(aws, observed, *role, &id)
                     .await
                     .map_err(failed("accept", &what))?;
-                observed.peerings.insert(
-                    *role,
-                    ObservedPeering {
-                        id,
-                        status: "active".to_owned(),
-                    },
-                );
             }
             NetworkStep::AcceptPeering { role, id } => {
-                ec2.accept_vpc_peering_connection()
-                    .vpc_peering_connection_id(id)
-                    .send()
+                accept_peering(aws, observed, *role, id)
                     .await
                     .map_err(failed("accept", &what))?;
-                observed.peerings.insert(
-                    *role,
-                    ObservedPeering {
-                        id: id.clone(),
-                        status: "active".to_owned(),
-                    },
-                );
             }
             NetworkStep::CreateRouteTable(role) => {
                 let Some(vpc_id) = observed.vpcs.get(role).map(|v| v.id.clone()) else {
@@ -1015,92 +997,73 @@ impl Component for Network {
             NetworkStep::DeleteRoute {
                 route_table_id,
                 destination,
-            } => {
-                match ec2
-                    .delete_route()
+            } => deleted(
+                ec2.delete_route()
                     .route_table_id(route_table_id)
                     .destination_cidr_block(destination)
                     .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if code(&err) == Some("InvalidRoute.NotFound") => {}
-                    Err(err) => return Err(failed("delete", &what)(err)),
-                }
-            }
-            NetworkStep::DeletePeering { id, .. } => {
-                match ec2
-                    .delete_vpc_peering_connection()
+                    .await,
+                &["InvalidRoute.NotFound"],
+                &format!("delete {what}"),
+            )?,
+            NetworkStep::DeletePeering { id, .. } => deleted(
+                ec2.delete_vpc_peering_connection()
                     .vpc_peering_connection_id(id)
                     .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if code(&err) == Some("InvalidVpcPeeringConnectionID.NotFound") => {}
-                    Err(err) => return Err(failed("delete", &what)(err)),
-                }
-            }
-            NetworkStep::DeleteSecurityGroup { id, .. } => {
-                match ec2.delete_security_group().group_id(id).send().await {
-                    Ok(_) => {}
-                    Err(err) if code(&err) == Some("InvalidGroup.NotFound") => {}
-                    Err(err) => return Err(blocked_or(err, &format!("delete {what}"))),
-                }
-            }
+                    .await,
+                &["InvalidVpcPeeringConnectionID.NotFound"],
+                &format!("delete {what}"),
+            )?,
+            NetworkStep::DeleteSecurityGroup { id, .. } => deleted(
+                ec2.delete_security_group().group_id(id).send().await,
+                &["InvalidGroup.NotFound"],
+                &format!("delete {what}"),
+            )?,
             NetworkStep::DeleteRouteTable { id, associations } => {
                 for association in associations {
-                    match ec2
-                        .disassociate_route_table()
-                        .association_id(association)
-                        .send()
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(err) if code(&err) == Some("InvalidAssociationID.NotFound") => {}
-                        Err(err) => return Err(failed("disassociate", &what)(err)),
-                    }
+                    deleted(
+                        ec2.disassociate_route_table()
+                            .association_id(association)
+                            .send()
+                            .await,
+                        &["InvalidAssociationID.NotFound"],
+                        &format!("disassociate {what}"),
+                    )?;
                 }
-                match ec2.delete_route_table().route_table_id(id).send().await {
-                    Ok(_) => {}
-                    Err(err) if code(&err) == Some("InvalidRouteTableID.NotFound") => {}
-                    Err(err) => return Err(blocked_or(err, &format!("delete {what}"))),
-                }
+                deleted(
+                    ec2.delete_route_table().route_table_id(id).send().await,
+                    &["InvalidRouteTableID.NotFound"],
+                    &format!("delete {what}"),
+                )?;
             }
             NetworkStep::DeleteInternetGateway { id, attached_to } => {
                 if let Some(vpc_id) = attached_to {
-                    match ec2
-                        .detach_internet_gateway()
-                        .internet_gateway_id(id)
-                        .vpc_id(vpc_id)
-                        .send()
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(err)
-                            if matches!(
-                                code(&err),
-                                Some("Gateway.NotAttached" | "InvalidInternetGatewayID.NotFound")
-                            ) => {}
-                        Err(err) => return Err(blocked_or(err, &format!("detach {what}"))),
-                    }
+                    deleted(
+                        ec2.detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc_id)
+                            .send()
+                            .await,
+                        &["Gateway.NotAttached", "InvalidInternetGatewayID.NotFound"],
+                        &format!("detach {what}"),
+                    )?;
                 }
-                match ec2.delete_internet_gateway().internet_gateway_id(id).send().await {
-                    Ok(_) => {}
-                    Err(err) if code(&err) == Some("InvalidInternetGatewayID.NotFound") => {}
-                    Err(err) => return Err(blocked_or(err, &format!("delete {what}"))),
-                }
+                deleted(
+                    ec2.delete_internet_gateway().internet_gateway_id(id).send().await,
+                    &["InvalidInternetGatewayID.NotFound"],
+                    &format!("delete {what}"),
+                )?;
             }
-            NetworkStep::DeleteSubnet(subnet) => match ec2.delete_subnet().subnet_id(&subnet.id).send().await
-            {
-                Ok(_) => {}
-                Err(err) if code(&err) == Some("InvalidSubnetID.NotFound") => {}
-                Err(err) => return Err(blocked_or(err, &format!("delete {what}"))),
-            },
-            NetworkStep::DeleteVpc { id, .. } => match ec2.delete_vpc().vpc_id(id).send().await {
-                Ok(_) => {}
-                Err(err) if code(&err) == Some("InvalidVpcID.NotFound") => {}
-                Err(err) => return Err(blocked_or(err, &format!("delete {what}"))),
-            },
+            NetworkStep::DeleteSubnet(subnet) => deleted(
+                ec2.delete_subnet().subnet_id(&subnet.id).send().await,
+                &["InvalidSubnetID.NotFound"],
+                &format!("delete {what}"),
+            )?,
+            NetworkStep::DeleteVpc { id, .. } => deleted(
+                ec2.delete_vpc().vpc_id(id).send().await,
+                &["InvalidVpcID.NotFound"],
+                &format!("delete {what}"),
+            )?,
         }
         Ok(())
     }
@@ -1565,6 +1528,50 @@ async fn authorize(
         // Another round already opened it.
         Err(err) if code(&err) == Some("InvalidPermission.Duplicate") => Ok(()),
         Err(err) => Err(classify(&format!("open ports of security group {group_id}"), err)),
+    }
+}
+
+/// Both sides are in this account, so the pipeline accepts its own requests.
+async fn accept_peering(
+    aws: &AwsClients,
+    observed: &mut ObservedNetwork,
+    role: PeeringRole,
+    id: &str,
+) -> Result<
+    (),
+    SdkError<
+        aws_sdk_ec2::operation::accept_vpc_peering_connection::AcceptVpcPeeringConnectionError,
+        HttpResponse,
+    >,
+> {
+    aws.ec2
+        .accept_vpc_peering_connection()
+        .vpc_peering_connection_id(id)
+        .send()
+        .await?;
+    observed.peerings.insert(
+        role,
+        ObservedPeering {
+            id: id.to_owned(),
+            status: "active".to_owned(),
+        },
+    );
+    Ok(())
+}
+
+/// A delete that finds its resource already gone has done its work.
+fn deleted<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    gone: &[&str],
+    action: &str,
+) -> Result<(), ComponentError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if code(&err).is_some_and(|c| gone.contains(&c)) => Ok(()),
+        Err(err) => Err(blocked_or(err, action)),
     }
 }
 

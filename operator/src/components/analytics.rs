@@ -321,8 +321,7 @@ impl Component for Analytics {
                 }
                 DeletionPolicy::Delete => return (vec![AnalyticsStep::DeleteCluster], None),
                 DeletionPolicy::Retain => {
-                    let retained = ownership::retained_tags(&desired.tags);
-                    if cluster.tags != retained {
+                    if let Some(retained) = ownership::missing_retained_tags(&cluster.tags, &desired.tags) {
                         return (
                             vec![AnalyticsStep::SetClusterTags {
                                 observed: cluster.tags.clone(),

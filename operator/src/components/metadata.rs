@@ -240,20 +240,16 @@ impl Component for Metadata {
         }
         match policy {
             DeletionPolicy::Delete => (vec![MetadataStep::DeleteTable], None),
-            DeletionPolicy::Retain => {
-                let retained = ownership::retained_tags(&desired.tags);
-                if table.tags == retained {
-                    (vec![], None)
-                } else {
-                    (
-                        vec![MetadataStep::SetTags {
-                            observed: table.tags.clone(),
-                            desired: retained,
-                        }],
-                        None,
-                    )
-                }
-            }
+            DeletionPolicy::Retain => (
+                ownership::missing_retained_tags(&table.tags, &desired.tags)
+                    .map(|retained| MetadataStep::SetTags {
+                        observed: table.tags.clone(),
+                        desired: retained,
+                    })
+                    .into_iter()
+                    .collect(),
+                None,
+            ),
         }
     }
 

@@ -54,10 +54,14 @@ pub(crate) mod ownership {
         tags.get(OWNER_TAG).is_some_and(|tag| tag == owner)
     }
 
-    /// The tags of a resource that `deletionPolicy: Retain` leaves behind.
-    pub fn retained_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        let mut tags = tags.clone();
-        tags.insert(RETAINED_TAG.to_owned(), "true".to_owned());
-        tags
+    /// The tags a resource that `deletionPolicy: Retain` leaves behind must
+    /// carry, when it does not carry them yet.
+    pub fn missing_retained_tags(
+        observed: &BTreeMap<String, String>,
+        desired: &BTreeMap<String, String>,
+    ) -> Option<BTreeMap<String, String>> {
+        let mut retained = desired.clone();
+        retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
+        (*observed != retained).then_some(retained)
     }
 }

@@ -275,20 +275,16 @@ impl Component for Storage {
         }
         match policy {
             DeletionPolicy::Delete => (vec![StorageStep::EmptyAndDeleteBucket], None),
-            DeletionPolicy::Retain => {
-                let retained = ownership::retained_tags(&desired.tags);
-                if config.tags == retained {
-                    (vec![], None)
-                } else {
-                    (
-                        vec![StorageStep::SetTags {
-                            observed: config.tags.clone(),
-                            desired: retained,
-                        }],
-                        None,
-                    )
-                }
-            }
+            DeletionPolicy::Retain => (
+                ownership::missing_retained_tags(&config.tags, &desired.tags)
+                    .map(|retained| StorageStep::SetTags {
+                        observed: config.tags.clone(),
+                        desired: retained,
+                    })
+                    .into_iter()
+                    .collect(),
+                None,
+            ),
         }
     }
 

@@ -27,7 +27,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p2
+MOTO_PATCH_LEVEL=p3
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -89,6 +89,10 @@ SH
 #     anything else ("failed to parse JSON").
 # p2: served over TLS by scripts/moto/server.py, which also makes bucket
 #     policies honour aws:SecureTransport (see that file).
+# p3: scripts/moto/server.py also adds Auto Scaling instance refreshes, launches
+#     a group's instances from the template version it names, and makes
+#     RunInstances honour ClientToken and terminations release the primary
+#     network interface (see that file).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

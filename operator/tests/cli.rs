@@ -80,7 +80,15 @@ async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
             .as_str()
             .is_some_and(|b| b.starts_with("ipl-default-demo-"))
     );
-    for component in ["Network", "Storage", "Metadata", "Delivery", "Analytics"] {
+    for component in [
+        "Network",
+        "Storage",
+        "Metadata",
+        "Delivery",
+        "UploadTier",
+        "Kafka",
+        "Analytics",
+    ] {
         assert!(
             stderr.contains(&format!("{component:<10} ready")),
             "progress for {component}: {stderr}"

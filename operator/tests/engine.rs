@@ -1,7 +1,7 @@
 //! The reconcile engine against a real AWS emulator (moto server over HTTP):
 //! what a user would check in the AWS console after `imagepipeline apply`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use aws_sdk_firehose::primitives::Blob;
@@ -9,6 +9,7 @@ use aws_sdk_firehose::types::Record;
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::{ImagePipeline, Phase};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::components::{kafka_broker_setup, upload_instance_setup};
 use imagepipeline_operator::engine::status::pipeline_status;
 use imagepipeline_operator::engine::{
     ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext, RETAINED_TAG,
@@ -71,13 +72,15 @@ impl Fixture {
     }
 
     async fn destroy_until_removed(&self) {
+        let mut last = None;
         for _ in 0..5 {
             let report = self.engine.destroy(&self.ctx).await;
             if report.is_removed() {
                 return;
             }
+            last = Some(report.components);
         }
-        panic!("not removed after 5 passes");
+        panic!("not removed after 5 passes: {last:#?}");
     }
 }
 
@@ -326,6 +329,8 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
             ("StorageReady", "True"),
             ("MetadataReady", "True"),
             ("DeliveryReady", "True"),
+            ("UploadTierReady", "True"),
+            ("KafkaReady", "True"),
             ("AnalyticsReady", "True")
         ]
     );
@@ -619,6 +624,149 @@ async fn owned_resources(aws: &AwsClients, owner: &str) -> Vec<String> {
             ));
         }
     }
+    for template in aws
+        .ec2
+        .describe_launch_templates()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()
+    {
+        found.push(format!(
+            "launch template {}",
+            template.launch_template_id().unwrap()
+        ));
+    }
+    for reservation in aws
+        .ec2
+        .describe_instances()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+    {
+        for instance in reservation.instances() {
+            let state = instance.state().and_then(|s| s.name()).unwrap().as_str();
+            if state != "terminated" {
+                found.push(format!("instance {}", instance.instance_id().unwrap()));
+            }
+        }
+    }
+    for volume in aws
+        .ec2
+        .describe_volumes()
+        .filters(owner_filter())
+        .send()
+        .await
+        .unwrap()
+        .volumes()
+    {
+        found.push(format!("volume {}", volume.volume_id().unwrap()));
+    }
+    for group in aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()
+    {
+        if has_owner(tag_map(
+            group
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap(), t.value().unwrap())),
+        )) {
+            found.push(format!(
+                "auto scaling group {}",
+                group.auto_scaling_group_name().unwrap()
+            ));
+        }
+    }
+    let elb_owned = |arn: String| async move {
+        let tags = aws
+            .elbv2
+            .describe_tags()
+            .resource_arns(&arn)
+            .send()
+            .await
+            .unwrap();
+        has_owner(tag_map(
+            tags.tag_descriptions()
+                .iter()
+                .flat_map(|d| d.tags())
+                .map(|t| (t.key().unwrap(), t.value().unwrap())),
+        ))
+    };
+    for lb in aws
+        .elbv2
+        .describe_load_balancers()
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()
+    {
+        if elb_owned(lb.load_balancer_arn().unwrap().to_owned()).await {
+            found.push(format!("load balancer {}", lb.load_balancer_name().unwrap()));
+        }
+    }
+    for tg in aws
+        .elbv2
+        .describe_target_groups()
+        .send()
+        .await
+        .unwrap()
+        .target_groups()
+    {
+        if elb_owned(tg.target_group_arn().unwrap().to_owned()).await {
+            found.push(format!("target group {}", tg.target_group_name().unwrap()));
+        }
+    }
+    for profile in aws
+        .iam
+        .list_instance_profiles()
+        .path_prefix("/imagepipeline/")
+        .send()
+        .await
+        .unwrap()
+        .instance_profiles()
+    {
+        let name = profile.instance_profile_name();
+        if has_owner(tag_map(profile.tags().iter().map(|t| (t.key(), t.value())))) {
+            found.push(format!("instance profile {name}"));
+        }
+    }
+    for parameter in aws
+        .ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Name")
+                .option("BeginsWith")
+                .values("/imagepipeline/")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .parameters()
+    {
+        let name = parameter.name().unwrap();
+        let tags = aws
+            .ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+            .unwrap();
+        if has_owner(tag_map(tags.tag_list().iter().map(|t| (t.key(), t.value())))) {
+            found.push(format!("parameter {name}"));
+        }
+    }
     found.sort();
     found
 }
@@ -629,12 +777,27 @@ fn kinds(resources: &[String]) -> Vec<&str> {
     kinds
 }
 
-const EVERY_RESOURCE: [&str; 21] = [
+/// What a first apply of MINIMAL makes: 2 upload instances (the group's
+/// minimum) and 3 brokers, each broker with a root and a data volume (the
+/// upload instances' volumes carry tags only on AWS, where the launch
+/// template applies them).
+const EVERY_RESOURCE: [&str; 39] = [
+    "auto scaling group",
     "bucket",
     "cluster",
     "delivery stream",
+    "instance",
+    "instance",
+    "instance",
+    "instance",
+    "instance",
+    "instance profile",
     "internet gateway",
+    "launch template",
+    "load balancer",
+    "parameter",
     "peering",
+    "role",
     "role",
     "role",
     "route table",
@@ -649,6 +812,13 @@ const EVERY_RESOURCE: [&str; 21] = [
     "subnet",
     "subnet group",
     "table",
+    "target group",
+    "volume",
+    "volume",
+    "volume",
+    "volume",
+    "volume",
+    "volume",
     "vpc",
     "vpc",
 ];
@@ -1129,4 +1299,465 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
     );
     fx.apply_until_ready().await;
     assert_eq!(inbound_rules(aws, &kafka).await.len(), 3, "port 22 closed again");
+}
+
+fn decoded(base64: &str) -> String {
+    String::from_utf8(aws_smithy_types::base64::decode(base64).expect("base64 user data"))
+        .expect("UTF-8 user data")
+}
+
+#[tokio::test]
+async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
+    let fx = Fixture::new(MINIMAL).await;
+    let report = fx.apply_until_ready().await;
+    let outputs = &report.outputs;
+    let aws = fx.aws();
+    let public_subnets: BTreeSet<String> = outputs.public_subnets.iter().map(|s| s.id.clone()).collect();
+
+    // Load balancer → listener → target group.
+    let lb = aws.elbv2.describe_load_balancers().send().await.unwrap();
+    let [lb] = lb.load_balancers() else {
+        panic!("one load balancer: {lb:?}")
+    };
+    assert_eq!(lb.scheme().unwrap().as_str(), "internet-facing");
+    assert_eq!(lb.state().unwrap().code().unwrap().as_str(), "active");
+    assert_eq!(
+        lb.security_groups(),
+        [outputs.load_balancer_security_group.clone().unwrap()]
+    );
+    let lb_subnets: BTreeSet<String> = lb
+        .availability_zones()
+        .iter()
+        .map(|z| z.subnet_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        lb_subnets, public_subnets,
+        "the load balancer is in the public subnets"
+    );
+    assert_eq!(
+        outputs.upload_url.as_deref(),
+        Some(format!("http://{}", lb.dns_name().unwrap()).as_str())
+    );
+    let listeners = aws
+        .elbv2
+        .describe_listeners()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let [listener] = listeners.listeners() else {
+        panic!("one listener: {listeners:?}")
+    };
+    assert_eq!(
+        (listener.port(), listener.protocol().unwrap().as_str()),
+        (Some(80), "HTTP")
+    );
+    let target_group_arn = listener.default_actions()[0].target_group_arn().unwrap();
+    let tg = aws
+        .elbv2
+        .describe_target_groups()
+        .target_group_arns(target_group_arn)
+        .send()
+        .await
+        .unwrap();
+    let tg = &tg.target_groups()[0];
+    assert_eq!(
+        (tg.protocol().unwrap().as_str(), tg.port(), tg.health_check_path()),
+        ("HTTP", Some(8080), Some("/healthz"))
+    );
+    assert_eq!(tg.vpc_id(), outputs.api_vpc_id.as_deref());
+
+    // The group runs the template's latest version behind that target group.
+    let groups = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    let [group] = groups.auto_scaling_groups() else {
+        panic!("one group: {groups:?}")
+    };
+    assert_eq!(group.target_group_arns(), [target_group_arn.to_owned()]);
+    assert_eq!(group.health_check_type(), Some("ELB"));
+    assert_eq!((group.min_size(), group.max_size()), (Some(2), Some(6)));
+    let group_subnets: BTreeSet<String> = group
+        .vpc_zone_identifier()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        group_subnets, public_subnets,
+        "the group spans every public subnet"
+    );
+    let template = group.launch_template().expect("the group uses a launch template");
+    assert_eq!(template.version(), Some("1"));
+    let in_service: BTreeSet<String> = group
+        .instances()
+        .iter()
+        .filter(|i| i.lifecycle_state().unwrap().as_str() == "InService")
+        .map(|i| i.instance_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(in_service.len(), 2, "minSize instances in service: {group:?}");
+    let health = aws
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .unwrap();
+    let healthy: BTreeSet<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|t| t.target_health().unwrap().state().unwrap().as_str() == "healthy")
+        .map(|t| t.target().unwrap().id().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        healthy, in_service,
+        "every instance in service is a healthy target"
+    );
+    let policies = aws
+        .autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(group.auto_scaling_group_name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let [policy] = policies.scaling_policies() else {
+        panic!("one policy: {policies:?}")
+    };
+    let tracking = policy.target_tracking_configuration().unwrap();
+    assert_eq!(tracking.target_value(), Some(60.0));
+    assert_eq!(
+        tracking
+            .predefined_metric_specification()
+            .unwrap()
+            .predefined_metric_type()
+            .unwrap()
+            .as_str(),
+        "ASGAverageCPUUtilization"
+    );
+
+    // The launch template: IMDSv2 only, encrypted root volume, the instance
+    // profile, the instances' group, and user data that runs upload-api
+    // against this pipeline's bucket, table and stream.
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template.launch_template_id().unwrap())
+        .versions("1")
+        .send()
+        .await
+        .unwrap();
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    let metadata = data.metadata_options().unwrap();
+    assert_eq!(metadata.http_tokens().unwrap().as_str(), "required");
+    assert_eq!(metadata.http_put_response_hop_limit(), Some(2));
+    let root = &data.block_device_mappings()[0];
+    assert_eq!(root.ebs().unwrap().encrypted(), Some(true));
+    assert_eq!(
+        data.security_group_ids(),
+        [outputs.upload_security_group.clone().unwrap()]
+    );
+    let profile_arn = data.iam_instance_profile().unwrap().arn().unwrap();
+    assert!(
+        profile_arn.contains(":instance-profile/imagepipeline/"),
+        "{profile_arn}"
+    );
+    let environment = upload_instance_setup::environment_from_user_data(&decoded(data.user_data().unwrap()))
+        .expect("the user data writes the upload-api environment");
+    assert_eq!(environment["PIPELINE_BUCKET"], outputs.bucket.clone().unwrap());
+    assert_eq!(environment["PIPELINE_TABLE"], outputs.table.clone().unwrap());
+    assert_eq!(
+        environment["PIPELINE_DELIVERY_STREAM"],
+        outputs.delivery_stream.clone().unwrap()
+    );
+    assert_eq!(
+        environment["PIPELINE_MAX_IMAGE_BYTES"],
+        (20 * 1024 * 1024).to_string()
+    );
+    // The API key is generated into SSM, never put into the user data.
+    let key = aws
+        .ssm
+        .get_parameter()
+        .name("/imagepipeline/media/photos/api-keys")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let key = key.parameter().unwrap();
+    assert_eq!(key.r#type().unwrap().as_str(), "SecureString");
+    let key = key.value().unwrap();
+    assert_eq!(key.len(), 64, "a 256-bit key in hex");
+    assert!(!decoded(data.user_data().unwrap()).contains(key));
+
+    // Brokers: fixed addresses spread over the zones' private subnets, an
+    // encrypted data volume each, and their KRaft configuration.
+    let brokers = aws
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:imagepipeline.io/component")
+                .values("kafka")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut brokers: Vec<_> = brokers
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    brokers.sort_by_key(|i| i.private_ip_address().unwrap().to_owned());
+    let subnet_of = |zone: &str| {
+        outputs
+            .private_subnets
+            .iter()
+            .find(|s| s.availability_zone == zone)
+            .unwrap()
+            .id
+            .clone()
+    };
+    let placed: Vec<(String, String, String)> = brokers
+        .iter()
+        .map(|i| {
+            let tags = tag_map(i.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())));
+            (
+                tags["imagepipeline.io/broker"].clone(),
+                i.private_ip_address().unwrap().to_owned(),
+                i.subnet_id().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("1".to_owned(), "10.41.0.10".to_owned(), subnet_of("eu-west-1a")),
+            ("3".to_owned(), "10.41.0.11".to_owned(), subnet_of("eu-west-1a")),
+            ("2".to_owned(), "10.41.16.10".to_owned(), subnet_of("eu-west-1b")),
+        ]
+    );
+    assert_eq!(
+        outputs.kafka_bootstrap.as_deref(),
+        Some("10.41.0.10:9092,10.41.16.10:9092,10.41.0.11:9092")
+    );
+    for broker in &brokers {
+        let id = broker.instance_id().unwrap();
+        assert_eq!(broker.instance_type().unwrap().as_str(), "m7i.large");
+        assert_eq!(
+            broker
+                .security_groups()
+                .iter()
+                .map(|g| g.group_id().unwrap())
+                .collect::<Vec<_>>(),
+            [outputs.kafka_security_group.clone().unwrap()]
+        );
+        let volumes = aws
+            .ec2
+            .describe_volumes()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let data_volume = volumes
+            .volumes()
+            .iter()
+            .find(|v| v.attachments()[0].device() == Some("/dev/sdf"))
+            .expect("a data volume at /dev/sdf");
+        assert_eq!(
+            (data_volume.size(), data_volume.encrypted()),
+            (Some(100), Some(true))
+        );
+        assert!(
+            volumes.volumes().iter().all(|v| v.encrypted() == Some(true)),
+            "every volume of {id} is encrypted"
+        );
+        let tags = tag_map(
+            data_volume
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap(), t.value().unwrap())),
+        );
+        assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("media/photos"));
+
+        let user_data = aws
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        let script = decoded(user_data.user_data().unwrap().value().unwrap());
+        let properties = kafka_broker_setup::properties_from_user_data(&script)
+            .expect("the user data writes server.properties");
+        let ip = broker.private_ip_address().unwrap();
+        assert_eq!(properties["process.roles"], "broker,controller");
+        assert_eq!(
+            properties["controller.quorum.voters"],
+            "1@10.41.0.10:9093,2@10.41.16.10:9093,3@10.41.0.11:9093"
+        );
+        assert_eq!(
+            properties["advertised.listeners"],
+            format!("PLAINTEXT://{ip}:9092")
+        );
+        assert_eq!(properties["log.dirs"], "/var/lib/kafka/data");
+        let max: i64 = properties["message.max.bytes"].parse().unwrap();
+        assert!(
+            max >= 20 * 1024 * 1024,
+            "message.max.bytes {max} holds the largest image"
+        );
+        let node: u32 = properties["node.id"].parse().unwrap();
+        // Broker 1 creates the topics once the quorum stands.
+        assert_eq!(
+            script.contains("TOPIC='images'")
+                && script.contains("DLQ_TOPIC='images.dlq'")
+                && script.contains("PARTITIONS='12'"),
+            node == 1,
+            "broker {node}"
+        );
+    }
+}
+
+/// Applies `yaml` as a changed spec for the same pipeline and returns the
+/// mutating calls it made, as `service:Operation`.
+async fn mutations_of_applying(fx: &Fixture, yaml: &str) -> (PassReport, Vec<String>) {
+    let ctx = PipelineContext {
+        spec: pipeline(yaml).spec,
+        ..fx.ctx.clone()
+    };
+    fx.calls().reset();
+    let report = fx.engine.apply(&ctx).await;
+    let mutations = fx
+        .calls()
+        .counts()
+        .into_iter()
+        .filter(|(key, _)| key.is_mutating())
+        .map(|(key, n)| format!("{}:{} x{n}", key.service, key.operation))
+        .collect();
+    (report, mutations)
+}
+
+#[tokio::test]
+async fn a_scaling_change_changes_only_the_group_and_an_instance_type_change_rolls_a_new_template_version() {
+    let fx = Fixture::new(MINIMAL).await;
+    fx.apply_until_ready().await;
+
+    let scaled = MINIMAL.replace(
+        "  analytics: { nodes: 1 }",
+        "  analytics: { nodes: 1 }\n  uploadApi: { minSize: 3, maxSize: 8, desiredCapacity: 4 }",
+    );
+    let plan = fx
+        .engine
+        .plan(&PipelineContext {
+            spec: pipeline(&scaled).spec,
+            ..fx.ctx.clone()
+        })
+        .await;
+    let planned: Vec<String> = plan.changes().map(|(_, c)| c.resource.clone()).collect();
+    assert_eq!(planned.len(), 1, "{planned:?}");
+    assert!(planned[0].starts_with("Auto Scaling group"), "{planned:?}");
+    let (report, mutations) = mutations_of_applying(&fx, &scaled).await;
+    assert_eq!(mutations, ["Auto Scaling:UpdateAutoScalingGroup x1"]);
+    assert!(
+        report
+            .components
+            .iter()
+            .all(|c| c.state != ComponentState::ChangesPending)
+    );
+    let groups = fx
+        .aws()
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.auto_scaling_groups()[0];
+    assert_eq!(
+        (group.min_size(), group.max_size(), group.desired_capacity()),
+        (Some(3), Some(8), Some(4))
+    );
+    assert_eq!(group.launch_template().unwrap().version(), Some("1"));
+
+    let bigger = scaled.replace("uploadApi: {", "uploadApi: { instanceType: t3.large,");
+    let (_, mutations) = mutations_of_applying(&fx, &bigger).await;
+    assert_eq!(
+        mutations,
+        [
+            "Auto Scaling:StartInstanceRefresh x1",
+            "Auto Scaling:UpdateAutoScalingGroup x1",
+            "EC2:CreateLaunchTemplateVersion x1",
+        ]
+    );
+    let groups = fx
+        .aws()
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.auto_scaling_groups()[0];
+    let template = group.launch_template().unwrap();
+    assert_eq!(template.version(), Some("2"));
+    let versions = fx
+        .aws()
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template.launch_template_id().unwrap())
+        .versions("2")
+        .send()
+        .await
+        .unwrap();
+    let data = versions.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap();
+    assert_eq!(data.instance_type().unwrap().as_str(), "t3.large");
+    assert_eq!(
+        data.metadata_options().unwrap().http_tokens().unwrap().as_str(),
+        "required"
+    );
+    let refreshes = fx
+        .aws()
+        .autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group.auto_scaling_group_name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshes.instance_refreshes().len(), 1);
+    // The refresh replaced every instance with one of the new version.
+    let groups = fx
+        .aws()
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    let instances = groups.auto_scaling_groups()[0].instances();
+    assert_eq!(instances.len(), 4);
+    assert!(
+        instances
+            .iter()
+            .all(|i| i.launch_template().unwrap().version() == Some("2")),
+        "{instances:?}"
+    );
+    fx.calls().reset();
+    let settled = fx
+        .engine
+        .apply(&PipelineContext {
+            spec: pipeline(&bigger).spec,
+            ..fx.ctx.clone()
+        })
+        .await;
+    assert!(settled.is_ready(), "{:#?}", settled.components);
+    assert_eq!(fx.calls().successful_mutations(), 0);
 }

@@ -1,17 +1,67 @@
 """moto server as the tests and the demo run it: over TLS, with S3 bucket
-policies that deny on `aws:SecureTransport` as AWS does.
+policies that deny on `aws:SecureTransport` as AWS does, Auto Scaling instance
+refreshes, and RunInstances honouring ClientToken.
 
 Every bucket the operator makes carries a policy denying any request made
 without TLS. moto 5.2.5 ignores the `Bool` condition operator and never sets
 `aws:SecureTransport`, so that policy would deny every object request, and it
 treats a Deny whose condition does not hold as a denial too. The three
-patches below make moto evaluate exactly this policy as AWS does; everything
-else is moto unchanged. Run as `python server.py [moto_server arguments]`.
+patches below make moto evaluate exactly this policy as AWS does.
+
+The operator replaces an Auto Scaling group's instances with an instance
+refresh when its launch template changes, and moto 5.2.5 has no
+StartInstanceRefresh, DescribeInstanceRefreshes or CancelInstanceRefresh (an
+unknown action is answered with HTTP 500). The patches after the bucket ones
+add them: a refresh terminates the group's InService instances that are not
+protected from scale in (with SkipMatching only those not launched from the
+desired template version), launches replacements through moto's own group
+logic and target group registration, applies a DesiredConfiguration to the
+group, and is recorded at once as Successful, 100 percent, so a refresh is
+never InProgress and InstanceRefreshInProgress is never answered in practice;
+CancelInstanceRefresh therefore answers ActiveInstanceRefreshNotFound, as AWS
+does when none runs. For the replacements to be told apart as on AWS, three
+moto faults are fixed with them: the group launched instances from the
+template's default version whatever version the group names (tags, block
+devices and the aws:ec2launchtemplate:version tag came from the default);
+the group's instances reported the template's default version instead of the
+version they were launched from; and a launch template version made by
+CreateLaunchTemplateVersion with UserData kept it as a plain string, so every
+later launch from that version failed with HTTP 500.
+
+RunInstances ignores ClientToken in moto 5.2.5 and starts new instances on
+every retry. On AWS a repeated token returns the reservation it first made
+(also once its instances are terminated), and the same token with other
+parameters is refused with IdempotentParameterMismatch; a patch does the
+same.
+
+On AWS the primary network interface RunInstances makes for an instance is
+deleted when the instance terminates, which frees its private address. moto
+5.2.5 keeps it "in-use" forever, so a VPC that held an instance could never
+be emptied and a fixed broker address never launched again; the last patch
+marks the interfaces an instance made itself as deleted on termination.
+Everything else is moto unchanged. Run as
+`python server.py [moto_server arguments]`.
 """
 
 from flask import has_request_context, request
+from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
+from moto.autoscaling.models import (
+    ASG_NAME_TAG,
+    AutoScalingBackend,
+    FakeAutoScalingGroup,
+    InstanceState,
+)
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.instances import Instance
+from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.responses.instances import InstanceResponse
+from moto.ec2.utils import parse_user_data
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
+from moto.moto_api._internal import mock_random as random
 from moto.s3.models import FakeBucket
 from moto.server import main
 
@@ -54,6 +104,248 @@ def bucket_get_permission(self, action, resource):
 
 
 FakeBucket.get_permission = bucket_get_permission
+
+LAUNCH_TEMPLATE_ID_TAG = "aws:ec2launchtemplate:id"
+LAUNCH_TEMPLATE_VERSION_TAG = "aws:ec2launchtemplate:version"
+ACTIVE_REFRESH_STATES = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
+REFRESH_PREFERENCE_DEFAULTS = {
+    "MinHealthyPercentage": 90,
+    "SkipMatching": False,
+    "AutoRollback": False,
+    "ScaleInProtectedInstances": "Ignore",
+    "StandbyInstances": "Ignore",
+}
+
+
+def replace_autoscaling_group_instances(self, count_needed, propagated_tags):
+    # moto's own, except that instances are launched from the version the
+    # group names rather than from the template's default version.
+    propagated_tags[ASG_NAME_TAG] = self.name
+    propagated_tags.update(self.instance_tags)
+    subnet_id = self.vpc_zone_identifier.split(",")[0] if self.vpc_zone_identifier else None
+    associate_public_ip = (
+        self.launch_config.associate_public_ip_address if self.launch_config else None
+    )
+    launch_template = None
+    if self.ec2_launch_template:
+        launch_template = {
+            "LaunchTemplateId": self.ec2_launch_template.id,
+            "Version": self.launch_template_version,
+        }
+    reservation = self.autoscaling_backend.ec2_backend.run_instances(
+        self.image_id,
+        count_needed,
+        self.user_data,
+        self.security_groups,
+        instance_type=self.instance_type,
+        tags={"instance": propagated_tags},
+        placement=random.choice(self.availability_zones),
+        launch_config=self.launch_config,
+        launch_template=launch_template,
+        is_instance_type_default=False,
+        associate_public_ip=associate_public_ip,
+        subnet_id=subnet_id,
+    )
+    for instance in reservation.instances:
+        instance.autoscaling_group = self
+        self.instance_states.append(
+            InstanceState(
+                instance, protected_from_scale_in=self.new_instances_protected_from_scale_in
+            )
+        )
+
+
+FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
+
+
+def launched_from(instance):
+    """The launch template id and version an instance was launched from."""
+    tags = instance.ec2_backend.tags.get(instance.id, {})
+    return tags.get(LAUNCH_TEMPLATE_ID_TAG), tags.get(LAUNCH_TEMPLATE_VERSION_TAG)
+
+
+_instance_state_launch_template = InstanceState.launch_template.fget
+
+
+def instance_state_launch_template(self):
+    spec = _instance_state_launch_template(self)
+    template_id, version = launched_from(self.instance)
+    if spec is None or template_id is None or version is None:
+        return spec
+    try:
+        template = self.instance.ec2_backend.get_launch_template(template_id)
+    except EC2ClientError:
+        return spec
+    return {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": version}
+
+
+InstanceState.launch_template = property(instance_state_launch_template)
+
+_launch_template_create_version = LaunchTemplate.create_version
+
+
+def launch_template_create_version(self, data, description):
+    if isinstance(data.get("UserData"), str):
+        data = {**data, "UserData": parse_user_data(data["UserData"])}
+    return _launch_template_create_version(self, data, description)
+
+
+LaunchTemplate.create_version = launch_template_create_version
+
+
+def start_instance_refresh(self, name, strategy, desired_configuration, preferences):
+    group = self.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    refreshes = self.__dict__.setdefault("instance_refreshes", [])
+    if any(r["AutoScalingGroupName"] == name and r["Status"] in ACTIVE_REFRESH_STATES for r in refreshes):
+        raise AutoscalingClientError(
+            "InstanceRefreshInProgress",
+            "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.",
+        )
+    preferences = {**REFRESH_PREFERENCE_DEFAULTS, **(preferences or {})}
+    start = utcnow()
+    if desired_configuration:
+        group._set_launch_configuration(
+            None,
+            desired_configuration.get("LaunchTemplate") or {},
+            desired_configuration.get("MixedInstancesPolicy"),
+        )
+        if desired_configuration.get("MixedInstancesPolicy"):
+            group.mixed_instances_policy = desired_configuration["MixedInstancesPolicy"]
+
+    def matches(state):
+        if group.ec2_launch_template is None:
+            return False
+        desired = group.ec2_launch_template.get_version(group.launch_template_version)
+        return launched_from(state.instance) == (group.ec2_launch_template.id, str(desired.number))
+
+    replaced = [
+        state
+        for state in group.instance_states
+        if state.lifecycle_state == "InService"
+        and not state.protected_from_scale_in
+        and not (preferences["SkipMatching"] and matches(state))
+    ]
+    replaced_ids = [state.instance.id for state in replaced]
+    if replaced_ids:
+        group.instance_states = [s for s in group.instance_states if s not in replaced]
+        self.ec2_backend.terminate_instances(replaced_ids)
+        self.elbv2_backend.notify_terminate_instances(replaced_ids)
+        group.replace_autoscaling_group_instances(len(replaced), group.get_propagated_tags())
+        self.update_attached_elbs(name)
+        self.update_attached_target_groups(name)
+    refresh = {
+        "InstanceRefreshId": str(random.uuid4()),
+        "AutoScalingGroupName": name,
+        "Strategy": strategy or "Rolling",
+        "Status": "Successful",
+        "StatusReason": "",
+        "StartTime": start,
+        "EndTime": utcnow(),
+        "PercentageComplete": 100,
+        "InstancesToUpdate": 0,
+        "Preferences": preferences,
+    }
+    if desired_configuration:
+        refresh["DesiredConfiguration"] = desired_configuration
+    refreshes.append(refresh)
+    return refresh["InstanceRefreshId"]
+
+
+def describe_instance_refreshes(self, name, refresh_ids):
+    refreshes = [
+        r
+        for r in self.__dict__.get("instance_refreshes", [])
+        if r["AutoScalingGroupName"] == name
+        and (not refresh_ids or r["InstanceRefreshId"] in refresh_ids)
+    ]
+    return list(reversed(refreshes))
+
+
+def cancel_instance_refresh(self, name):
+    if name not in self.autoscaling_groups:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    for refresh in self.__dict__.get("instance_refreshes", []):
+        if refresh["AutoScalingGroupName"] == name and refresh["Status"] in ACTIVE_REFRESH_STATES:
+            refresh["Status"] = "Cancelled"
+            return refresh["InstanceRefreshId"]
+    raise AutoscalingClientError(
+        "ActiveInstanceRefreshNotFound",
+        f"No in progress or pending Instance Refresh found for Auto Scaling group {name}",
+    )
+
+
+AutoScalingBackend.start_instance_refresh = start_instance_refresh
+AutoScalingBackend.describe_instance_refreshes = describe_instance_refreshes
+AutoScalingBackend.cancel_instance_refresh = cancel_instance_refresh
+
+
+def response_start_instance_refresh(self):
+    refresh_id = self.autoscaling_backend.start_instance_refresh(
+        name=self._get_param("AutoScalingGroupName"),
+        strategy=self._get_param("Strategy"),
+        desired_configuration=self._get_param("DesiredConfiguration"),
+        preferences=self._get_param("Preferences"),
+    )
+    return ActionResult({"InstanceRefreshId": refresh_id})
+
+
+def response_describe_instance_refreshes(self):
+    refreshes = self.autoscaling_backend.describe_instance_refreshes(
+        name=self._get_param("AutoScalingGroupName"),
+        refresh_ids=self._get_param("InstanceRefreshIds", []),
+    )
+    return ActionResult({"InstanceRefreshes": refreshes})
+
+
+def response_cancel_instance_refresh(self):
+    refresh_id = self.autoscaling_backend.cancel_instance_refresh(
+        name=self._get_param("AutoScalingGroupName")
+    )
+    return ActionResult({"InstanceRefreshId": refresh_id})
+
+
+AutoScalingResponse.start_instance_refresh = response_start_instance_refresh
+AutoScalingResponse.describe_instance_refreshes = response_describe_instance_refreshes
+AutoScalingResponse.cancel_instance_refresh = response_cancel_instance_refresh
+
+_run_instances = InstanceResponse.run_instances
+
+
+def run_instances(self):
+    token = self._get_param("ClientToken")
+    request_params = dict(self.querystring)
+    if token and not self._get_bool_param("DryRun", False):
+        for reservation in self.ec2_backend.reservations.values():
+            if any(instance.client_token == token for instance in reservation.instances):
+                if getattr(reservation, "request_params", request_params) != request_params:
+                    raise EC2ClientError(
+                        "IdempotentParameterMismatch",
+                        f"The client token {token} was already used with other parameters.",
+                    )
+                return ActionResult(reservation)
+    result = _run_instances(self)
+    if token:
+        result.result.request_params = request_params
+    return result
+
+
+InstanceResponse.run_instances = run_instances
+
+_prep_nics = Instance.prep_nics
+
+
+def prep_nics(self, nic_spec, *args, **kwargs):
+    _prep_nics(self, nic_spec, *args, **kwargs)
+    attached = {spec.get("NetworkInterfaceId") for spec in nic_spec}
+    explicit = any("DeleteOnTermination" in spec for spec in nic_spec)
+    for eni in self.nics.values():
+        if eni.id not in attached and not explicit:
+            eni.delete_on_termination = True
+
+
+Instance.prep_nics = prep_nics
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,9 @@ pub struct AwsClients {
     pub redshift: aws_sdk_redshift::Client,
     pub redshift_data: aws_sdk_redshiftdata::Client,
     pub ec2: aws_sdk_ec2::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
 }
@@ -84,6 +87,9 @@ impl AwsClients {
             redshift: client!(aws_sdk_redshift, rates::REDSHIFT),
             redshift_data: client!(aws_sdk_redshiftdata, rates::REDSHIFT_DATA),
             ec2: client!(aws_sdk_ec2, rates::EC2),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2, rates::ELBV2),
+            autoscaling: client!(aws_sdk_autoscaling, rates::AUTOSCALING),
+            ssm: client!(aws_sdk_ssm, rates::SSM),
             sts: client!(aws_sdk_sts, rates::STS),
             calls,
         })

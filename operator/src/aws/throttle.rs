@@ -57,6 +57,15 @@ pub mod rates {
     /// limited to 30/s, DescribeStatement to 100/s).
     pub const REDSHIFT: RequestRate = RequestRate::new(10, 10);
     pub const REDSHIFT_DATA: RequestRate = RequestRate::new(20, 20);
+    /// Elastic Load Balancing (v2) API: about 10 requests per second per
+    /// account for describe and mutating calls alike.
+    pub const ELBV2: RequestRate = RequestRate::new(10, 10);
+    /// EC2 Auto Scaling API: quotas are not published per action; the
+    /// console's own pace of about 10/s stays clear of throttling.
+    pub const AUTOSCALING: RequestRate = RequestRate::new(10, 10);
+    /// SSM Parameter Store: PutParameter is limited to 3 transactions per
+    /// second by default (GetParameter to 40); the one bucket keeps to 3.
+    pub const SSM: RequestRate = RequestRate::new(3, 5);
     /// STS GetCallerIdentity: generous quota; one call per reconcile.
     pub const STS: RequestRate = RequestRate::new(50, 50);
 }

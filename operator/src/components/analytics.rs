@@ -11,8 +11,8 @@ use aws_sdk_redshiftdata::types::StatusString;
 use serde_json::json;
 
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
-use super::network::{ec2_tags, tag_specification};
 use super::ownership;
+use super::sdk::{ec2_tags, tag_specification};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};

@@ -274,7 +274,7 @@ pub fn publish(
     }
 }
 
-fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
+pub(crate) fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
     tags.iter()
         .map(|(key, value)| built(Tag::builder().key(key).value(value).build()))
         .collect()

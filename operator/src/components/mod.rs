@@ -4,16 +4,22 @@ pub mod analytics;
 pub mod delivery;
 mod iam_role;
 pub mod kafka_broker_setup;
+pub mod kafka_brokers;
+mod machine_image;
 pub mod metadata;
 pub mod network;
+mod sdk;
 pub mod storage;
 pub mod upload_instance_setup;
+pub mod upload_tier;
 
 pub use analytics::Analytics;
 pub use delivery::Delivery;
+pub use kafka_brokers::KafkaBrokers;
 pub use metadata::Metadata;
 pub use network::Network;
 pub use storage::Storage;
+pub use upload_tier::UploadTier;
 
 use aws_smithy_types::error::operation::BuildError;
 

@@ -45,6 +45,26 @@ impl fmt::Debug for MasterUser {
     }
 }
 
+/// A secret value that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Everything the desired state of a pipeline depends on.
 #[derive(Clone, Debug)]
 pub struct PipelineContext {
@@ -55,6 +75,10 @@ pub struct PipelineContext {
     /// Resolved from the Secret that `spec.analytics.masterUserSecretRef`
     /// names, by whoever can read it (the controller); `None` otherwise.
     pub master_user: Option<MasterUser>,
+    /// The upload API keys (one a line) read from the Secret of
+    /// `spec.uploadApi.apiKeysSecretRef` or the one the controller generates;
+    /// `None` where no Secret can be read (the CLI).
+    pub upload_api_keys: Option<SecretText>,
 }
 
 impl PipelineContext {
@@ -66,6 +90,7 @@ impl PipelineContext {
             partition,
             spec,
             master_user: None,
+            upload_api_keys: None,
         }
     }
 

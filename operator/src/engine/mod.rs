@@ -16,7 +16,7 @@ use std::future::Future;
 
 #[cfg(test)]
 pub(crate) use context::context_from_yaml;
-pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG};
+pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG, SecretText};
 pub use run::{ComponentReport, ComponentState, Engine, EngineError, PassReport};
 
 use crate::api::v1alpha1::{AwsResource, DeletionPolicy};
@@ -29,15 +29,19 @@ pub enum ComponentKind {
     Storage,
     Metadata,
     Delivery,
+    UploadTier,
+    Kafka,
     Analytics,
 }
 
 impl ComponentKind {
-    pub const ALL: [ComponentKind; 5] = [
+    pub const ALL: [ComponentKind; 7] = [
         ComponentKind::Network,
         ComponentKind::Storage,
         ComponentKind::Metadata,
         ComponentKind::Delivery,
+        ComponentKind::UploadTier,
+        ComponentKind::Kafka,
         ComponentKind::Analytics,
     ];
 
@@ -47,6 +51,8 @@ impl ComponentKind {
             ComponentKind::Storage => "Storage",
             ComponentKind::Metadata => "Metadata",
             ComponentKind::Delivery => "Delivery",
+            ComponentKind::UploadTier => "UploadTier",
+            ComponentKind::Kafka => "Kafka",
             ComponentKind::Analytics => "Analytics",
         }
     }
@@ -58,6 +64,8 @@ impl ComponentKind {
             ComponentKind::Storage => "storage",
             ComponentKind::Metadata => "metadata",
             ComponentKind::Delivery => "delivery",
+            ComponentKind::UploadTier => "upload-tier",
+            ComponentKind::Kafka => "kafka",
             ComponentKind::Analytics => "analytics",
         }
     }
@@ -248,6 +256,10 @@ pub struct Outputs {
     pub table: Option<String>,
     pub delivery_stream: Option<String>,
     pub warehouse: Option<String>,
+    /// The load balancer's URL, `http(s)://<dns name>`.
+    pub upload_url: Option<String>,
+    /// `host:port,…` of the brokers, managed or given in the spec.
+    pub kafka_bootstrap: Option<String>,
     pub resources: Vec<AwsResource>,
 }
 

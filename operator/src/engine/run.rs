@@ -4,7 +4,7 @@
 use crate::api::v1alpha1::{DeletionPolicy, ImagePipelineSpec};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
-use crate::components::{Analytics, Delivery, Metadata, Network, Storage};
+use crate::components::{Analytics, Delivery, KafkaBrokers, Metadata, Network, Storage, UploadTier};
 use crate::engine::{
     Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
 };
@@ -173,6 +173,8 @@ impl Engine {
             ComponentKind::Storage => Storage::DEPENDS_ON,
             ComponentKind::Metadata => Metadata::DEPENDS_ON,
             ComponentKind::Delivery => Delivery::DEPENDS_ON,
+            ComponentKind::UploadTier => UploadTier::DEPENDS_ON,
+            ComponentKind::Kafka => KafkaBrokers::DEPENDS_ON,
             ComponentKind::Analytics => Analytics::DEPENDS_ON,
         }
     }
@@ -189,6 +191,8 @@ impl Engine {
             ComponentKind::Storage => self.run_component::<Storage>(ctx, outputs, goal).await,
             ComponentKind::Metadata => self.run_component::<Metadata>(ctx, outputs, goal).await,
             ComponentKind::Delivery => self.run_component::<Delivery>(ctx, outputs, goal).await,
+            ComponentKind::UploadTier => self.run_component::<UploadTier>(ctx, outputs, goal).await,
+            ComponentKind::Kafka => self.run_component::<KafkaBrokers>(ctx, outputs, goal).await,
             ComponentKind::Analytics => self.run_component::<Analytics>(ctx, outputs, goal).await,
         }
     }

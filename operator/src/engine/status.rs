@@ -72,6 +72,8 @@ pub fn pipeline_status(
         table: outputs.table.clone(),
         delivery_stream: outputs.delivery_stream.clone(),
         warehouse: outputs.warehouse.clone(),
+        upload_url: outputs.upload_url.clone(),
+        kafka_bootstrap: outputs.kafka_bootstrap.clone(),
         ..previous.and_then(|s| s.endpoints.clone()).unwrap_or_default()
     };
     ImagePipelineStatus {

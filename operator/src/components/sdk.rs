@@ -1,0 +1,87 @@
+//! Helpers for SDK calls that several components make the same way: deletes
+//! that find their resource gone, errors named after what was being done, and
+//! EC2 tags.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::aws::errors::{classify, code};
+use crate::engine::ComponentError;
+
+/// A delete that finds its resource already gone has done its work.
+pub(crate) fn deleted<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    gone: &[&str],
+    action: &str,
+) -> Result<(), ComponentError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if code(&err).is_some_and(|c| gone.contains(&c)) => Ok(()),
+        Err(err) => Err(blocked_or(err, action)),
+    }
+}
+
+/// Classifies the failure to `verb` the resource `what`.
+pub(crate) fn failed<E>(verb: &str, what: &str) -> impl FnOnce(SdkError<E, HttpResponse>) -> ComponentError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let action = format!("{verb} {what}");
+    move |err| classify(&action, err)
+}
+
+/// Error codes with which AWS refuses to delete what something still stands
+/// on (EC2, Elastic Load Balancing, IAM).
+const IN_USE_CODES: [&str; 3] = ["DependencyViolation", "ResourceInUse", "DeleteConflict"];
+
+/// AWS refuses to delete what something still stands on: that is waiting,
+/// and the message names what blocks.
+pub(crate) fn blocked_or<E>(err: SdkError<E, HttpResponse>, action: &str) -> ComponentError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let dependency = code(&err).is_some_and(|c| IN_USE_CODES.contains(&c));
+    let mut err = classify(action, err);
+    if dependency {
+        err.reason = "DeletionBlocked".to_owned();
+    }
+    err
+}
+
+pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {
+    Filter::builder().name(format!("tag:{key}")).values(value).build()
+}
+
+pub(crate) fn ec2_tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub(crate) fn tag_specification(
+    resource_type: ResourceType,
+    tags: &BTreeMap<String, String>,
+) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource_type)
+        .set_tags(Some(ec2_tag_list(tags)))
+        .build()
+}
+
+pub(crate) fn ec2_tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}

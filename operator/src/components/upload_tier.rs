@@ -1,0 +1,1863 @@
+//! UploadTier: the upload API on EC2 behind an application load balancer.
+//!
+//! An instance role and profile (least privilege, see
+//! [`upload_instance_setup`]), the API keys in an SSM SecureString, a launch
+//! template, a target group checking `/healthz`, an internet-facing ALB in the
+//! public subnets with one listener, an Auto Scaling group over those subnets
+//! with ELB health checks, and a target-tracking policy on average CPU.
+//!
+//! Every resource has a deterministic name, so it is found again after a
+//! crash. The group runs an explicit launch-template version: a change of
+//! instance type, AMI or container image makes a new version, moves the group
+//! to it and starts an instance refresh, which replaces the instances while
+//! the load balancer keeps serving. Instances still on an older version start
+//! a refresh too, so a crash between those calls converges.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_autoscaling::types::{
+    LaunchTemplateSpecification, LifecycleState, MetricType, PredefinedMetricSpecification,
+    RefreshPreferences, RefreshStrategy, TargetTrackingConfiguration,
+};
+use aws_sdk_ec2::types::{
+    InstanceStateName, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, VolumeType,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action as ListenerAction, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
+    LoadBalancerTypeEnum, Matcher, ProtocolEnum, TargetHealthStateEnum, TargetTypeEnum,
+};
+use aws_sdk_ssm::types::ParameterType;
+use rand::Rng;
+
+use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
+use super::machine_image::{self, ImageSource, ResolvedImage};
+use super::sdk::{deleted, ec2_tag_list, ec2_tags, failed, tag_filter, tag_specification};
+use super::upload_instance_setup::{
+    self as setup, IMDS_HOP_LIMIT, UPLOAD_PORT, UploadInstanceConfig, UploadTargets,
+};
+use super::{built, ownership};
+use crate::api::v1alpha1::DeletionPolicy;
+use crate::aws::AwsClients;
+use crate::aws::errors::{classify, code};
+use crate::engine::{
+    Action, COMPONENT_TAG, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs,
+    PipelineContext, Readiness, SecretText,
+};
+
+pub struct UploadTier;
+
+/// Path the target group checks; upload-api answers it without touching AWS.
+pub const HEALTH_CHECK_PATH: &str = "/healthz";
+/// Name of the target-tracking policy on the group.
+pub const SCALING_POLICY_NAME: &str = "cpu-target-tracking";
+/// TLS policy of the HTTPS listener: TLS 1.3 and 1.2 with forward secrecy.
+pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+/// Root volume: room for docker and the upload-api image.
+const ROOT_VOLUME_GIB: i32 = 20;
+/// Time an instance gets to pull the image and pass `/healthz` before the
+/// group replaces it for failing ELB health checks.
+const HEALTH_CHECK_GRACE_SECONDS: i32 = 300;
+/// An instance refresh keeps this share of the group in service.
+const REFRESH_MIN_HEALTHY_PERCENT: i32 = 90;
+const REFRESH_WARMUP_SECONDS: i32 = 120;
+const HTTP_PORT: i32 = 80;
+const HTTPS_PORT: i32 = 443;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredUploadTier {
+    pub owner: String,
+    pub tags: BTreeMap<String, String>,
+    pub role: DesiredRole,
+    pub instance_profile: DesiredInstanceProfile,
+    pub api_keys: DesiredApiKeys,
+    pub image: ImageSource,
+    pub launch_template: DesiredLaunchTemplate,
+    pub target_group: DesiredTargetGroup,
+    pub load_balancer: DesiredLoadBalancer,
+    pub listener: DesiredListener,
+    pub group: DesiredGroup,
+    pub target_cpu_percent: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredInstanceProfile {
+    pub name: String,
+    pub arn: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredApiKeys {
+    pub parameter: String,
+    /// The keys from the pipeline's Secret; `None` (the CLI): generate a key
+    /// once and keep whatever the parameter holds from then on.
+    pub value: Option<SecretText>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredLaunchTemplate {
+    pub name: String,
+    pub instance_type: String,
+    /// Base64 of the first-boot script.
+    pub user_data: String,
+    pub security_group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredTargetGroup {
+    /// At most 32 characters, as ELB requires.
+    pub name: String,
+    pub vpc_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredLoadBalancer {
+    /// At most 32 characters, as ELB requires.
+    pub name: String,
+    pub subnets: BTreeSet<String>,
+    pub security_group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredListener {
+    pub port: i32,
+    /// HTTPS with this ACM certificate; plain HTTP when `None`.
+    pub certificate_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredGroup {
+    pub name: String,
+    pub min_size: i32,
+    pub max_size: i32,
+    /// Set only when the spec sets it; otherwise the scaling policy decides.
+    pub desired_capacity: Option<i32>,
+    pub subnets: BTreeSet<String>,
+}
+
+/// What an instance launched from the template gets: the fields compared
+/// with the template's latest version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LaunchSettings {
+    pub image_id: String,
+    pub instance_type: String,
+    pub instance_profile_arn: String,
+    pub security_groups: BTreeSet<String>,
+    pub imds_tokens_required: bool,
+    pub imds_hop_limit: i32,
+    pub root_device: String,
+    pub root_volume_gib: i32,
+    pub root_volume_encrypted: bool,
+    pub user_data: String,
+    /// Tags given to the instances and their volumes.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl LaunchSettings {
+    fn differences(&self, desired: &LaunchSettings) -> Vec<String> {
+        let mut fields = Vec::new();
+        let mut compare = |name: &str, observed: String, wanted: String| {
+            if observed != wanted {
+                fields.push(format!("{name}: {observed} → {wanted}"));
+            }
+        };
+        compare("image", self.image_id.clone(), desired.image_id.clone());
+        compare(
+            "instance type",
+            self.instance_type.clone(),
+            desired.instance_type.clone(),
+        );
+        compare(
+            "instance profile",
+            self.instance_profile_arn.clone(),
+            desired.instance_profile_arn.clone(),
+        );
+        compare(
+            "security groups",
+            join(&self.security_groups),
+            join(&desired.security_groups),
+        );
+        compare(
+            "IMDSv2 required",
+            self.imds_tokens_required.to_string(),
+            desired.imds_tokens_required.to_string(),
+        );
+        compare(
+            "IMDS hop limit",
+            self.imds_hop_limit.to_string(),
+            desired.imds_hop_limit.to_string(),
+        );
+        compare("root volume", volume_text(self), volume_text(desired));
+        if self.user_data != desired.user_data {
+            fields.push("user data: changed".to_owned());
+        }
+        if self.tags != desired.tags {
+            fields.push("instance tags: changed".to_owned());
+        }
+        fields
+    }
+}
+
+fn volume_text(settings: &LaunchSettings) -> String {
+    format!(
+        "{} {} GiB{}",
+        settings.root_device,
+        settings.root_volume_gib,
+        if settings.root_volume_encrypted {
+            " encrypted"
+        } else {
+            " unencrypted"
+        }
+    )
+}
+
+fn join(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ObservedUploadTier {
+    pub role: Option<ObservedRole>,
+    pub instance_profile: Option<ObservedInstanceProfile>,
+    pub api_keys: Option<SecretText>,
+    /// The AMI to launch, or why it cannot be found. Only converging needs
+    /// it, so a missing AMI never blocks deletion.
+    pub image: Option<Result<ResolvedImage, ComponentError>>,
+    pub launch_template: Option<ObservedLaunchTemplate>,
+    pub target_group: Option<ObservedTargetGroup>,
+    pub load_balancer: Option<ObservedLoadBalancer>,
+    pub listeners: Vec<ObservedListener>,
+    pub group: Option<ObservedGroup>,
+    /// Instances tagged as this tier's that are not terminated, whether or
+    /// not a group still runs them.
+    pub instances: Vec<TaggedInstance>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedInstanceProfile {
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedLaunchTemplate {
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+    pub latest_version: i64,
+    pub latest: LaunchSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedTargetGroup {
+    pub arn: String,
+    pub health_check_path: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Targets passing the health check.
+    pub healthy_targets: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedLoadBalancer {
+    pub arn: String,
+    pub dns_name: String,
+    pub state: String,
+    pub subnets: BTreeSet<String>,
+    pub security_groups: BTreeSet<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedListener {
+    pub arn: String,
+    pub port: i32,
+    pub protocol: String,
+    pub certificate_arn: Option<String>,
+    pub ssl_policy: Option<String>,
+    pub target_group_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedGroup {
+    pub min_size: i32,
+    pub max_size: i32,
+    pub desired_capacity: i32,
+    pub launch_template_id: Option<String>,
+    pub launch_template_version: Option<String>,
+    pub subnets: BTreeSet<String>,
+    pub target_groups: Vec<String>,
+    pub health_check_type: String,
+    pub tags: BTreeMap<String, String>,
+    /// AWS is deleting the group (and terminating its instances).
+    pub deleting: bool,
+    pub instances: Vec<GroupInstance>,
+    pub refresh_in_progress: bool,
+    /// Target value of the CPU target-tracking policy, if it exists.
+    pub cpu_target: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInstance {
+    pub id: String,
+    pub in_service: bool,
+    pub launch_template_version: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedInstance {
+    pub id: String,
+    pub state: String,
+}
+
+impl TaggedInstance {
+    fn terminating(&self) -> bool {
+        self.state == InstanceStateName::ShuttingDown.as_str()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum UploadTierStep {
+    Role(RoleStep),
+    CreateInstanceProfile,
+    AddRoleToInstanceProfile,
+    RemoveRoleFromInstanceProfile { role: String },
+    PutApiKeys { exists: bool },
+    CreateLaunchTemplate,
+    CreateLaunchTemplateVersion { differences: Vec<String> },
+    CreateTargetGroup,
+    SetHealthCheck,
+    CreateLoadBalancer,
+    SetLoadBalancerSubnets,
+    SetLoadBalancerSecurityGroups,
+    CreateListener,
+    UpdateListener { arn: String },
+    DeleteListener { arn: String, port: i32 },
+    CreateGroup,
+    UpdateGroup { fields: Vec<String> },
+    PutScalingPolicy,
+    StartInstanceRefresh { outdated: usize },
+    DeleteGroup,
+    TerminateInstances { ids: Vec<String> },
+    DeleteLoadBalancer,
+    DeleteTargetGroup,
+    DeleteLaunchTemplate,
+    DeleteInstanceProfile,
+    DeleteApiKeys,
+}
+
+impl DesiredUploadTier {
+    fn launch_settings(&self, image: &ResolvedImage) -> LaunchSettings {
+        let template = &self.launch_template;
+        LaunchSettings {
+            image_id: image.id.clone(),
+            instance_type: template.instance_type.clone(),
+            instance_profile_arn: self.instance_profile.arn.clone(),
+            security_groups: BTreeSet::from([template.security_group.clone()]),
+            imds_tokens_required: true,
+            imds_hop_limit: IMDS_HOP_LIMIT,
+            root_device: image.root_device.clone(),
+            root_volume_gib: ROOT_VOLUME_GIB,
+            root_volume_encrypted: true,
+            user_data: template.user_data.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.listener.certificate_arn.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl Component for UploadTier {
+    const KIND: ComponentKind = ComponentKind::UploadTier;
+    const DEPENDS_ON: &'static [ComponentKind] = &[
+        ComponentKind::Network,
+        ComponentKind::Storage,
+        ComponentKind::Metadata,
+        ComponentKind::Delivery,
+    ];
+    type Desired = DesiredUploadTier;
+    type Observed = ObservedUploadTier;
+    type Step = UploadTierStep;
+
+    fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<DesiredUploadTier, ComponentError> {
+        let spec = &ctx.spec.upload_api;
+        let api_keys = match (&spec.api_keys_secret_ref, &ctx.upload_api_keys) {
+            (_, Some(keys)) => Some(keys.clone()),
+            (None, None) => None,
+            (Some(secret), None) => {
+                return Err(ComponentError::terminal(
+                    "ApiKeysSecretUnavailable",
+                    format!(
+                        "spec.uploadApi.apiKeysSecretRef names the Kubernetes Secret {}, which only the \
+                         controller reads; apply this pipeline with the controller, or remove the field \
+                         so that apply generates a key",
+                        secret.name
+                    ),
+                ));
+            }
+        };
+        let targets = UploadTargets {
+            bucket: upstream.bucket.clone().unwrap_or_else(|| ctx.bucket_name()),
+            table: upstream.table.clone().unwrap_or_else(|| ctx.table_name()),
+            delivery_stream: upstream.delivery_stream.clone().unwrap_or_default(),
+        };
+        let config = UploadInstanceConfig::new(ctx, targets)?;
+        let name = ctx.resource_name("upload", 64);
+        let role_arn = ctx.global_arn("iam", &format!("role{}{name}", iam_role::ROLE_PATH));
+        let tags = ctx.tags(Self::KIND);
+        let role = DesiredRole {
+            name: name.clone(),
+            arn: role_arn,
+            trust_policy: setup::instance_trust_policy(),
+            policy_name: "upload-api".to_owned(),
+            policy: setup::instance_permissions_policy(ctx, &config),
+            tags: tags.clone(),
+        };
+        let short_name = ctx.resource_name("upload", 32);
+        let public_subnets: BTreeSet<String> = upstream.public_subnets.iter().map(|s| s.id.clone()).collect();
+        Ok(DesiredUploadTier {
+            owner: ctx.owner.tag_value(),
+            instance_profile: DesiredInstanceProfile {
+                arn: ctx.global_arn("iam", &format!("instance-profile{}{name}", iam_role::ROLE_PATH)),
+                name: name.clone(),
+            },
+            role,
+            api_keys: DesiredApiKeys {
+                parameter: config.api_keys_parameter().to_owned(),
+                value: api_keys,
+            },
+            image: ImageSource::new(spec.ami_id.as_ref(), "spec.uploadApi.amiId"),
+            launch_template: DesiredLaunchTemplate {
+                name: name.clone(),
+                instance_type: spec.instance_type.clone(),
+                user_data: setup::user_data_base64(&config),
+                security_group: upstream.upload_security_group.clone().unwrap_or_default(),
+            },
+            target_group: DesiredTargetGroup {
+                name: short_name.clone(),
+                vpc_id: upstream.api_vpc_id.clone().unwrap_or_default(),
+            },
+            load_balancer: DesiredLoadBalancer {
+                name: short_name,
+                subnets: public_subnets.clone(),
+                security_group: upstream.load_balancer_security_group.clone().unwrap_or_default(),
+            },
+            listener: DesiredListener {
+                port: if spec.certificate_arn.is_some() {
+                    HTTPS_PORT
+                } else {
+                    HTTP_PORT
+                },
+                certificate_arn: spec.certificate_arn.clone(),
+            },
+            group: DesiredGroup {
+                name,
+                min_size: spec.min_size,
+                max_size: spec.max_size,
+                desired_capacity: spec.desired_capacity,
+                subnets: public_subnets,
+            },
+            target_cpu_percent: f64::from(spec.target_cpu_percent),
+            tags,
+        })
+    }
+
+    async fn observe(
+        aws: &AwsClients,
+        desired: &DesiredUploadTier,
+    ) -> Result<ObservedUploadTier, ComponentError> {
+        let image = match machine_image::resolve(aws, &desired.image).await {
+            Err(err) if !err.is_terminal() => return Err(err),
+            image => Some(image),
+        };
+        let load_balancer = observe_load_balancer(aws, desired).await?;
+        let listeners = match &load_balancer {
+            Some(lb) => observe_listeners(aws, &lb.arn).await?,
+            None => Vec::new(),
+        };
+        Ok(ObservedUploadTier {
+            role: iam_role::observe(aws, &desired.role).await?,
+            instance_profile: observe_instance_profile(aws, &desired.instance_profile.name).await?,
+            api_keys: observe_api_keys(aws, &desired.api_keys.parameter).await?,
+            image,
+            launch_template: observe_launch_template(aws, &desired.launch_template.name).await?,
+            target_group: observe_target_group(aws, &desired.target_group.name).await?,
+            load_balancer,
+            listeners,
+            group: observe_group(aws, &desired.group.name).await?,
+            instances: observe_tagged_instances(aws, &desired.owner).await?,
+        })
+    }
+
+    fn converge(
+        desired: &DesiredUploadTier,
+        observed: &ObservedUploadTier,
+    ) -> Result<Vec<UploadTierStep>, ComponentError> {
+        check_ownership(desired, observed)?;
+        let image = match &observed.image {
+            Some(Ok(image)) => image,
+            Some(Err(err)) => return Err(err.clone()),
+            None => {
+                return Err(ComponentError::retryable(
+                    "ImageNotResolved",
+                    "the AMI of the upload instances was not looked up yet",
+                ));
+            }
+        };
+        let mut steps: Vec<UploadTierStep> = iam_role::converge(&desired.role, observed.role.as_ref())
+            .into_iter()
+            .map(UploadTierStep::Role)
+            .collect();
+        match &observed.instance_profile {
+            None => steps.extend([
+                UploadTierStep::CreateInstanceProfile,
+                UploadTierStep::AddRoleToInstanceProfile,
+            ]),
+            Some(profile) => {
+                // A profile holds at most one role.
+                for role in profile.roles.iter().filter(|r| **r != desired.role.name) {
+                    steps.push(UploadTierStep::RemoveRoleFromInstanceProfile { role: role.clone() });
+                }
+                if !profile.roles.contains(&desired.role.name) {
+                    steps.push(UploadTierStep::AddRoleToInstanceProfile);
+                }
+            }
+        }
+        match (&desired.api_keys.value, &observed.api_keys) {
+            (_, None) => steps.push(UploadTierStep::PutApiKeys { exists: false }),
+            (Some(wanted), Some(stored)) if wanted != stored => {
+                steps.push(UploadTierStep::PutApiKeys { exists: true });
+            }
+            _ => {}
+        }
+
+        let wanted = desired.launch_settings(image);
+        let new_version = match &observed.launch_template {
+            None => {
+                steps.push(UploadTierStep::CreateLaunchTemplate);
+                true
+            }
+            Some(template) => {
+                let differences = template.latest.differences(&wanted);
+                let changed = !differences.is_empty();
+                if changed {
+                    steps.push(UploadTierStep::CreateLaunchTemplateVersion { differences });
+                }
+                changed
+            }
+        };
+
+        match &observed.target_group {
+            None => steps.push(UploadTierStep::CreateTargetGroup),
+            Some(tg) if tg.health_check_path.as_deref() != Some(HEALTH_CHECK_PATH) => {
+                steps.push(UploadTierStep::SetHealthCheck);
+            }
+            Some(_) => {}
+        }
+        match &observed.load_balancer {
+            None => steps.push(UploadTierStep::CreateLoadBalancer),
+            Some(lb) => {
+                if lb.subnets != desired.load_balancer.subnets {
+                    steps.push(UploadTierStep::SetLoadBalancerSubnets);
+                }
+                if lb.security_groups != BTreeSet::from([desired.load_balancer.security_group.clone()]) {
+                    steps.push(UploadTierStep::SetLoadBalancerSecurityGroups);
+                }
+            }
+        }
+        steps.extend(listener_steps(desired, observed));
+
+        match &observed.group {
+            None => steps.extend([UploadTierStep::CreateGroup, UploadTierStep::PutScalingPolicy]),
+            Some(group) => {
+                let version = observed
+                    .launch_template
+                    .as_ref()
+                    .filter(|_| !new_version)
+                    .map(|t| t.latest_version.to_string());
+                let fields = group_differences(desired, observed, group, version.as_deref());
+                let moves_version = new_version || fields.iter().any(|f| f.starts_with("launch template"));
+                if !fields.is_empty() {
+                    steps.push(UploadTierStep::UpdateGroup { fields });
+                }
+                if group.cpu_target != Some(desired.target_cpu_percent) {
+                    steps.push(UploadTierStep::PutScalingPolicy);
+                }
+                let outdated = if moves_version {
+                    group.instances.len()
+                } else {
+                    group
+                        .instances
+                        .iter()
+                        .filter(|i| i.launch_template_version != group.launch_template_version)
+                        .count()
+                };
+                if outdated > 0 && !group.refresh_in_progress {
+                    steps.push(UploadTierStep::StartInstanceRefresh { outdated });
+                }
+            }
+        }
+        Ok(steps)
+    }
+
+    fn teardown(
+        _desired: &DesiredUploadTier,
+        observed: &ObservedUploadTier,
+        _policy: DeletionPolicy,
+    ) -> (Vec<UploadTierStep>, Option<String>) {
+        // Compute, network and IAM are always removed, whatever the policy.
+        // The instances go first: the load balancer, target group and
+        // template stay until nothing runs that uses them.
+        if let Some(group) = &observed.group {
+            if group.deleting {
+                return (
+                    vec![],
+                    Some(format!(
+                        "the Auto Scaling group is being deleted; {} instance(s) still terminating",
+                        group.instances.len()
+                    )),
+                );
+            }
+            return (vec![UploadTierStep::DeleteGroup], None);
+        }
+        let running: Vec<String> = observed
+            .instances
+            .iter()
+            .filter(|i| !i.terminating())
+            .map(|i| i.id.clone())
+            .collect();
+        if !running.is_empty() {
+            return (vec![UploadTierStep::TerminateInstances { ids: running }], None);
+        }
+        if let Some(instance) = observed.instances.first() {
+            return (
+                vec![],
+                Some(format!(
+                    "waiting for upload instance {} to terminate ({} left)",
+                    instance.id,
+                    observed.instances.len()
+                )),
+            );
+        }
+        let mut steps = Vec::new();
+        steps.extend(observed.listeners.iter().map(|l| UploadTierStep::DeleteListener {
+            arn: l.arn.clone(),
+            port: l.port,
+        }));
+        if observed.load_balancer.is_some() {
+            steps.push(UploadTierStep::DeleteLoadBalancer);
+        }
+        if observed.target_group.is_some() {
+            steps.push(UploadTierStep::DeleteTargetGroup);
+        }
+        if observed.launch_template.is_some() {
+            steps.push(UploadTierStep::DeleteLaunchTemplate);
+        }
+        if let Some(profile) = &observed.instance_profile {
+            steps.extend(
+                profile
+                    .roles
+                    .iter()
+                    .map(|role| UploadTierStep::RemoveRoleFromInstanceProfile { role: role.clone() }),
+            );
+            steps.push(UploadTierStep::DeleteInstanceProfile);
+        }
+        steps.extend(
+            iam_role::teardown(observed.role.as_ref())
+                .into_iter()
+                .map(UploadTierStep::Role),
+        );
+        if observed.api_keys.is_some() {
+            steps.push(UploadTierStep::DeleteApiKeys);
+        }
+        (steps, None)
+    }
+
+    async fn execute(
+        aws: &AwsClients,
+        desired: &DesiredUploadTier,
+        observed: &mut ObservedUploadTier,
+        step: &UploadTierStep,
+    ) -> Result<(), ComponentError> {
+        let action = describe_step(desired, step).resource;
+        match step {
+            UploadTierStep::Role(step) => {
+                iam_role::execute(aws, &desired.role, &mut observed.role, step).await
+            }
+            UploadTierStep::CreateInstanceProfile => {
+                let profile = &desired.instance_profile;
+                let mut request = aws
+                    .iam
+                    .create_instance_profile()
+                    .instance_profile_name(&profile.name)
+                    .path(iam_role::ROLE_PATH);
+                for tag in iam_role::iam_tags(&desired.tags)? {
+                    request = request.tags(tag);
+                }
+                match request.send().await {
+                    Ok(_) => {}
+                    Err(err) if code(&err) == Some("EntityAlreadyExists") => {}
+                    Err(err) => return Err(failed("create", &action)(err)),
+                }
+                observed.instance_profile = Some(ObservedInstanceProfile::default());
+                Ok(())
+            }
+            UploadTierStep::AddRoleToInstanceProfile => {
+                match aws
+                    .iam
+                    .add_role_to_instance_profile()
+                    .instance_profile_name(&desired.instance_profile.name)
+                    .role_name(&desired.role.name)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Added by a pass that crashed before it saw the answer.
+                    Err(err) if code(&err) == Some("LimitExceeded") => Ok(()),
+                    Err(err) => Err(failed("add role to", &action)(err)),
+                }
+            }
+            UploadTierStep::RemoveRoleFromInstanceProfile { role } => deleted(
+                aws.iam
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(&desired.instance_profile.name)
+                    .role_name(role)
+                    .send()
+                    .await,
+                &["NoSuchEntity"],
+                &format!("remove role {role} from {action}"),
+            ),
+            UploadTierStep::PutApiKeys { exists } => {
+                let value = match &desired.api_keys.value {
+                    Some(keys) => keys.clone(),
+                    None => generate_api_key(),
+                };
+                let mut request = aws
+                    .ssm
+                    .put_parameter()
+                    .name(&desired.api_keys.parameter)
+                    .description("upload-api keys, one a line (ImagePipeline)")
+                    .r#type(ParameterType::SecureString)
+                    .value(value.expose())
+                    .overwrite(*exists);
+                // SSM refuses tags together with an overwrite.
+                if !exists {
+                    for (key, value) in &desired.tags {
+                        request = request.tags(built(
+                            aws_sdk_ssm::types::Tag::builder().key(key).value(value).build(),
+                        )?);
+                    }
+                }
+                match request.send().await {
+                    Ok(_) => {}
+                    // Written by a pass that crashed before it saw the answer;
+                    // the next observation compares it.
+                    Err(err) if code(&err) == Some("ParameterAlreadyExists") => {}
+                    Err(err) => return Err(failed("write", &action)(err)),
+                }
+                observed.api_keys = Some(value);
+                Ok(())
+            }
+            UploadTierStep::CreateLaunchTemplate => {
+                let settings = desired.launch_settings(resolved_image(observed)?);
+                let out = aws
+                    .ec2
+                    .create_launch_template()
+                    .launch_template_name(&desired.launch_template.name)
+                    .version_description("ImagePipeline upload-api")
+                    .launch_template_data(launch_template_data(&settings))
+                    .tag_specifications(tag_specification(ResourceType::LaunchTemplate, &desired.tags))
+                    .send()
+                    .await
+                    .map_err(failed("create", &action))?;
+                let id = out
+                    .launch_template()
+                    .and_then(|t| t.launch_template_id())
+                    .unwrap_or_default()
+                    .to_owned();
+                observed.launch_template = Some(ObservedLaunchTemplate {
+                    id,
+                    tags: desired.tags.clone(),
+                    latest_version: 1,
+                    latest: settings,
+                });
+                Ok(())
+            }
+            UploadTierStep::CreateLaunchTemplateVersion { .. } => {
+                let settings = desired.launch_settings(resolved_image(observed)?);
+                let template = observed
+                    .launch_template
+                    .as_mut()
+                    .ok_or_else(|| missing("launch template"))?;
+                let out = aws
+                    .ec2
+                    .create_launch_template_version()
+                    .launch_template_id(&template.id)
+                    .launch_template_data(launch_template_data(&settings))
+                    .send()
+                    .await
+                    .map_err(failed("create a version of", &action))?;
+                template.latest_version = out
+                    .launch_template_version()
+                    .and_then(|v| v.version_number())
+                    .unwrap_or(template.latest_version + 1);
+                template.latest = settings;
+                Ok(())
+            }
+            UploadTierStep::CreateTargetGroup => {
+                let mut request = aws
+                    .elbv2
+                    .create_target_group()
+                    .name(&desired.target_group.name)
+                    .protocol(ProtocolEnum::Http)
+                    .port(i32::from(UPLOAD_PORT))
+                    .vpc_id(&desired.target_group.vpc_id)
+                    .target_type(TargetTypeEnum::Instance)
+                    .health_check_protocol(ProtocolEnum::Http)
+                    .health_check_path(HEALTH_CHECK_PATH)
+                    .matcher(Matcher::builder().http_code("200").build());
+                for tag in elb_tags(&desired.tags) {
+                    request = request.tags(tag);
+                }
+                // ELB answers a create of an identical existing group with it.
+                let out = request.send().await.map_err(failed("create", &action))?;
+                let arn = out
+                    .target_groups()
+                    .first()
+                    .and_then(|tg| tg.target_group_arn())
+                    .unwrap_or_default()
+                    .to_owned();
+                observed.target_group = Some(ObservedTargetGroup {
+                    arn,
+                    health_check_path: Some(HEALTH_CHECK_PATH.to_owned()),
+                    tags: desired.tags.clone(),
+                    healthy_targets: 0,
+                });
+                Ok(())
+            }
+            UploadTierStep::SetHealthCheck => aws
+                .elbv2
+                .modify_target_group()
+                .target_group_arn(target_group_arn(observed)?)
+                .health_check_protocol(ProtocolEnum::Http)
+                .health_check_path(HEALTH_CHECK_PATH)
+                .matcher(Matcher::builder().http_code("200").build())
+                .send()
+                .await
+                .map(drop)
+                .map_err(failed("set the health check of", &action)),
+            UploadTierStep::CreateLoadBalancer => {
+                let lb = &desired.load_balancer;
+                let mut request = aws
+                    .elbv2
+                    .create_load_balancer()
+                    .name(&lb.name)
+                    .r#type(LoadBalancerTypeEnum::Application)
+                    .scheme(LoadBalancerSchemeEnum::InternetFacing)
+                    .set_subnets(Some(lb.subnets.iter().cloned().collect()))
+                    .security_groups(&lb.security_group);
+                for tag in elb_tags(&desired.tags) {
+                    request = request.tags(tag);
+                }
+                let out = request.send().await.map_err(failed("create", &action))?;
+                let created = out.load_balancers().first();
+                observed.load_balancer = Some(ObservedLoadBalancer {
+                    arn: created
+                        .and_then(|l| l.load_balancer_arn())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    dns_name: created.and_then(|l| l.dns_name()).unwrap_or_default().to_owned(),
+                    state: LoadBalancerStateEnum::Provisioning.as_str().to_owned(),
+                    subnets: lb.subnets.clone(),
+                    security_groups: BTreeSet::from([lb.security_group.clone()]),
+                    tags: desired.tags.clone(),
+                });
+                Ok(())
+            }
+            UploadTierStep::SetLoadBalancerSubnets => aws
+                .elbv2
+                .set_subnets()
+                .load_balancer_arn(load_balancer_arn(observed)?)
+                .set_subnets(Some(desired.load_balancer.subnets.iter().cloned().collect()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(failed("set the subnets of", &action)),
+            UploadTierStep::SetLoadBalancerSecurityGroups => aws
+                .elbv2
+                .set_security_groups()
+                .load_balancer_arn(load_balancer_arn(observed)?)
+                .security_groups(&desired.load_balancer.security_group)
+                .send()
+                .await
+                .map(drop)
+                .map_err(failed("set the security groups of", &action)),
+            UploadTierStep::CreateListener => {
+                let listener = &desired.listener;
+                let mut request = aws
+                    .elbv2
+                    .create_listener()
+                    .load_balancer_arn(load_balancer_arn(observed)?)
+                    .port(listener.port)
+                    .default_actions(forward_to(target_group_arn(observed)?));
+                request = match &listener.certificate_arn {
+                    Some(certificate) => request
+                        .protocol(ProtocolEnum::Https)
+                        .ssl_policy(TLS_POLICY)
+                        .certificates(Certificate::builder().certificate_arn(certificate).build()),
+                    None => request.protocol(ProtocolEnum::Http),
+                };
+                request.send().await.map(drop).map_err(failed("create", &action))
+            }
+            UploadTierStep::UpdateListener { arn } => {
+                let listener = &desired.listener;
+                let mut request = aws
+                    .elbv2
+                    .modify_listener()
+                    .listener_arn(arn)
+                    .port(listener.port)
+                    .default_actions(forward_to(target_group_arn(observed)?));
+                request = match &listener.certificate_arn {
+                    Some(certificate) => request
+                        .protocol(ProtocolEnum::Https)
+                        .ssl_policy(TLS_POLICY)
+                        .certificates(Certificate::builder().certificate_arn(certificate).build()),
+                    None => request.protocol(ProtocolEnum::Http),
+                };
+                request.send().await.map(drop).map_err(failed("update", &action))
+            }
+            UploadTierStep::DeleteListener { arn, .. } => deleted(
+                aws.elbv2.delete_listener().listener_arn(arn).send().await,
+                &["ListenerNotFound"],
+                &format!("delete {action}"),
+            ),
+            UploadTierStep::CreateGroup => {
+                let group = &desired.group;
+                let template = observed
+                    .launch_template
+                    .as_ref()
+                    .ok_or_else(|| missing("launch template"))?;
+                let mut request = aws
+                    .autoscaling
+                    .create_auto_scaling_group()
+                    .auto_scaling_group_name(&group.name)
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&template.id)
+                            .version(template.latest_version.to_string())
+                            .build(),
+                    )
+                    .min_size(group.min_size)
+                    .max_size(group.max_size)
+                    .set_desired_capacity(group.desired_capacity)
+                    .vpc_zone_identifier(join(&group.subnets))
+                    .target_group_arns(target_group_arn(observed)?)
+                    .health_check_type("ELB")
+                    .health_check_grace_period(HEALTH_CHECK_GRACE_SECONDS);
+                for (key, value) in &desired.tags {
+                    request = request.tags(
+                        aws_sdk_autoscaling::types::Tag::builder()
+                            .key(key)
+                            .value(value)
+                            .propagate_at_launch(true)
+                            .resource_id(&group.name)
+                            .resource_type("auto-scaling-group")
+                            .build(),
+                    );
+                }
+                match request.send().await {
+                    Ok(_) => Ok(()),
+                    Err(err) if code(&err) == Some("AlreadyExists") => Ok(()),
+                    Err(err) => Err(failed("create", &action)(err)),
+                }
+            }
+            UploadTierStep::UpdateGroup { .. } => {
+                let group = &desired.group;
+                let template = observed
+                    .launch_template
+                    .as_ref()
+                    .ok_or_else(|| missing("launch template"))?;
+                aws.autoscaling
+                    .update_auto_scaling_group()
+                    .auto_scaling_group_name(&group.name)
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&template.id)
+                            .version(template.latest_version.to_string())
+                            .build(),
+                    )
+                    .min_size(group.min_size)
+                    .max_size(group.max_size)
+                    .set_desired_capacity(group.desired_capacity)
+                    .vpc_zone_identifier(join(&group.subnets))
+                    .health_check_type("ELB")
+                    .health_check_grace_period(HEALTH_CHECK_GRACE_SECONDS)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(failed("update", &action))
+            }
+            UploadTierStep::PutScalingPolicy => {
+                let metric = PredefinedMetricSpecification::builder()
+                    .predefined_metric_type(MetricType::AsgAverageCpuUtilization)
+                    .build();
+                let target = TargetTrackingConfiguration::builder()
+                    .predefined_metric_specification(metric)
+                    .target_value(desired.target_cpu_percent)
+                    .build();
+                aws.autoscaling
+                    .put_scaling_policy()
+                    .auto_scaling_group_name(&desired.group.name)
+                    .policy_name(SCALING_POLICY_NAME)
+                    .policy_type("TargetTrackingScaling")
+                    .target_tracking_configuration(target)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(failed("put", &action))
+            }
+            UploadTierStep::StartInstanceRefresh { .. } => {
+                match aws
+                    .autoscaling
+                    .start_instance_refresh()
+                    .auto_scaling_group_name(&desired.group.name)
+                    .strategy(RefreshStrategy::Rolling)
+                    .preferences(
+                        RefreshPreferences::builder()
+                            .min_healthy_percentage(REFRESH_MIN_HEALTHY_PERCENT)
+                            .instance_warmup(REFRESH_WARMUP_SECONDS)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // One is already rolling the group: it picks up the
+                    // group's current version as it replaces instances.
+                    Err(err) if code(&err) == Some("InstanceRefreshInProgress") => Ok(()),
+                    Err(err) => Err(failed("start", &action)(err)),
+                }
+            }
+            UploadTierStep::DeleteGroup => deleted(
+                aws.autoscaling
+                    .delete_auto_scaling_group()
+                    .auto_scaling_group_name(&desired.group.name)
+                    .force_delete(true)
+                    .send()
+                    .await,
+                &["ValidationError"],
+                &format!("delete {action}"),
+            ),
+            UploadTierStep::TerminateInstances { ids } => deleted(
+                aws.ec2
+                    .terminate_instances()
+                    .set_instance_ids(Some(ids.clone()))
+                    .send()
+                    .await,
+                &["InvalidInstanceID.NotFound"],
+                &format!("terminate {action}"),
+            ),
+            UploadTierStep::DeleteLoadBalancer => deleted(
+                aws.elbv2
+                    .delete_load_balancer()
+                    .load_balancer_arn(load_balancer_arn(observed)?)
+                    .send()
+                    .await,
+                &["LoadBalancerNotFound"],
+                &format!("delete {action}"),
+            ),
+            UploadTierStep::DeleteTargetGroup => deleted(
+                aws.elbv2
+                    .delete_target_group()
+                    .target_group_arn(target_group_arn(observed)?)
+                    .send()
+                    .await,
+                &["TargetGroupNotFound"],
+                &format!("delete {action}"),
+            ),
+            UploadTierStep::DeleteLaunchTemplate => {
+                let template = observed
+                    .launch_template
+                    .as_ref()
+                    .ok_or_else(|| missing("launch template"))?;
+                deleted(
+                    aws.ec2
+                        .delete_launch_template()
+                        .launch_template_id(&template.id)
+                        .send()
+                        .await,
+                    &["InvalidLaunchTemplateId.NotFound"],
+                    &format!("delete {action}"),
+                )
+            }
+            UploadTierStep::DeleteInstanceProfile => deleted(
+                aws.iam
+                    .delete_instance_profile()
+                    .instance_profile_name(&desired.instance_profile.name)
+                    .send()
+                    .await,
+                &["NoSuchEntity"],
+                &format!("delete {action}"),
+            ),
+            UploadTierStep::DeleteApiKeys => deleted(
+                aws.ssm
+                    .delete_parameter()
+                    .name(&desired.api_keys.parameter)
+                    .send()
+                    .await,
+                &["ParameterNotFound"],
+                &format!("delete {action}"),
+            ),
+        }
+    }
+
+    fn describe(desired: &DesiredUploadTier, step: &UploadTierStep) -> Change {
+        describe_step(desired, step)
+    }
+
+    fn readiness(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Readiness {
+        let Some(lb) = &observed.load_balancer else {
+            return Readiness::Waiting("the load balancer does not exist yet".to_owned());
+        };
+        if lb.state != LoadBalancerStateEnum::Active.as_str() {
+            return Readiness::Waiting(format!(
+                "load balancer {} is {}",
+                desired.load_balancer.name, lb.state
+            ));
+        }
+        let Some(group) = &observed.group else {
+            return Readiness::Waiting("the Auto Scaling group does not exist yet".to_owned());
+        };
+        if group.refresh_in_progress {
+            return Readiness::Waiting(format!(
+                "an instance refresh is replacing the instances of Auto Scaling group {}",
+                desired.group.name
+            ));
+        }
+        let wanted = usize::try_from(group.desired_capacity.max(desired.group.min_size)).unwrap_or(0);
+        let in_service = group
+            .instances
+            .iter()
+            .filter(|i| i.in_service && i.launch_template_version == group.launch_template_version)
+            .count();
+        if in_service < wanted {
+            return Readiness::Waiting(format!(
+                "{in_service} of {wanted} upload instances are in service"
+            ));
+        }
+        let healthy = observed.target_group.as_ref().map_or(0, |tg| tg.healthy_targets);
+        if healthy < wanted {
+            return Readiness::Waiting(format!(
+                "{healthy} of {wanted} upload instances pass the {HEALTH_CHECK_PATH} health check"
+            ));
+        }
+        Readiness::Ready
+    }
+
+    fn publish(desired: &DesiredUploadTier, observed: &ObservedUploadTier, outputs: &mut Outputs) {
+        iam_role::publish(Self::KIND, &desired.role, observed.role.as_ref(), outputs);
+        if observed.instance_profile.is_some() {
+            outputs.resource(
+                Self::KIND,
+                "AWS::IAM::InstanceProfile",
+                &desired.instance_profile.name,
+                Some(desired.instance_profile.arn.clone()),
+            );
+        }
+        if let Some(template) = &observed.launch_template {
+            outputs.resource(Self::KIND, "AWS::EC2::LaunchTemplate", &template.id, None);
+        }
+        if let Some(tg) = &observed.target_group {
+            outputs.resource(
+                Self::KIND,
+                "AWS::ElasticLoadBalancingV2::TargetGroup",
+                &desired.target_group.name,
+                Some(tg.arn.clone()),
+            );
+        }
+        if let Some(lb) = &observed.load_balancer {
+            outputs.upload_url = Some(format!("{}://{}", desired.scheme(), lb.dns_name));
+            outputs.resource(
+                Self::KIND,
+                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                &desired.load_balancer.name,
+                Some(lb.arn.clone()),
+            );
+        }
+        if observed.group.is_some() {
+            outputs.resource(
+                Self::KIND,
+                "AWS::AutoScaling::AutoScalingGroup",
+                &desired.group.name,
+                None,
+            );
+        }
+    }
+}
+
+fn check_ownership(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Result<(), ComponentError> {
+    let owner = desired.owner.as_str();
+    if let Some(template) = &observed.launch_template {
+        ownership::check(
+            &template.tags,
+            owner,
+            &format!("launch template {}", desired.launch_template.name),
+        )?;
+    }
+    if let Some(tg) = &observed.target_group {
+        ownership::check(
+            &tg.tags,
+            owner,
+            &format!("target group {}", desired.target_group.name),
+        )?;
+    }
+    if let Some(lb) = &observed.load_balancer {
+        ownership::check(
+            &lb.tags,
+            owner,
+            &format!("load balancer {}", desired.load_balancer.name),
+        )?;
+    }
+    if let Some(group) = &observed.group {
+        ownership::check(
+            &group.tags,
+            owner,
+            &format!("Auto Scaling group {}", desired.group.name),
+        )?;
+    }
+    Ok(())
+}
+
+fn listener_steps(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Vec<UploadTierStep> {
+    let listener = &desired.listener;
+    let target_group = observed.target_group.as_ref().map(|tg| tg.arn.as_str());
+    let (protocol, ssl_policy) = match listener.certificate_arn {
+        Some(_) => (ProtocolEnum::Https, Some(TLS_POLICY)),
+        None => (ProtocolEnum::Http, None),
+    };
+    let mut steps = Vec::new();
+    let mut found = false;
+    for existing in &observed.listeners {
+        if existing.port != listener.port {
+            steps.push(UploadTierStep::DeleteListener {
+                arn: existing.arn.clone(),
+                port: existing.port,
+            });
+            continue;
+        }
+        found = true;
+        let as_desired = existing.protocol == protocol.as_str()
+            && existing.certificate_arn == listener.certificate_arn
+            // Only HTTPS listeners have a TLS policy (emulators report one anyway).
+            && (ssl_policy.is_none() || existing.ssl_policy.as_deref() == ssl_policy)
+            && target_group.is_some()
+            && existing.target_group_arn.as_deref() == target_group;
+        if !as_desired {
+            steps.push(UploadTierStep::UpdateListener {
+                arn: existing.arn.clone(),
+            });
+        }
+    }
+    if !found {
+        steps.push(UploadTierStep::CreateListener);
+    }
+    steps
+}
+
+fn group_differences(
+    desired: &DesiredUploadTier,
+    observed: &ObservedUploadTier,
+    group: &ObservedGroup,
+    version: Option<&str>,
+) -> Vec<String> {
+    let wanted = &desired.group;
+    let mut fields = Vec::new();
+    let mut compare = |name: &str, observed: String, desired: String| {
+        if observed != desired {
+            fields.push(format!("{name}: {observed} → {desired}"));
+        }
+    };
+    compare(
+        "min size",
+        group.min_size.to_string(),
+        wanted.min_size.to_string(),
+    );
+    compare(
+        "max size",
+        group.max_size.to_string(),
+        wanted.max_size.to_string(),
+    );
+    if let Some(capacity) = wanted.desired_capacity {
+        compare(
+            "desired capacity",
+            group.desired_capacity.to_string(),
+            capacity.to_string(),
+        );
+    }
+    compare("subnets", join(&group.subnets), join(&wanted.subnets));
+    compare(
+        "health check type",
+        group.health_check_type.clone(),
+        "ELB".to_owned(),
+    );
+    let template_id = observed.launch_template.as_ref().map(|t| t.id.clone());
+    let current = format!(
+        "{} version {}",
+        group.launch_template_id.as_deref().unwrap_or("(none)"),
+        group.launch_template_version.as_deref().unwrap_or("(none)")
+    );
+    let target = format!(
+        "{} version {}",
+        template_id.as_deref().unwrap_or("(new)"),
+        version.unwrap_or("(new)")
+    );
+    compare("launch template", current, target);
+    fields
+}
+
+fn describe_step(desired: &DesiredUploadTier, step: &UploadTierStep) -> Change {
+    let template = format!("launch template {}", desired.launch_template.name);
+    let target_group = format!("target group {}", desired.target_group.name);
+    let load_balancer = format!("load balancer {}", desired.load_balancer.name);
+    let group = format!("Auto Scaling group {}", desired.group.name);
+    let profile = format!("IAM instance profile {}", desired.instance_profile.name);
+    let parameter = format!("SSM parameter {}", desired.api_keys.parameter);
+    let listener = format!("{load_balancer} listener on port {}", desired.listener.port);
+    match step {
+        UploadTierStep::Role(step) => iam_role::change(&desired.role, step),
+        UploadTierStep::CreateInstanceProfile => Change::new(Action::Create, profile),
+        UploadTierStep::AddRoleToInstanceProfile => {
+            Change::new(Action::Update, profile).note(format!("add role {}", desired.role.name))
+        }
+        UploadTierStep::RemoveRoleFromInstanceProfile { role } => {
+            Change::new(Action::Update, profile).note(format!("remove role {role}"))
+        }
+        UploadTierStep::PutApiKeys { exists } => {
+            let change = Change::new(if *exists { Action::Update } else { Action::Create }, parameter);
+            match &desired.api_keys.value {
+                Some(_) => change.note("SecureString: the API keys of the pipeline's Secret"),
+                None => change.note(format!(
+                    "SecureString: a generated API key; read it with \
+                     `aws ssm get-parameter --with-decryption --name {}`",
+                    desired.api_keys.parameter
+                )),
+            }
+        }
+        UploadTierStep::CreateLaunchTemplate => Change::new(Action::Create, template).note(format!(
+            "{}, IMDSv2 required, encrypted root volume, runs upload-api",
+            desired.launch_template.instance_type
+        )),
+        UploadTierStep::CreateLaunchTemplateVersion { differences } => {
+            let mut change = Change::new(Action::Update, format!("{template}: new version"));
+            change.fields.clone_from(differences);
+            change
+        }
+        UploadTierStep::CreateTargetGroup => Change::new(Action::Create, target_group)
+            .note(format!("HTTP {UPLOAD_PORT}, health check {HEALTH_CHECK_PATH}")),
+        UploadTierStep::SetHealthCheck => {
+            Change::new(Action::Update, target_group).note(format!("health check {HEALTH_CHECK_PATH}"))
+        }
+        UploadTierStep::CreateLoadBalancer => Change::new(Action::Create, load_balancer)
+            .note("internet-facing application load balancer in the public subnets"),
+        UploadTierStep::SetLoadBalancerSubnets => Change::new(Action::Update, load_balancer)
+            .note(format!("subnets → {}", join(&desired.load_balancer.subnets))),
+        UploadTierStep::SetLoadBalancerSecurityGroups => Change::new(Action::Update, load_balancer).note(
+            format!("security groups → {}", desired.load_balancer.security_group),
+        ),
+        UploadTierStep::CreateListener => {
+            Change::new(Action::Create, listener).note(match &desired.listener.certificate_arn {
+                Some(_) => format!("HTTPS ({TLS_POLICY}) → {target_group}"),
+                None => format!("HTTP → {target_group}"),
+            })
+        }
+        UploadTierStep::UpdateListener { .. } => Change::new(Action::Update, listener),
+        UploadTierStep::DeleteListener { port, .. } => {
+            Change::new(Action::Delete, format!("{load_balancer} listener on port {port}"))
+        }
+        UploadTierStep::CreateGroup => {
+            let wanted = &desired.group;
+            Change::new(Action::Create, group).note(format!(
+                "{}-{} instances over {} subnets, ELB health checks",
+                wanted.min_size,
+                wanted.max_size,
+                wanted.subnets.len()
+            ))
+        }
+        UploadTierStep::UpdateGroup { fields } => {
+            let mut change = Change::new(Action::Update, group);
+            change.fields.clone_from(fields);
+            change
+        }
+        UploadTierStep::PutScalingPolicy => Change::new(Action::Update, format!("{group}: scaling policy"))
+            .note(format!("average CPU target {}%", desired.target_cpu_percent)),
+        UploadTierStep::StartInstanceRefresh { outdated } => {
+            Change::new(Action::Update, format!("{group}: instance refresh")).note(format!(
+                "replace {outdated} instance(s) with the latest launch template version"
+            ))
+        }
+        UploadTierStep::DeleteGroup => Change::new(Action::Delete, group).note("terminates its instances"),
+        UploadTierStep::TerminateInstances { ids } => {
+            Change::new(Action::Delete, format!("upload instances {}", ids.join(", ")))
+        }
+        UploadTierStep::DeleteLoadBalancer => Change::new(Action::Delete, load_balancer),
+        UploadTierStep::DeleteTargetGroup => Change::new(Action::Delete, target_group),
+        UploadTierStep::DeleteLaunchTemplate => Change::new(Action::Delete, template),
+        UploadTierStep::DeleteInstanceProfile => Change::new(Action::Delete, profile),
+        UploadTierStep::DeleteApiKeys => Change::new(Action::Delete, parameter),
+    }
+}
+
+fn generate_api_key() -> SecretText {
+    let bytes: [u8; 32] = rand::rng().random();
+    SecretText::new(hex::encode(bytes))
+}
+
+fn missing(what: &str) -> ComponentError {
+    ComponentError::retryable(
+        "NotFoundYet",
+        format!("the {what} of the upload tier is not visible yet; the next pass continues"),
+    )
+}
+
+fn resolved_image(observed: &ObservedUploadTier) -> Result<&ResolvedImage, ComponentError> {
+    match &observed.image {
+        Some(Ok(image)) => Ok(image),
+        Some(Err(err)) => Err(err.clone()),
+        None => Err(missing("AMI")),
+    }
+}
+
+fn target_group_arn(observed: &ObservedUploadTier) -> Result<String, ComponentError> {
+    observed
+        .target_group
+        .as_ref()
+        .map(|tg| tg.arn.clone())
+        .ok_or_else(|| missing("target group"))
+}
+
+fn load_balancer_arn(observed: &ObservedUploadTier) -> Result<String, ComponentError> {
+    observed
+        .load_balancer
+        .as_ref()
+        .map(|lb| lb.arn.clone())
+        .ok_or_else(|| missing("load balancer"))
+}
+
+fn forward_to(target_group_arn: String) -> ListenerAction {
+    ListenerAction::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(target_group_arn)
+        .build()
+}
+
+fn elb_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn launch_template_data(settings: &LaunchSettings) -> RequestLaunchTemplateData {
+    let tags = ec2_tag_list(&settings.tags);
+    let tagged = |resource: ResourceType| {
+        LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(resource)
+            .set_tags(Some(tags.clone()))
+            .build()
+    };
+    RequestLaunchTemplateData::builder()
+        .image_id(&settings.image_id)
+        .instance_type(settings.instance_type.as_str().into())
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .arn(&settings.instance_profile_arn)
+                .build(),
+        )
+        .set_security_group_ids(Some(settings.security_groups.iter().cloned().collect()))
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                .http_tokens(if settings.imds_tokens_required {
+                    LaunchTemplateHttpTokensState::Required
+                } else {
+                    LaunchTemplateHttpTokensState::Optional
+                })
+                .http_put_response_hop_limit(settings.imds_hop_limit)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(&settings.root_device)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_size(settings.root_volume_gib)
+                        .volume_type(VolumeType::Gp3)
+                        .encrypted(settings.root_volume_encrypted)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .user_data(&settings.user_data)
+        .tag_specifications(tagged(ResourceType::Instance))
+        .tag_specifications(tagged(ResourceType::Volume))
+        .build()
+}
+
+async fn observe_instance_profile(
+    aws: &AwsClients,
+    name: &str,
+) -> Result<Option<ObservedInstanceProfile>, ComponentError> {
+    match aws
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(ObservedInstanceProfile {
+            roles: out
+                .instance_profile()
+                .map(|p| p.roles().iter().map(|r| r.role_name().to_owned()).collect())
+                .unwrap_or_default(),
+        })),
+        Err(err) if code(&err) == Some("NoSuchEntity") => Ok(None),
+        Err(err) => Err(classify(&format!("look up IAM instance profile {name}"), err)),
+    }
+}
+
+async fn observe_api_keys(aws: &AwsClients, name: &str) -> Result<Option<SecretText>, ComponentError> {
+    match aws
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(SecretText::new)),
+        Err(err) if code(&err) == Some("ParameterNotFound") => Ok(None),
+        Err(err) => Err(classify(&format!("read SSM parameter {name}"), err)),
+    }
+}
+
+async fn observe_launch_template(
+    aws: &AwsClients,
+    name: &str,
+) -> Result<Option<ObservedLaunchTemplate>, ComponentError> {
+    let templates = match aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(name)
+        .send()
+        .await
+    {
+        Ok(out) => out.launch_templates().to_vec(),
+        Err(err) if code(&err).is_some_and(|c| c.starts_with("InvalidLaunchTemplateName")) => vec![],
+        Err(err) => return Err(classify(&format!("look up launch template {name}"), err)),
+    };
+    let Some(template) = templates.first() else {
+        return Ok(None);
+    };
+    let id = template.launch_template_id().unwrap_or_default().to_owned();
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&id)
+        .versions("$Latest")
+        .send()
+        .await
+        .map_err(failed("read the latest version of launch template", name))?;
+    let latest = versions.launch_template_versions().first();
+    let data = latest.and_then(|v| v.launch_template_data());
+    let metadata = data.and_then(|d| d.metadata_options());
+    let root = data.and_then(|d| d.block_device_mappings().first());
+    let root_ebs = root.and_then(|m| m.ebs());
+    let tags = data
+        .and_then(|d| {
+            d.tag_specifications()
+                .iter()
+                .find(|spec| spec.resource_type() == Some(&ResourceType::Instance))
+        })
+        .map(|spec| ec2_tags(spec.tags()))
+        .unwrap_or_default();
+    Ok(Some(ObservedLaunchTemplate {
+        tags: ec2_tags(template.tags()),
+        latest_version: latest.and_then(|v| v.version_number()).unwrap_or(1),
+        latest: LaunchSettings {
+            image_id: data.and_then(|d| d.image_id()).unwrap_or_default().to_owned(),
+            instance_type: data
+                .and_then(|d| d.instance_type())
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
+            instance_profile_arn: data
+                .and_then(|d| d.iam_instance_profile())
+                .and_then(|p| p.arn())
+                .unwrap_or_default()
+                .to_owned(),
+            security_groups: data
+                .map(|d| d.security_group_ids().iter().cloned().collect())
+                .unwrap_or_default(),
+            imds_tokens_required: metadata.and_then(|m| m.http_tokens())
+                == Some(&aws_sdk_ec2::types::LaunchTemplateHttpTokensState::Required),
+            imds_hop_limit: metadata
+                .and_then(|m| m.http_put_response_hop_limit())
+                .unwrap_or(1),
+            root_device: root.and_then(|m| m.device_name()).unwrap_or_default().to_owned(),
+            root_volume_gib: root_ebs.and_then(|e| e.volume_size()).unwrap_or(0),
+            root_volume_encrypted: root_ebs.and_then(|e| e.encrypted()).unwrap_or(false),
+            user_data: data.and_then(|d| d.user_data()).unwrap_or_default().to_owned(),
+            tags,
+        },
+        id,
+    }))
+}
+
+async fn observe_target_group(
+    aws: &AwsClients,
+    name: &str,
+) -> Result<Option<ObservedTargetGroup>, ComponentError> {
+    let groups = match aws.elbv2.describe_target_groups().names(name).send().await {
+        Ok(out) => out.target_groups().to_vec(),
+        Err(err) if code(&err) == Some("TargetGroupNotFound") => vec![],
+        Err(err) => return Err(classify(&format!("look up target group {name}"), err)),
+    };
+    let Some(group) = groups.first() else {
+        return Ok(None);
+    };
+    let arn = group.target_group_arn().unwrap_or_default().to_owned();
+    let health = aws
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(&arn)
+        .send()
+        .await
+        .map_err(failed("read the target health of target group", name))?;
+    let healthy_targets = health
+        .target_health_descriptions()
+        .iter()
+        .filter(|t| t.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
+        .count();
+    Ok(Some(ObservedTargetGroup {
+        tags: elb_resource_tags(aws, &arn).await?,
+        health_check_path: group.health_check_path().map(str::to_owned),
+        healthy_targets,
+        arn,
+    }))
+}
+
+async fn observe_load_balancer(
+    aws: &AwsClients,
+    desired: &DesiredUploadTier,
+) -> Result<Option<ObservedLoadBalancer>, ComponentError> {
+    let name = desired.load_balancer.name.as_str();
+    let balancers = match aws.elbv2.describe_load_balancers().names(name).send().await {
+        Ok(out) => out.load_balancers().to_vec(),
+        Err(err) if code(&err) == Some("LoadBalancerNotFound") => vec![],
+        Err(err) => return Err(classify(&format!("look up load balancer {name}"), err)),
+    };
+    let Some(lb) = balancers.first() else {
+        return Ok(None);
+    };
+    let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+    Ok(Some(ObservedLoadBalancer {
+        tags: elb_resource_tags(aws, &arn).await?,
+        dns_name: lb.dns_name().unwrap_or_default().to_owned(),
+        state: lb
+            .state()
+            .and_then(|s| s.code())
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        subnets: lb
+            .availability_zones()
+            .iter()
+            .filter_map(|zone| zone.subnet_id().map(str::to_owned))
+            .collect(),
+        security_groups: lb.security_groups().iter().cloned().collect(),
+        arn,
+    }))
+}
+
+async fn observe_listeners(
+    aws: &AwsClients,
+    load_balancer_arn: &str,
+) -> Result<Vec<ObservedListener>, ComponentError> {
+    let out = aws
+        .elbv2
+        .describe_listeners()
+        .load_balancer_arn(load_balancer_arn)
+        .send()
+        .await
+        .map_err(failed("list the listeners of load balancer", load_balancer_arn))?;
+    Ok(out
+        .listeners()
+        .iter()
+        .map(|l| ObservedListener {
+            arn: l.listener_arn().unwrap_or_default().to_owned(),
+            port: l.port().unwrap_or_default(),
+            protocol: l.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            certificate_arn: l
+                .certificates()
+                .first()
+                .and_then(|c| c.certificate_arn())
+                .map(str::to_owned),
+            ssl_policy: l.ssl_policy().map(str::to_owned),
+            target_group_arn: l
+                .default_actions()
+                .first()
+                .and_then(|a| a.target_group_arn())
+                .map(str::to_owned),
+        })
+        .collect())
+}
+
+async fn elb_resource_tags(aws: &AwsClients, arn: &str) -> Result<BTreeMap<String, String>, ComponentError> {
+    let out = aws
+        .elbv2
+        .describe_tags()
+        .resource_arns(arn)
+        .send()
+        .await
+        .map_err(failed("read the tags of", arn))?;
+    Ok(out
+        .tag_descriptions()
+        .iter()
+        .flat_map(|d| d.tags())
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+async fn observe_group(aws: &AwsClients, name: &str) -> Result<Option<ObservedGroup>, ComponentError> {
+    let out = aws
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .map_err(failed("look up Auto Scaling group", name))?;
+    let Some(group) = out.auto_scaling_groups().first() else {
+        return Ok(None);
+    };
+    let refreshes = aws
+        .autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(name)
+        .send()
+        .await
+        .map_err(failed("list the instance refreshes of Auto Scaling group", name))?;
+    let refresh_in_progress = refreshes.instance_refreshes().iter().any(|r| {
+        r.status().is_some_and(|s| {
+            matches!(
+                s.as_str(),
+                "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
+            )
+        })
+    });
+    let policies = aws
+        .autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(name)
+        .policy_names(SCALING_POLICY_NAME)
+        .send()
+        .await
+        .map_err(failed("read the scaling policy of Auto Scaling group", name))?;
+    let cpu_target = policies
+        .scaling_policies()
+        .iter()
+        .filter_map(|p| p.target_tracking_configuration())
+        .find(|c| {
+            c.predefined_metric_specification()
+                .is_some_and(|m| m.predefined_metric_type() == Some(&MetricType::AsgAverageCpuUtilization))
+        })
+        .and_then(|c| c.target_value());
+    let template = group.launch_template();
+    Ok(Some(ObservedGroup {
+        min_size: group.min_size().unwrap_or_default(),
+        max_size: group.max_size().unwrap_or_default(),
+        desired_capacity: group.desired_capacity().unwrap_or_default(),
+        launch_template_id: template.and_then(|t| t.launch_template_id()).map(str::to_owned),
+        launch_template_version: template.and_then(|t| t.version()).map(str::to_owned),
+        subnets: group
+            .vpc_zone_identifier()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        target_groups: group.target_group_arns().to_vec(),
+        health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
+        tags: group
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        deleting: group.status().is_some_and(|s| s.starts_with("Delete")),
+        instances: group
+            .instances()
+            .iter()
+            .map(|i| GroupInstance {
+                id: i.instance_id().unwrap_or_default().to_owned(),
+                in_service: i.lifecycle_state() == Some(&LifecycleState::InService),
+                launch_template_version: i.launch_template().and_then(|t| t.version()).map(str::to_owned),
+            })
+            .collect(),
+        refresh_in_progress,
+        cpu_target,
+    }))
+}
+
+async fn observe_tagged_instances(
+    aws: &AwsClients,
+    owner: &str,
+) -> Result<Vec<TaggedInstance>, ComponentError> {
+    let out = aws
+        .ec2
+        .describe_instances()
+        .filters(tag_filter(OWNER_TAG, owner))
+        .filters(tag_filter(COMPONENT_TAG, UploadTier::KIND.tag_value()))
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("shutting-down")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(failed("list the upload instances of", owner))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| TaggedInstance {
+            id: i.instance_id().unwrap_or_default().to_owned(),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
+        })
+        .collect())
+}

@@ -28,5 +28,5 @@ echo "==> imagepipeline apply -f examples/imagepipeline.yaml"
 echo "==> imagepipeline destroy -f examples/imagepipeline.yaml"
 "$BIN" destroy -f examples/imagepipeline.yaml
 echo
-echo "Not built yet: the Kafka brokers and upload tier, running upload-api and"
-echo "stream-bridge, and sending images through them (issues 4-9)."
+echo "Not built yet: running upload-api and stream-bridge, and sending images"
+echo "through them (issues 5-9). In the emulator the instances never boot."

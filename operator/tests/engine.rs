@@ -395,10 +395,14 @@ async fn firehose_delivers_event_records_under_events() {
 #[tokio::test]
 async fn a_second_apply_changes_nothing() {
     let fx = Fixture::new(MINIMAL).await;
+    let started = std::time::Instant::now();
     fx.apply_until_ready().await;
+    let first_time = started.elapsed();
     let first = fx.calls().counts();
     fx.calls().reset();
+    let started = std::time::Instant::now();
     let report = fx.engine.apply(&fx.ctx).await;
+    let steady_time = started.elapsed();
     assert!(report.is_ready());
     assert_eq!(
         report.changes().count(),
@@ -410,8 +414,18 @@ async fn a_second_apply_changes_nothing() {
     let plan = fx.engine.plan(&fx.ctx).await;
     assert_eq!(plan.changes().count(), 0);
     // The note of the issue reports these: calls per service of a first and a steady-state apply.
-    print_calls("first apply", &first);
-    print_calls("steady-state apply", &fx.calls().counts());
+    print_calls(&format!("first apply ({first_time:.2?})"), &first);
+    print_calls(
+        &format!("steady-state apply ({steady_time:.2?})"),
+        &fx.calls().counts(),
+    );
+    fx.calls().reset();
+    let started = std::time::Instant::now();
+    fx.destroy_until_removed().await;
+    print_calls(
+        &format!("destroy ({:.2?})", started.elapsed()),
+        &fx.calls().counts(),
+    );
 }
 
 fn print_calls(title: &str, counts: &BTreeMap<imagepipeline_operator::aws::calls::CallKey, u64>) {

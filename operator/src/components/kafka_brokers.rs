@@ -24,7 +24,7 @@ use super::kafka_broker_setup::{
 };
 use super::machine_image::{self, ImageSource, ResolvedImage};
 use super::network::layout::subnet_cidrs;
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{failed, tag_filter, tag_specification, terminate_instances};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -356,15 +356,7 @@ impl Component for KafkaBrokers {
                 .await
                 .map(drop)
                 .map_err(failed("start", &action)),
-            KafkaStep::Terminate { ids } => deleted(
-                aws.ec2
-                    .terminate_instances()
-                    .set_instance_ids(Some(ids.clone()))
-                    .send()
-                    .await,
-                &["InvalidInstanceID.NotFound"],
-                &format!("terminate {action}"),
-            ),
+            KafkaStep::Terminate { ids } => terminate_instances(aws, ids, &action).await,
         }
     }
 
@@ -504,5 +496,186 @@ fn describe_step(desired: &DesiredKafka, step: &KafkaStep) -> Change {
             Action::Delete,
             format!("Kafka broker instances {}", ids.join(", ")),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{SubnetOutput, context_from_yaml};
+
+    fn desired_with(kafka: &str) -> DesiredKafka {
+        let ctx = context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: eu-west-1
+  network: {{availabilityZones: [eu-west-1a, eu-west-1b]}}
+  kafka: {{ {kafka} }}
+"
+        ));
+        let subnet = |id: &str, zone: &str| SubnetOutput {
+            id: id.to_owned(),
+            availability_zone: zone.to_owned(),
+            cidr: String::new(),
+        };
+        let upstream = Outputs {
+            private_subnets: vec![subnet("subnet-a", "eu-west-1a"), subnet("subnet-b", "eu-west-1b")],
+            kafka_security_group: Some("sg-kafka".to_owned()),
+            ..Outputs::default()
+        };
+        KafkaBrokers::desired(&ctx, &upstream).expect("kafka of a valid spec")
+    }
+
+    fn instance(id: &str, node: u32, state: &str) -> BrokerInstance {
+        BrokerInstance {
+            id: id.to_owned(),
+            node_id: Some(node),
+            state: state.to_owned(),
+            private_ip: None,
+        }
+    }
+
+    fn observed(instances: Vec<BrokerInstance>) -> ObservedKafka {
+        ObservedKafka {
+            image: Some(Ok(ResolvedImage {
+                id: "ami-0123456789abcdef0".to_owned(),
+                root_device: "/dev/xvda".to_owned(),
+            })),
+            instances,
+        }
+    }
+
+    fn launched(steps: &[KafkaStep]) -> Vec<u32> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                KafkaStep::Launch { node_id, .. } => Some(*node_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn brokers_get_fixed_addresses_in_the_subnet_of_their_zone_before_anything_exists() {
+        let desired = desired_with("");
+        let managed = desired.managed.as_ref().unwrap();
+        let placed: Vec<(&str, &str)> = managed
+            .brokers
+            .iter()
+            .map(|b| (b.subnet_id.as_str(), b.private_ip.as_str()))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                ("subnet-a", "10.41.0.10"),
+                ("subnet-b", "10.41.16.10"),
+                ("subnet-a", "10.41.0.11")
+            ]
+        );
+        assert_eq!(
+            desired.bootstrap,
+            "10.41.0.10:9092,10.41.16.10:9092,10.41.0.11:9092"
+        );
+        assert_eq!(managed.instance_type, "m7i.large");
+        assert_eq!(managed.volume_gib, 100);
+        assert_eq!(managed.security_group, "sg-kafka");
+        let steps = KafkaBrokers::converge(&desired, &observed(vec![])).unwrap();
+        assert_eq!(launched(&steps), [1, 2, 3]);
+    }
+
+    #[test]
+    fn an_existing_cluster_makes_no_brokers_and_removes_earlier_ones() {
+        let desired = desired_with("bootstrapServers: [b-1.example:9092, b-2.example:9092]");
+        assert_eq!(desired.managed, None);
+        assert_eq!(desired.bootstrap, "b-1.example:9092,b-2.example:9092");
+        assert_eq!(
+            KafkaBrokers::converge(&desired, &observed(vec![])).unwrap(),
+            vec![]
+        );
+        let earlier = observed(vec![instance("i-1", 1, "running")]);
+        assert_eq!(
+            KafkaBrokers::converge(&desired, &earlier).unwrap(),
+            vec![KafkaStep::Terminate {
+                ids: vec!["i-1".to_owned()]
+            }]
+        );
+        assert_eq!(
+            KafkaBrokers::readiness(&desired, &observed(vec![])),
+            Readiness::Ready
+        );
+    }
+
+    #[test]
+    fn a_running_cluster_needs_nothing_and_a_stopped_broker_is_started() {
+        let desired = desired_with("");
+        let running = observed(vec![
+            instance("i-1", 1, "running"),
+            instance("i-2", 2, "running"),
+            instance("i-3", 3, "running"),
+        ]);
+        assert_eq!(KafkaBrokers::converge(&desired, &running).unwrap(), vec![]);
+        assert_eq!(KafkaBrokers::readiness(&desired, &running), Readiness::Ready);
+        let mut stopped = running.clone();
+        stopped.instances[1].state = "stopped".to_owned();
+        assert_eq!(
+            KafkaBrokers::converge(&desired, &stopped).unwrap(),
+            vec![KafkaStep::Start {
+                node_id: 2,
+                id: "i-2".to_owned()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_replacement_waits_for_its_address_and_gets_a_new_client_token() {
+        let desired = desired_with("brokers: 1, replicationFactor: 1");
+        let first = KafkaBrokers::converge(&desired, &observed(vec![])).unwrap();
+        let again = KafkaBrokers::converge(&desired, &observed(vec![])).unwrap();
+        assert_eq!(first, again, "a retried launch reuses its client token");
+
+        let terminating = observed(vec![instance("i-1", 1, "shutting-down")]);
+        assert_eq!(KafkaBrokers::converge(&desired, &terminating).unwrap(), vec![]);
+
+        let terminated = observed(vec![instance("i-1", 1, "terminated")]);
+        let replacement = KafkaBrokers::converge(&desired, &terminated).unwrap();
+        assert_eq!(launched(&replacement), [1]);
+        assert_ne!(
+            replacement, first,
+            "the terminated instance's token is not reused"
+        );
+    }
+
+    #[test]
+    fn fewer_brokers_terminate_the_extra_ones_and_teardown_terminates_all() {
+        let desired = desired_with("brokers: 2, replicationFactor: 2");
+        let three = observed(vec![
+            instance("i-1", 1, "running"),
+            instance("i-2", 2, "running"),
+            instance("i-3", 3, "running"),
+        ]);
+        assert_eq!(
+            KafkaBrokers::converge(&desired, &three).unwrap(),
+            vec![KafkaStep::Terminate {
+                ids: vec!["i-3".to_owned()]
+            }]
+        );
+        let (steps, waiting) = KafkaBrokers::teardown(&desired, &three, DeletionPolicy::Retain);
+        assert_eq!(
+            steps,
+            vec![KafkaStep::Terminate {
+                ids: vec!["i-1".to_owned(), "i-2".to_owned(), "i-3".to_owned()]
+            }]
+        );
+        assert_eq!(waiting, None);
+        let (steps, waiting) = KafkaBrokers::teardown(
+            &desired,
+            &observed(vec![instance("i-1", 1, "shutting-down")]),
+            DeletionPolicy::Delete,
+        );
+        assert_eq!(steps, vec![]);
+        assert!(waiting.unwrap().contains("i-1"));
     }
 }

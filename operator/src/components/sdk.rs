@@ -9,6 +9,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::ComponentError;
 
@@ -84,4 +85,21 @@ pub(crate) fn ec2_tags(tags: &[Tag]) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// Terminates instances; ones already gone count as terminated.
+pub(crate) async fn terminate_instances(
+    aws: &AwsClients,
+    ids: &[String],
+    what: &str,
+) -> Result<(), ComponentError> {
+    deleted(
+        aws.ec2
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await,
+        &["InvalidInstanceID.NotFound"],
+        &format!("terminate {what}"),
+    )
 }

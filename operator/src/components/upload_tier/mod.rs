@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types::{
-    LaunchTemplateSpecification, LifecycleState, MetricType, PredefinedMetricSpecification,
-    RefreshPreferences, RefreshStrategy, TargetTrackingConfiguration,
+    LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, RefreshPreferences,
+    RefreshStrategy, TargetTrackingConfiguration,
 };
 use aws_sdk_ec2::types::{
     InstanceStateName, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -27,24 +27,30 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_elasticloadbalancingv2::types::{
     Action as ListenerAction, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
-    LoadBalancerTypeEnum, Matcher, ProtocolEnum, TargetHealthStateEnum, TargetTypeEnum,
+    LoadBalancerTypeEnum, Matcher, ProtocolEnum, TargetTypeEnum,
 };
 use aws_sdk_ssm::types::ParameterType;
 use rand::Rng;
 
+mod observe;
+
+use observe::{
+    observe_api_keys, observe_group, observe_instance_profile, observe_launch_template, observe_listeners,
+    observe_load_balancer, observe_tagged_instances, observe_target_group,
+};
+
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::machine_image::{self, ImageSource, ResolvedImage};
-use super::sdk::{deleted, ec2_tag_list, ec2_tags, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, ec2_tag_list, failed, tag_specification, terminate_instances};
 use super::upload_instance_setup::{
     self as setup, IMDS_HOP_LIMIT, UPLOAD_PORT, UploadInstanceConfig, UploadTargets,
 };
 use super::{built, ownership};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
+use crate::aws::errors::code;
 use crate::engine::{
-    Action, COMPONENT_TAG, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs,
-    PipelineContext, Readiness, SecretText,
+    Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness, SecretText,
 };
 
 pub struct UploadTier;
@@ -1053,15 +1059,7 @@ impl Component for UploadTier {
                 &["ValidationError"],
                 &format!("delete {action}"),
             ),
-            UploadTierStep::TerminateInstances { ids } => deleted(
-                aws.ec2
-                    .terminate_instances()
-                    .set_instance_ids(Some(ids.clone()))
-                    .send()
-                    .await,
-                &["InvalidInstanceID.NotFound"],
-                &format!("terminate {action}"),
-            ),
+            UploadTierStep::TerminateInstances { ids } => terminate_instances(aws, ids, &action).await,
             UploadTierStep::DeleteLoadBalancer => deleted(
                 aws.elbv2
                     .delete_load_balancer()
@@ -1201,36 +1199,30 @@ impl Component for UploadTier {
 }
 
 fn check_ownership(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Result<(), ComponentError> {
-    let owner = desired.owner.as_str();
-    if let Some(template) = &observed.launch_template {
-        ownership::check(
-            &template.tags,
-            owner,
-            &format!("launch template {}", desired.launch_template.name),
-        )?;
-    }
-    if let Some(tg) = &observed.target_group {
-        ownership::check(
-            &tg.tags,
-            owner,
-            &format!("target group {}", desired.target_group.name),
-        )?;
-    }
-    if let Some(lb) = &observed.load_balancer {
-        ownership::check(
-            &lb.tags,
-            owner,
-            &format!("load balancer {}", desired.load_balancer.name),
-        )?;
-    }
-    if let Some(group) = &observed.group {
-        ownership::check(
-            &group.tags,
-            owner,
-            &format!("Auto Scaling group {}", desired.group.name),
-        )?;
-    }
-    Ok(())
+    let found = [
+        observed.launch_template.as_ref().map(|t| {
+            (
+                &t.tags,
+                format!("launch template {}", desired.launch_template.name),
+            )
+        }),
+        observed
+            .target_group
+            .as_ref()
+            .map(|tg| (&tg.tags, format!("target group {}", desired.target_group.name))),
+        observed
+            .load_balancer
+            .as_ref()
+            .map(|lb| (&lb.tags, format!("load balancer {}", desired.load_balancer.name))),
+        observed
+            .group
+            .as_ref()
+            .map(|g| (&g.tags, format!("Auto Scaling group {}", desired.group.name))),
+    ];
+    found
+        .into_iter()
+        .flatten()
+        .try_for_each(|(tags, resource)| ownership::check(tags, &desired.owner, &resource))
 }
 
 fn listener_steps(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Vec<UploadTierStep> {
@@ -1513,351 +1505,361 @@ fn launch_template_data(settings: &LaunchSettings) -> RequestLaunchTemplateData 
         .build()
 }
 
-async fn observe_instance_profile(
-    aws: &AwsClients,
-    name: &str,
-) -> Result<Option<ObservedInstanceProfile>, ComponentError> {
-    match aws
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(ObservedInstanceProfile {
-            roles: out
-                .instance_profile()
-                .map(|p| p.roles().iter().map(|r| r.role_name().to_owned()).collect())
-                .unwrap_or_default(),
-        })),
-        Err(err) if code(&err) == Some("NoSuchEntity") => Ok(None),
-        Err(err) => Err(classify(&format!("look up IAM instance profile {name}"), err)),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{SubnetOutput, context_from_yaml};
 
-async fn observe_api_keys(aws: &AwsClients, name: &str) -> Result<Option<SecretText>, ComponentError> {
-    match aws
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(SecretText::new)),
-        Err(err) if code(&err) == Some("ParameterNotFound") => Ok(None),
-        Err(err) => Err(classify(&format!("read SSM parameter {name}"), err)),
+    fn upstream() -> Outputs {
+        let subnet = |id: &str, zone: &str| SubnetOutput {
+            id: id.to_owned(),
+            availability_zone: zone.to_owned(),
+            cidr: String::new(),
+        };
+        Outputs {
+            api_vpc_id: Some("vpc-api".to_owned()),
+            public_subnets: vec![subnet("subnet-a", "eu-west-1a"), subnet("subnet-b", "eu-west-1b")],
+            load_balancer_security_group: Some("sg-lb".to_owned()),
+            upload_security_group: Some("sg-upload".to_owned()),
+            bucket: Some("photos-bucket".to_owned()),
+            table: Some("photos-table".to_owned()),
+            delivery_stream: Some("photos-events".to_owned()),
+            ..Outputs::default()
+        }
     }
-}
 
-async fn observe_launch_template(
-    aws: &AwsClients,
-    name: &str,
-) -> Result<Option<ObservedLaunchTemplate>, ComponentError> {
-    let templates = match aws
-        .ec2
-        .describe_launch_templates()
-        .launch_template_names(name)
-        .send()
-        .await
-    {
-        Ok(out) => out.launch_templates().to_vec(),
-        Err(err) if code(&err).is_some_and(|c| c.starts_with("InvalidLaunchTemplateName")) => vec![],
-        Err(err) => return Err(classify(&format!("look up launch template {name}"), err)),
-    };
-    let Some(template) = templates.first() else {
-        return Ok(None);
-    };
-    let id = template.launch_template_id().unwrap_or_default().to_owned();
-    let versions = aws
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&id)
-        .versions("$Latest")
-        .send()
-        .await
-        .map_err(failed("read the latest version of launch template", name))?;
-    let latest = versions.launch_template_versions().first();
-    let data = latest.and_then(|v| v.launch_template_data());
-    let metadata = data.and_then(|d| d.metadata_options());
-    let root = data.and_then(|d| d.block_device_mappings().first());
-    let root_ebs = root.and_then(|m| m.ebs());
-    let tags = data
-        .and_then(|d| {
-            d.tag_specifications()
+    fn desired_with(upload_api: &str) -> DesiredUploadTier {
+        let ctx = context_from_yaml(&format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{name: photos, namespace: media}}
+spec:
+  region: eu-west-1
+  network: {{availabilityZones: [eu-west-1a, eu-west-1b]}}
+  uploadApi: {{ {upload_api} }}
+"
+        ));
+        UploadTier::desired(&ctx, &upstream()).expect("upload tier of a valid spec")
+    }
+
+    fn image() -> ResolvedImage {
+        ResolvedImage {
+            id: "ami-0123456789abcdef0".to_owned(),
+            root_device: "/dev/xvda".to_owned(),
+        }
+    }
+
+    /// What AWS holds once a first apply is done and the group is in service.
+    fn as_desired(desired: &DesiredUploadTier) -> ObservedUploadTier {
+        let instance = |id: &str| GroupInstance {
+            id: id.to_owned(),
+            in_service: true,
+            launch_template_version: Some("1".to_owned()),
+        };
+        ObservedUploadTier {
+            role: Some(ObservedRole {
+                arn: desired.role.arn.clone(),
+                trust_policy: Some(desired.role.trust_policy.clone()),
+                tags: desired.role.tags.clone(),
+                policy: Some(desired.role.policy.clone()),
+            }),
+            instance_profile: Some(ObservedInstanceProfile {
+                roles: vec![desired.role.name.clone()],
+            }),
+            api_keys: Some(SecretText::new("generated")),
+            image: Some(Ok(image())),
+            launch_template: Some(ObservedLaunchTemplate {
+                id: "lt-1".to_owned(),
+                tags: desired.tags.clone(),
+                latest_version: 1,
+                latest: desired.launch_settings(&image()),
+            }),
+            target_group: Some(ObservedTargetGroup {
+                arn: "arn:tg".to_owned(),
+                health_check_path: Some(HEALTH_CHECK_PATH.to_owned()),
+                tags: desired.tags.clone(),
+                healthy_targets: 2,
+            }),
+            load_balancer: Some(ObservedLoadBalancer {
+                arn: "arn:lb".to_owned(),
+                dns_name: "lb.example".to_owned(),
+                state: "active".to_owned(),
+                subnets: desired.load_balancer.subnets.clone(),
+                security_groups: BTreeSet::from(["sg-lb".to_owned()]),
+                tags: desired.tags.clone(),
+            }),
+            listeners: vec![ObservedListener {
+                arn: "arn:listener".to_owned(),
+                port: 80,
+                protocol: "HTTP".to_owned(),
+                certificate_arn: None,
+                ssl_policy: None,
+                target_group_arn: Some("arn:tg".to_owned()),
+            }],
+            group: Some(ObservedGroup {
+                min_size: 2,
+                max_size: 6,
+                desired_capacity: 2,
+                launch_template_id: Some("lt-1".to_owned()),
+                launch_template_version: Some("1".to_owned()),
+                subnets: desired.group.subnets.clone(),
+                target_groups: vec!["arn:tg".to_owned()],
+                health_check_type: "ELB".to_owned(),
+                tags: desired.tags.clone(),
+                deleting: false,
+                instances: vec![instance("i-1"), instance("i-2")],
+                refresh_in_progress: false,
+                cpu_target: Some(60.0),
+            }),
+            instances: vec![],
+        }
+    }
+
+    fn steps(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Vec<UploadTierStep> {
+        UploadTier::converge(desired, observed).expect("converges")
+    }
+
+    #[test]
+    fn a_first_apply_makes_everything_in_one_round_in_dependency_order() {
+        let desired = desired_with("");
+        let observed = ObservedUploadTier {
+            image: Some(Ok(image())),
+            ..ObservedUploadTier::default()
+        };
+        let steps = steps(&desired, &observed);
+        let position = |step: &UploadTierStep| steps.iter().position(|s| s == step).expect("step planned");
+        assert!(
+            position(&UploadTierStep::CreateInstanceProfile)
+                < position(&UploadTierStep::CreateLaunchTemplate)
+        );
+        assert!(position(&UploadTierStep::CreateTargetGroup) < position(&UploadTierStep::CreateListener));
+        assert!(position(&UploadTierStep::CreateLoadBalancer) < position(&UploadTierStep::CreateListener));
+        assert!(position(&UploadTierStep::CreateLaunchTemplate) < position(&UploadTierStep::CreateGroup));
+        assert!(position(&UploadTierStep::CreateGroup) < position(&UploadTierStep::PutScalingPolicy));
+        assert!(steps.contains(&UploadTierStep::PutApiKeys { exists: false }));
+        assert!(
+            !steps
                 .iter()
-                .find(|spec| spec.resource_type() == Some(&ResourceType::Instance))
-        })
-        .map(|spec| ec2_tags(spec.tags()))
-        .unwrap_or_default();
-    Ok(Some(ObservedLaunchTemplate {
-        tags: ec2_tags(template.tags()),
-        latest_version: latest.and_then(|v| v.version_number()).unwrap_or(1),
-        latest: LaunchSettings {
-            image_id: data.and_then(|d| d.image_id()).unwrap_or_default().to_owned(),
-            instance_type: data
-                .and_then(|d| d.instance_type())
-                .map(|t| t.as_str().to_owned())
-                .unwrap_or_default(),
-            instance_profile_arn: data
-                .and_then(|d| d.iam_instance_profile())
-                .and_then(|p| p.arn())
-                .unwrap_or_default()
-                .to_owned(),
-            security_groups: data
-                .map(|d| d.security_group_ids().iter().cloned().collect())
-                .unwrap_or_default(),
-            imds_tokens_required: metadata.and_then(|m| m.http_tokens())
-                == Some(&aws_sdk_ec2::types::LaunchTemplateHttpTokensState::Required),
-            imds_hop_limit: metadata
-                .and_then(|m| m.http_put_response_hop_limit())
-                .unwrap_or(1),
-            root_device: root.and_then(|m| m.device_name()).unwrap_or_default().to_owned(),
-            root_volume_gib: root_ebs.and_then(|e| e.volume_size()).unwrap_or(0),
-            root_volume_encrypted: root_ebs.and_then(|e| e.encrypted()).unwrap_or(false),
-            user_data: data.and_then(|d| d.user_data()).unwrap_or_default().to_owned(),
-            tags,
-        },
-        id,
-    }))
-}
+                .any(|s| matches!(s, UploadTierStep::StartInstanceRefresh { .. }))
+        );
+    }
 
-async fn observe_target_group(
-    aws: &AwsClients,
-    name: &str,
-) -> Result<Option<ObservedTargetGroup>, ComponentError> {
-    let groups = match aws.elbv2.describe_target_groups().names(name).send().await {
-        Ok(out) => out.target_groups().to_vec(),
-        Err(err) if code(&err) == Some("TargetGroupNotFound") => vec![],
-        Err(err) => return Err(classify(&format!("look up target group {name}"), err)),
-    };
-    let Some(group) = groups.first() else {
-        return Ok(None);
-    };
-    let arn = group.target_group_arn().unwrap_or_default().to_owned();
-    let health = aws
-        .elbv2
-        .describe_target_health()
-        .target_group_arn(&arn)
-        .send()
-        .await
-        .map_err(failed("read the target health of target group", name))?;
-    let healthy_targets = health
-        .target_health_descriptions()
-        .iter()
-        .filter(|t| t.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
-        .count();
-    Ok(Some(ObservedTargetGroup {
-        tags: elb_resource_tags(aws, &arn).await?,
-        health_check_path: group.health_check_path().map(str::to_owned),
-        healthy_targets,
-        arn,
-    }))
-}
+    #[test]
+    fn as_desired_needs_no_steps_and_is_ready() {
+        let desired = desired_with("");
+        let observed = as_desired(&desired);
+        assert_eq!(steps(&desired, &observed), vec![]);
+        assert_eq!(UploadTier::readiness(&desired, &observed), Readiness::Ready);
+    }
 
-async fn observe_load_balancer(
-    aws: &AwsClients,
-    desired: &DesiredUploadTier,
-) -> Result<Option<ObservedLoadBalancer>, ComponentError> {
-    let name = desired.load_balancer.name.as_str();
-    let balancers = match aws.elbv2.describe_load_balancers().names(name).send().await {
-        Ok(out) => out.load_balancers().to_vec(),
-        Err(err) if code(&err) == Some("LoadBalancerNotFound") => vec![],
-        Err(err) => return Err(classify(&format!("look up load balancer {name}"), err)),
-    };
-    let Some(lb) = balancers.first() else {
-        return Ok(None);
-    };
-    let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
-    Ok(Some(ObservedLoadBalancer {
-        tags: elb_resource_tags(aws, &arn).await?,
-        dns_name: lb.dns_name().unwrap_or_default().to_owned(),
-        state: lb
-            .state()
-            .and_then(|s| s.code())
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default(),
-        subnets: lb
-            .availability_zones()
+    #[test]
+    fn the_launch_template_runs_imdsv2_only_with_an_encrypted_root_volume() {
+        let settings = desired_with("").launch_settings(&image());
+        assert!(settings.imds_tokens_required);
+        assert_eq!(
+            settings.imds_hop_limit, 2,
+            "the container is one hop behind the instance"
+        );
+        assert!(settings.root_volume_encrypted);
+        assert_eq!(settings.root_device, "/dev/xvda");
+        assert_eq!(settings.security_groups, BTreeSet::from(["sg-upload".to_owned()]));
+    }
+
+    #[test]
+    fn a_scaling_change_updates_only_the_group() {
+        let observed = as_desired(&desired_with(""));
+        let desired = desired_with("minSize: 3, maxSize: 8, desiredCapacity: 4");
+        assert_eq!(
+            steps(&desired, &observed),
+            vec![UploadTierStep::UpdateGroup {
+                fields: vec![
+                    "min size: 2 → 3".to_owned(),
+                    "max size: 6 → 8".to_owned(),
+                    "desired capacity: 2 → 4".to_owned(),
+                ]
+            }]
+        );
+    }
+
+    #[test]
+    fn without_a_desired_capacity_the_scaling_policy_owns_it() {
+        let desired = desired_with("");
+        let mut observed = as_desired(&desired);
+        let group = observed.group.as_mut().unwrap();
+        group.desired_capacity = 5;
+        group
+            .instances
+            .extend(["i-3", "i-4", "i-5"].map(|id| GroupInstance {
+                id: id.to_owned(),
+                in_service: true,
+                launch_template_version: Some("1".to_owned()),
+            }));
+        observed.target_group.as_mut().unwrap().healthy_targets = 5;
+        assert_eq!(steps(&desired, &observed), vec![]);
+        assert_eq!(UploadTier::readiness(&desired, &observed), Readiness::Ready);
+    }
+
+    #[test]
+    fn an_instance_type_or_image_change_makes_a_new_version_moves_the_group_and_refreshes() {
+        let observed = as_desired(&desired_with(""));
+        for spec in [
+            "instanceType: t3.large",
+            "image: ghcr.io/example/upload-api:2.0.0",
+        ] {
+            let steps = steps(&desired_with(spec), &observed);
+            assert!(
+                matches!(
+                    &steps[..],
+                    [
+                        UploadTierStep::CreateLaunchTemplateVersion { .. },
+                        UploadTierStep::UpdateGroup { .. },
+                        UploadTierStep::StartInstanceRefresh { outdated: 2 },
+                    ]
+                ),
+                "{spec}: {steps:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn instances_left_on_an_old_version_are_refreshed_unless_a_refresh_runs() {
+        let desired = desired_with("");
+        let mut observed = as_desired(&desired);
+        let group = observed.group.as_mut().unwrap();
+        group.instances[0].launch_template_version = Some("0".to_owned());
+        assert_eq!(
+            steps(&desired, &observed),
+            vec![UploadTierStep::StartInstanceRefresh { outdated: 1 }]
+        );
+        observed.group.as_mut().unwrap().refresh_in_progress = true;
+        assert_eq!(steps(&desired, &observed), vec![]);
+        assert!(matches!(
+            UploadTier::readiness(&desired, &observed),
+            Readiness::Waiting(why) if why.contains("instance refresh")
+        ));
+    }
+
+    #[test]
+    fn a_certificate_moves_the_listener_to_https_on_443() {
+        let observed = as_desired(&desired_with(""));
+        let desired = desired_with(
+            "certificateArn: arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        );
+        assert_eq!(
+            steps(&desired, &observed),
+            vec![
+                UploadTierStep::DeleteListener {
+                    arn: "arn:listener".to_owned(),
+                    port: 80
+                },
+                UploadTierStep::CreateListener,
+            ]
+        );
+    }
+
+    #[test]
+    fn generated_api_keys_are_kept_and_secret_keys_are_mirrored() {
+        let mut desired = desired_with("");
+        let observed = as_desired(&desired);
+        assert_eq!(
+            steps(&desired, &observed),
+            vec![],
+            "a generated key is not rotated"
+        );
+        desired.api_keys.value = Some(SecretText::new("from-the-secret"));
+        assert_eq!(
+            steps(&desired, &observed),
+            vec![UploadTierStep::PutApiKeys { exists: true }]
+        );
+        let change = describe_step(&desired, &UploadTierStep::PutApiKeys { exists: true });
+        assert!(!format!("{change:?}").contains("from-the-secret"), "{change:?}");
+    }
+
+    #[test]
+    fn a_secret_the_cli_cannot_read_is_a_terminal_error_naming_the_field() {
+        let ctx = context_from_yaml(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {name: photos, namespace: media}
+spec:
+  region: eu-west-1
+  network: {availabilityZones: [eu-west-1a, eu-west-1b]}
+  uploadApi: {apiKeysSecretRef: {name: photos-keys}}
+",
+        );
+        let err = UploadTier::desired(&ctx, &upstream()).unwrap_err();
+        assert!(err.is_terminal());
+        assert!(err.message.contains("spec.uploadApi.apiKeysSecretRef"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_ami_stops_converging_but_not_deleting() {
+        let desired = desired_with("amiId: ami-0123456789abcdef0");
+        let mut observed = as_desired(&desired);
+        let missing = ComponentError::terminal(
+            "ImageNotFound",
+            "spec.uploadApi.amiId: AMI ami-0123456789abcdef0 does not exist",
+        );
+        observed.image = Some(Err(missing.clone()));
+        assert_eq!(UploadTier::converge(&desired, &observed), Err(missing));
+        let (steps, _) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert_eq!(steps, vec![UploadTierStep::DeleteGroup]);
+    }
+
+    #[test]
+    fn teardown_removes_the_instances_before_what_they_stand_on() {
+        let desired = desired_with("");
+        let mut observed = as_desired(&desired);
+        // Retain keeps data, never compute.
+        let (steps, _) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Retain);
+        assert_eq!(steps, vec![UploadTierStep::DeleteGroup]);
+
+        observed.group.as_mut().unwrap().deleting = true;
+        let (steps, waiting) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert_eq!(steps, vec![]);
+        assert!(waiting.unwrap().contains("2 instance(s) still terminating"));
+
+        observed.group = None;
+        observed.instances = vec![TaggedInstance {
+            id: "i-9".to_owned(),
+            state: "running".to_owned(),
+        }];
+        let (steps, _) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert_eq!(
+            steps,
+            vec![UploadTierStep::TerminateInstances {
+                ids: vec!["i-9".to_owned()]
+            }],
+            "an instance no group runs any more is terminated too"
+        );
+
+        observed.instances[0].state = "shutting-down".to_owned();
+        let (steps, waiting) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert_eq!(steps, vec![]);
+        assert!(waiting.unwrap().contains("i-9"));
+
+        observed.instances.clear();
+        let (steps, waiting) = UploadTier::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert_eq!(waiting, None);
+        let kinds: Vec<String> = steps
             .iter()
-            .filter_map(|zone| zone.subnet_id().map(str::to_owned))
-            .collect(),
-        security_groups: lb.security_groups().iter().cloned().collect(),
-        arn,
-    }))
-}
-
-async fn observe_listeners(
-    aws: &AwsClients,
-    load_balancer_arn: &str,
-) -> Result<Vec<ObservedListener>, ComponentError> {
-    let out = aws
-        .elbv2
-        .describe_listeners()
-        .load_balancer_arn(load_balancer_arn)
-        .send()
-        .await
-        .map_err(failed("list the listeners of load balancer", load_balancer_arn))?;
-    Ok(out
-        .listeners()
-        .iter()
-        .map(|l| ObservedListener {
-            arn: l.listener_arn().unwrap_or_default().to_owned(),
-            port: l.port().unwrap_or_default(),
-            protocol: l.protocol().map(|p| p.as_str().to_owned()).unwrap_or_default(),
-            certificate_arn: l
-                .certificates()
-                .first()
-                .and_then(|c| c.certificate_arn())
-                .map(str::to_owned),
-            ssl_policy: l.ssl_policy().map(str::to_owned),
-            target_group_arn: l
-                .default_actions()
-                .first()
-                .and_then(|a| a.target_group_arn())
-                .map(str::to_owned),
-        })
-        .collect())
-}
-
-async fn elb_resource_tags(aws: &AwsClients, arn: &str) -> Result<BTreeMap<String, String>, ComponentError> {
-    let out = aws
-        .elbv2
-        .describe_tags()
-        .resource_arns(arn)
-        .send()
-        .await
-        .map_err(failed("read the tags of", arn))?;
-    Ok(out
-        .tag_descriptions()
-        .iter()
-        .flat_map(|d| d.tags())
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect())
-}
-
-async fn observe_group(aws: &AwsClients, name: &str) -> Result<Option<ObservedGroup>, ComponentError> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .map_err(failed("look up Auto Scaling group", name))?;
-    let Some(group) = out.auto_scaling_groups().first() else {
-        return Ok(None);
-    };
-    let refreshes = aws
-        .autoscaling
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(name)
-        .send()
-        .await
-        .map_err(failed("list the instance refreshes of Auto Scaling group", name))?;
-    let refresh_in_progress = refreshes.instance_refreshes().iter().any(|r| {
-        r.status().is_some_and(|s| {
-            matches!(
-                s.as_str(),
-                "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
-            )
-        })
-    });
-    let policies = aws
-        .autoscaling
-        .describe_policies()
-        .auto_scaling_group_name(name)
-        .policy_names(SCALING_POLICY_NAME)
-        .send()
-        .await
-        .map_err(failed("read the scaling policy of Auto Scaling group", name))?;
-    let cpu_target = policies
-        .scaling_policies()
-        .iter()
-        .filter_map(|p| p.target_tracking_configuration())
-        .find(|c| {
-            c.predefined_metric_specification()
-                .is_some_and(|m| m.predefined_metric_type() == Some(&MetricType::AsgAverageCpuUtilization))
-        })
-        .and_then(|c| c.target_value());
-    let template = group.launch_template();
-    Ok(Some(ObservedGroup {
-        min_size: group.min_size().unwrap_or_default(),
-        max_size: group.max_size().unwrap_or_default(),
-        desired_capacity: group.desired_capacity().unwrap_or_default(),
-        launch_template_id: template.and_then(|t| t.launch_template_id()).map(str::to_owned),
-        launch_template_version: template.and_then(|t| t.version()).map(str::to_owned),
-        subnets: group
-            .vpc_zone_identifier()
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        target_groups: group.target_group_arns().to_vec(),
-        health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
-        tags: group
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect(),
-        deleting: group.status().is_some_and(|s| s.starts_with("Delete")),
-        instances: group
-            .instances()
-            .iter()
-            .map(|i| GroupInstance {
-                id: i.instance_id().unwrap_or_default().to_owned(),
-                in_service: i.lifecycle_state() == Some(&LifecycleState::InService),
-                launch_template_version: i.launch_template().and_then(|t| t.version()).map(str::to_owned),
-            })
-            .collect(),
-        refresh_in_progress,
-        cpu_target,
-    }))
-}
-
-async fn observe_tagged_instances(
-    aws: &AwsClients,
-    owner: &str,
-) -> Result<Vec<TaggedInstance>, ComponentError> {
-    let out = aws
-        .ec2
-        .describe_instances()
-        .filters(tag_filter(OWNER_TAG, owner))
-        .filters(tag_filter(COMPONENT_TAG, UploadTier::KIND.tag_value()))
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("shutting-down")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(failed("list the upload instances of", owner))?;
-    Ok(out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| TaggedInstance {
-            id: i.instance_id().unwrap_or_default().to_owned(),
-            state: i
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_owned())
-                .unwrap_or_default(),
-        })
-        .collect())
+            .map(|s| format!("{s:?}").split([' ', '(']).next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "DeleteListener",
+                "DeleteLoadBalancer",
+                "DeleteTargetGroup",
+                "DeleteLaunchTemplate",
+                "RemoveRoleFromInstanceProfile",
+                "DeleteInstanceProfile",
+                "Role",
+                "Role",
+                "DeleteApiKeys"
+            ]
+        );
+    }
 }

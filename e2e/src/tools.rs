@@ -106,7 +106,18 @@ impl Tool {
     }
 }
 
-/// The root of the repository this crate was built from.
-pub(crate) fn repo_root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+/// The root of the repository the tests run in: the nearest folder above the
+/// working directory (cargo runs tests in their package's folder) that holds
+/// `scripts/tools.sh`, else the one this crate was built from. Checkouts at
+/// different paths share a target folder and its compiled paths, so the
+/// working directory is the one to trust.
+pub(crate) fn repo_root() -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|dir| {
+            dir.ancestors()
+                .find(|dir| dir.join("scripts/tools.sh").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
 }

@@ -1,4 +1,10 @@
-//! What upload-api and stream-bridge share: image sniffing, ids, the S3 key
-//! layout, the DynamoDB item, the event record and the store-one-image
-//! operation (../shared/DESIGN.md, "Data contracts"). Nothing is built here
-//! yet; the upload path brings it.
+//! What upload-api and stream-bridge share (../shared/DESIGN.md, "Data
+//! contracts"): the image types they accept and how they are recognised, the
+//! ids, the S3 key layout, the DynamoDB item and the event record. The
+//! store-one-image operation comes with the upload path.
+
+pub mod image_type;
+pub mod record;
+
+pub use image_type::{ImageInfo, ImageType, InspectError, inspect};
+pub use record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key, sha256_hex};

@@ -1,10 +1,12 @@
 //! What upload-api and stream-bridge share (../shared/DESIGN.md, "Data
 //! contracts"): the image types they accept and how they are recognised, the
-//! ids, the S3 key layout, the DynamoDB item and the event record. The
-//! store-one-image operation comes with the upload path.
+//! ids, the S3 key layout, the DynamoDB item, the event record, and the
+//! operation that stores one image.
 
 pub mod image_type;
 pub mod record;
+pub mod store;
 
 pub use image_type::{ImageInfo, ImageType, InspectError, inspect};
 pub use record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key, sha256_hex};
+pub use store::{Incoming, Store, StoreError, Stored, Targets};

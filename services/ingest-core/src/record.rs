@@ -18,20 +18,9 @@ use crate::ImageType;
 pub struct ImageId(Uuid);
 
 impl ImageId {
-    /// A new id carrying `at`'s milliseconds.
-    pub fn new(at: Timestamp) -> Self {
-        let millis = u64::try_from(at.as_millisecond()).unwrap_or(0);
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            millis / 1000,
-            u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
-        );
-        Self(Uuid::new_v7(ts))
-    }
-
-    /// The id an object key derived from the content gets (stream-bridge):
-    /// the same bytes always give the same id, so a replay writes the same
-    /// key. Version 7 layout, with the timestamp of first ingestion.
+    /// The id of `sha256`'s content arriving at `at`: a UUIDv7 whose time is
+    /// `at` and whose other bits come from the content, so the same input
+    /// (a retried upload, a replayed record) always gets the same id and key.
     pub fn for_content(sha256: &[u8; 32], at: Timestamp) -> Self {
         let millis = u64::try_from(at.as_millisecond()).unwrap_or(0);
         let mut random = [0u8; 10];
@@ -142,8 +131,8 @@ mod tests {
 
     #[test]
     fn ids_are_version_7_and_sort_by_time() {
-        let earlier = ImageId::new(at("2026-11-24T10:00:00Z"));
-        let later = ImageId::new(at("2026-11-24T10:00:01Z"));
+        let earlier = ImageId::for_content(&[9; 32], at("2026-11-24T10:00:00Z"));
+        let later = ImageId::for_content(&[1; 32], at("2026-11-24T10:00:01Z"));
         assert!(earlier < later);
         assert_eq!(ImageId::parse(&earlier.to_string()), Some(earlier));
         assert_eq!(
@@ -167,7 +156,7 @@ mod tests {
     #[test]
     fn keys_follow_the_utc_date_layout() {
         let t = at("2026-03-07T23:30:00-05:00");
-        let id = ImageId::new(t);
+        let id = ImageId::for_content(&[0; 32], t);
         assert_eq!(
             object_key(id, ImageType::Jpeg, t),
             format!("images/2026/03/08/{id}.jpg")
@@ -181,7 +170,7 @@ mod tests {
     #[test]
     fn the_item_and_the_event_carry_the_contract_field_names() {
         let t = at("2026-11-24T10:00:00Z");
-        let id = ImageId::new(t);
+        let id = ImageId::for_content(&[0; 32], t);
         let item = ImageItem {
             id,
             sha256: sha256_hex(b"image"),

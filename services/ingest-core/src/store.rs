@@ -1,0 +1,446 @@
+//! Storing one image, the operation upload-api and stream-bridge share: the
+//! object in S3, the event in Firehose, then the item in DynamoDB.
+//!
+//! The item is written last and only if no item has its id, so an item means
+//! the object and the event exist. The id (and with it the key) follows from
+//! the content and the time the caller gives, so a retry or a replay of the
+//! same input writes the same object again rather than a second one; a lost
+//! answer at worst repeats the event, which is at-least-once.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key};
+use crate::{ImageInfo, ImageType};
+
+/// The DynamoDB index on `sha256` the operator creates.
+pub const SHA256_INDEX: &str = "bySha256";
+/// Object metadata key of the content's SHA-256 (`x-amz-meta-sha256`).
+pub const SHA256_METADATA: &str = "sha256";
+/// Objects above this size are uploaded in parts of this size.
+pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where a pipeline keeps its images: DESIGN.md's service configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Targets {
+    pub bucket: String,
+    pub table: String,
+    pub delivery_stream: String,
+    pub retention_days: u32,
+}
+
+/// One image to store, recognised already.
+#[derive(Clone, Debug)]
+pub struct Incoming<'a> {
+    pub content: &'a [u8],
+    pub info: ImageInfo,
+    pub source: Source,
+    /// The time the id and the key's date are taken from: now for an upload,
+    /// the record's timestamp for a stream record (stable across replays).
+    pub at: Timestamp,
+    pub kafka: Option<KafkaPosition>,
+}
+
+/// What storing found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Created(ImageItem),
+    /// The same content was stored before and has not expired.
+    Existing(ImageItem),
+}
+
+impl Stored {
+    pub fn item(&self) -> &ImageItem {
+        match self {
+            Stored::Created(item) | Stored::Existing(item) => item,
+        }
+    }
+}
+
+/// The AWS service a failure came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    S3,
+    DynamoDb,
+    Firehose,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::S3 => "S3",
+            Backend::DynamoDb => "DynamoDB",
+            Backend::Firehose => "Firehose",
+        })
+    }
+}
+
+/// A backend refused or could not be reached; nothing claims the image is
+/// stored. `throttled` tells callers to slow down rather than fail.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{backend} failed to {action}: {message}")]
+pub struct StoreError {
+    pub backend: Backend,
+    pub action: &'static str,
+    pub message: String,
+    pub throttled: bool,
+}
+
+impl StoreError {
+    fn from_sdk<E>(backend: Backend, action: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let throttled = matches!(
+            err.code(),
+            Some(
+                "ThrottlingException"
+                    | "SlowDown"
+                    | "ProvisionedThroughputExceededException"
+                    | "RequestLimitExceeded"
+            )
+        ) || err.raw_response().is_some_and(|r| r.status().as_u16() == 503);
+        let message = match err.message() {
+            Some(message) => format!("{}: {message}", err.code().unwrap_or("error")),
+            None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        };
+        Self {
+            backend,
+            action,
+            message,
+            throttled,
+        }
+    }
+
+    fn malformed(message: String) -> Self {
+        Self {
+            backend: Backend::DynamoDb,
+            action: "read an image item",
+            message,
+            throttled: false,
+        }
+    }
+}
+
+/// The clients and names one pipeline's images are stored with.
+#[derive(Clone, Debug)]
+pub struct Store {
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    firehose: aws_sdk_firehose::Client,
+    targets: Targets,
+}
+
+impl Store {
+    /// Clients from the SDK's standard configuration. S3 uses path-style
+    /// addressing when the endpoint is overridden (emulators serve every
+    /// bucket from one host).
+    pub fn new(config: &SdkConfig, targets: Targets) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            firehose: aws_sdk_firehose::Client::new(config),
+            targets,
+        }
+    }
+
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Stores `incoming` unless the same content is stored already.
+    pub async fn store(&self, incoming: &Incoming<'_>, now: Timestamp) -> Result<Stored, StoreError> {
+        let digest: [u8; 32] = Sha256::digest(incoming.content).into();
+        let sha256 = hex::encode(digest);
+        if let Some(existing) = self.find_by_sha256(&sha256, now).await? {
+            return Ok(Stored::Existing(existing));
+        }
+        let id = ImageId::for_content(&digest, incoming.at);
+        let image_type = incoming.info.image_type;
+        let key = object_key(id, image_type, incoming.at);
+        let item = ImageItem {
+            id,
+            sha256,
+            content_type: image_type.mime_type().to_owned(),
+            bytes: incoming.content.len() as u64,
+            width: incoming.info.width,
+            height: incoming.info.height,
+            bucket: self.targets.bucket.clone(),
+            key,
+            source: incoming.source,
+            ingested_at: now,
+            expires_at: ImageItem::expiry(now, self.targets.retention_days),
+        };
+        self.put_object(&item, image_type, incoming.content).await?;
+        let event = EventRecord {
+            item: item.clone(),
+            kafka: incoming.kafka.clone(),
+        };
+        self.firehose
+            .put_record()
+            .delivery_stream_name(&self.targets.delivery_stream)
+            .record(
+                aws_sdk_firehose::types::Record::builder()
+                    .data(aws_smithy_types::Blob::new(event.to_line()))
+                    .build()
+                    .map_err(|err| StoreError::malformed(err.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::Firehose, "accept the image event", err))?;
+        let put = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.targets.table)
+            .set_item(Some(to_attributes(&item)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Stored::Created(item)),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Stored by a concurrent or earlier attempt with the same id.
+                match self.get(id).await? {
+                    Some(existing) => Ok(Stored::Existing(existing)),
+                    None => Ok(Stored::Created(item)),
+                }
+            }
+            Err(err) => Err(StoreError::from_sdk(
+                Backend::DynamoDb,
+                "store the image item",
+                err,
+            )),
+        }
+    }
+
+    /// The unexpired item whose content has this SHA-256, if any. (TTL
+    /// deletes up to days late, so expiry is checked here.)
+    pub async fn find_by_sha256(
+        &self,
+        sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<ImageItem>, StoreError> {
+        let out = self
+            .dynamodb
+            .query()
+            .table_name(&self.targets.table)
+            .index_name(SHA256_INDEX)
+            .key_condition_expression("sha256 = :sha256")
+            .expression_attribute_values(":sha256", AttributeValue::S(sha256.to_owned()))
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::DynamoDb, "look up the image by SHA-256", err))?;
+        let mut items = out
+            .items()
+            .iter()
+            .map(from_attributes)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.retain(|item| item.expires_at > now.as_second());
+        Ok(items.into_iter().min_by_key(|item| item.id))
+    }
+
+    /// The item with this id, if any.
+    pub async fn get(&self, id: ImageId) -> Result<Option<ImageItem>, StoreError> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.targets.table)
+            .key("id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::DynamoDb, "read the image item", err))?;
+        out.item().map(from_attributes).transpose()
+    }
+
+    /// The stored bytes of an item, as a stream.
+    pub async fn content(&self, item: &ImageItem) -> Result<ByteStream, StoreError> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&item.bucket)
+            .key(&item.key)
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "read the image", err))?;
+        Ok(out.body)
+    }
+
+    async fn put_object(
+        &self,
+        item: &ImageItem,
+        image_type: ImageType,
+        content: &[u8],
+    ) -> Result<(), StoreError> {
+        let bucket = &self.targets.bucket;
+        if content.len() <= MULTIPART_PART_BYTES {
+            return self
+                .s3
+                .put_object()
+                .bucket(bucket)
+                .key(&item.key)
+                .content_type(image_type.mime_type())
+                .metadata(SHA256_METADATA, &item.sha256)
+                .body(ByteStream::from(content.to_vec()))
+                .send()
+                .await
+                .map(drop)
+                .map_err(|err| StoreError::from_sdk(Backend::S3, "store the image", err));
+        }
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(&item.key)
+            .content_type(image_type.mime_type())
+            .metadata(SHA256_METADATA, &item.sha256)
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "start a multipart upload", err))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(&item.key, &upload_id, content).await;
+        if result.is_err() {
+            // Parts of an unfinished upload cost storage until aborted.
+            let _ = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(&item.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(&self, key: &str, upload_id: &str, content: &[u8]) -> Result<(), StoreError> {
+        let bucket = &self.targets.bucket;
+        let mut parts = Vec::new();
+        for (index, chunk) in content.chunks(MULTIPART_PART_BYTES).enumerate() {
+            let number = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            let part = self
+                .s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|err| StoreError::from_sdk(Backend::S3, "upload an image part", err))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .build(),
+            );
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "complete the multipart upload", err))
+    }
+}
+
+fn to_attributes(item: &ImageItem) -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: String| AttributeValue::N(v);
+    let source = match item.source {
+        Source::Api => "api",
+        Source::Stream => "stream",
+    };
+    HashMap::from([
+        ("id".to_owned(), s(&item.id.to_string())),
+        ("sha256".to_owned(), s(&item.sha256)),
+        ("contentType".to_owned(), s(&item.content_type)),
+        ("bytes".to_owned(), n(item.bytes.to_string())),
+        ("width".to_owned(), n(item.width.to_string())),
+        ("height".to_owned(), n(item.height.to_string())),
+        ("bucket".to_owned(), s(&item.bucket)),
+        ("key".to_owned(), s(&item.key)),
+        ("source".to_owned(), s(source)),
+        ("ingestedAt".to_owned(), s(&item.ingested_at.to_string())),
+        ("expiresAt".to_owned(), n(item.expires_at.to_string())),
+    ])
+}
+
+fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> Result<ImageItem, StoreError> {
+    let field = |name: &str| -> Result<&str, StoreError> {
+        match attributes.get(name) {
+            Some(AttributeValue::S(v) | AttributeValue::N(v)) => Ok(v.as_str()),
+            _ => Err(StoreError::malformed(format!("the image item lacks {name}"))),
+        }
+    };
+    let number = |name: &str| -> Result<i64, StoreError> {
+        field(name)?
+            .parse()
+            .map_err(|_| StoreError::malformed(format!("{name} of the image item is not a number")))
+    };
+    let id = field("id")?;
+    Ok(ImageItem {
+        id: ImageId::parse(id).ok_or_else(|| StoreError::malformed(format!("{id} is not an image id")))?,
+        sha256: field("sha256")?.to_owned(),
+        content_type: field("contentType")?.to_owned(),
+        bytes: u64::try_from(number("bytes")?).unwrap_or_default(),
+        width: u32::try_from(number("width")?).unwrap_or_default(),
+        height: u32::try_from(number("height")?).unwrap_or_default(),
+        bucket: field("bucket")?.to_owned(),
+        key: field("key")?.to_owned(),
+        source: match field("source")? {
+            "stream" => Source::Stream,
+            _ => Source::Api,
+        },
+        ingested_at: field("ingestedAt")?
+            .parse()
+            .map_err(|_| StoreError::malformed("ingestedAt of the image item is not RFC 3339".to_owned()))?,
+        expires_at: number("expiresAt")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_survives_the_round_trip_through_dynamodb_attributes() {
+        let at: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let id = ImageId::for_content(&[7; 32], at);
+        let item = ImageItem {
+            id,
+            sha256: "ab".repeat(32),
+            content_type: "image/gif".to_owned(),
+            bytes: 123,
+            width: 3,
+            height: 2,
+            bucket: "photos".to_owned(),
+            key: object_key(id, ImageType::Gif, at),
+            source: Source::Stream,
+            ingested_at: at,
+            expires_at: ImageItem::expiry(at, 7),
+        };
+        assert_eq!(from_attributes(&to_attributes(&item)), Ok(item));
+    }
+}

@@ -244,4 +244,26 @@ mod tests {
             assert_eq!(image_type.mime_type().parse(), Ok(image_type));
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(content in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = inspect(&content);
+        }
+
+        #[test]
+        fn a_real_signature_with_arbitrary_bytes_after_it_never_panics(
+            index in 0usize..4,
+            cut in 0usize..40,
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let image_type = ImageType::ALL[index];
+            let sample = sample(image_type);
+            let mut content = sample[..cut.min(sample.len())].to_vec();
+            content.extend(tail);
+            if let Ok(info) = inspect(&content) {
+                proptest::prop_assert_eq!(info.image_type, image_type);
+            }
+        }
+    }
 }

@@ -121,6 +121,16 @@ impl StoreError {
         }
     }
 
+    /// The object's bytes stopped arriving.
+    pub fn read_body(message: String) -> Self {
+        Self {
+            backend: Backend::S3,
+            action: "read the image",
+            message,
+            throttled: false,
+        }
+    }
+
     fn malformed(message: String) -> Self {
         Self {
             backend: Backend::DynamoDb,
@@ -267,6 +277,31 @@ impl Store {
             .await
             .map_err(|err| StoreError::from_sdk(Backend::DynamoDb, "read the image item", err))?;
         out.item().map(from_attributes).transpose()
+    }
+
+    /// Whether DynamoDB and S3 answer with the permissions the services
+    /// have (item reads, object reads under `images/`). Any answer from S3,
+    /// a missing key included, counts as reachable.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.targets.table)
+            .key("id", AttributeValue::S("readiness-probe".to_owned()))
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::DynamoDb, "answer a readiness probe", err))?;
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.targets.bucket)
+            .key("images/readiness-probe")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(err)) if err.raw().status().as_u16() < 500 => Ok(()),
+            Err(err) => Err(StoreError::from_sdk(Backend::S3, "answer a readiness probe", err)),
+        }
     }
 
     /// The stored bytes of an item, as a stream.

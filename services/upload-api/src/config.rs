@@ -1,0 +1,110 @@
+//! Flags with environment fallbacks, named as DESIGN.md's "Service
+//! configuration" table names them. AWS comes only from the SDK's own
+//! configuration (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials chain).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ingest_core::ImageType;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "upload-api",
+    version,
+    about = "Takes images in over HTTP and stores them in the pipeline"
+)]
+pub struct Config {
+    /// Address to serve the API, health and metrics on.
+    #[arg(long, env = "UPLOAD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// S3 bucket of the pipeline.
+    #[arg(long, env = "PIPELINE_BUCKET")]
+    pub bucket: String,
+    /// DynamoDB table of the pipeline.
+    #[arg(long, env = "PIPELINE_TABLE")]
+    pub table: String,
+    /// Firehose delivery stream of the pipeline.
+    #[arg(long, env = "PIPELINE_DELIVERY_STREAM")]
+    pub delivery_stream: String,
+    /// Days an image is kept (sets `expiresAt`).
+    #[arg(long, env = "PIPELINE_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u32,
+    /// Largest image accepted, in bytes.
+    #[arg(long, env = "PIPELINE_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+    /// Accepted image types, comma-separated MIME types.
+    #[arg(
+        long,
+        env = "PIPELINE_ALLOWED_CONTENT_TYPES",
+        value_delimiter = ',',
+        default_value = "image/jpeg,image/png,image/webp,image/gif"
+    )]
+    pub allowed_content_types: Vec<ImageType>,
+    /// File of API keys, one a line (a mounted Secret); re-read when it changes.
+    #[arg(long, env = "UPLOAD_API_KEYS_FILE", required_unless_present = "no_auth")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Accept requests without an API key. Only for local experiments.
+    #[arg(long, conflicts_with = "api_keys_file")]
+    pub no_auth: bool,
+    /// Uploads received at once; more get 503 with Retry-After.
+    #[arg(long, env = "UPLOAD_MAX_CONCURRENT_UPLOADS", default_value_t = 64)]
+    pub max_concurrent_uploads: usize,
+    /// Longest time to receive one request body, in seconds.
+    #[arg(long, env = "UPLOAD_BODY_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub body_timeout_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "UPLOAD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn allowed(&self) -> BTreeSet<ImageType> {
+        self.allowed_content_types.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_documented_flags_with_defaults() {
+        let config = Config::try_parse_from([
+            "upload-api",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--delivery-stream",
+            "s",
+            "--api-keys-file",
+            "/run/secrets/keys",
+            "--allowed-content-types",
+            "image/png,image/gif",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.retention_days, 7);
+        assert_eq!(config.max_image_bytes, 20_971_520);
+        assert_eq!(config.allowed(), BTreeSet::from([ImageType::Png, ImageType::Gif]));
+    }
+
+    #[test]
+    fn authentication_is_off_only_when_asked_for() {
+        let base = [
+            "upload-api",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--delivery-stream",
+            "s",
+        ];
+        let missing = Config::try_parse_from(base).unwrap_err();
+        assert!(missing.to_string().contains("--api-keys-file"), "{missing}");
+        let open = Config::try_parse_from([&base[..], &["--no-auth"]].concat()).unwrap();
+        assert!(open.no_auth && open.api_keys_file.is_none());
+    }
+}

@@ -1,0 +1,472 @@
+//! upload-api over real HTTP, with the bucket, table and stream the
+//! operator's engine makes in the AWS emulator: what a client sees, and what
+//! lands (or does not land) in S3, DynamoDB and Firehose.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use imagepipeline_e2e::AwsEmulator;
+use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::engine::{Engine, Owner};
+use imagepipeline_operator::manifest;
+use ingest_core::ImageType;
+use ingest_core::store::{Store, Targets};
+use serde_json::Value;
+use upload_api::auth::{ApiKeys, Auth};
+use upload_api::{AppState, app};
+
+const KEY: &str = "test-key-0123456789";
+const MAX_IMAGE_BYTES: u64 = 64 * 1024;
+
+const PIPELINE: &str = "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: { name: photos, namespace: media }
+spec:
+  region: eu-west-1
+  network: { availabilityZones: [eu-west-1a, eu-west-1b] }
+  kafka: { bootstrapServers: ['127.0.0.1:9092'], replicationFactor: 1 }
+  analytics: { enabled: false }
+";
+
+/// Well-formed headers of each type (3×2), padded with `tag` so contents
+/// differ between uploads.
+fn image(image_type: ImageType, tag: u8) -> Vec<u8> {
+    let mut bytes = match image_type {
+        ImageType::Png => {
+            let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x03\x00\x00\x00\x02".to_vec();
+            png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+            png
+        }
+        ImageType::Gif => b"GIF89a\x03\x00\x02\x00\x00\x00\x00".to_vec(),
+        ImageType::Webp => {
+            b"RIFF\x16\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x01\x00\x00".to_vec()
+        }
+        ImageType::Jpeg => {
+            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x02\x00\x03\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01".to_vec()
+        }
+    };
+    bytes.extend(std::iter::repeat_n(tag, 100));
+    bytes
+}
+
+struct Service {
+    _emulator: AwsEmulator,
+    _keys: tempfile::TempDir,
+    url: String,
+    http: reqwest::Client,
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    targets: Targets,
+}
+
+async fn serve(store: Store, keys: ApiKeys) -> String {
+    let state = Arc::new(AppState::new(
+        store,
+        Auth::Keys(keys),
+        MAX_IMAGE_BYTES,
+        ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+        8,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    url
+}
+
+fn http_client() -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+async fn service() -> Service {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let config = emulator.sdk_config().await;
+    let engine = Engine::new(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
+    let spec = manifest::parse(Path::new("test.yaml"), PIPELINE)
+        .unwrap()
+        .remove(0)
+        .spec;
+    let owner = Owner {
+        namespace: "media".into(),
+        name: "photos".into(),
+    };
+    let ctx = engine.context(owner, spec).await.unwrap();
+    let mut report = engine.apply(&ctx).await;
+    for _ in 0..3 {
+        if report.is_ready() {
+            break;
+        }
+        report = engine.apply(&ctx).await;
+    }
+    assert!(report.is_ready(), "{:#?}", report.components);
+    let targets = Targets {
+        bucket: report.outputs.bucket.unwrap(),
+        table: report.outputs.table.unwrap(),
+        delivery_stream: report.outputs.delivery_stream.unwrap(),
+        retention_days: 7,
+    };
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys_file = keys_dir.path().join("keys");
+    std::fs::write(&keys_file, format!("{KEY}\n")).unwrap();
+    let url = serve(
+        Store::new(&config, targets.clone()),
+        ApiKeys::load(&keys_file).unwrap(),
+    )
+    .await;
+    Service {
+        url,
+        http: http_client(),
+        s3: engine.aws().s3.clone(),
+        dynamodb: engine.aws().dynamodb.clone(),
+        targets,
+        _keys: keys_dir,
+        _emulator: emulator,
+    }
+}
+
+impl Service {
+    fn post(&self) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/v1/images", self.url)).bearer_auth(KEY)
+    }
+
+    async fn objects(&self, prefix: &str) -> usize {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.targets.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        out.contents().len()
+    }
+
+    async fn written(&self) -> (usize, i32, usize) {
+        let items = self
+            .dynamodb
+            .scan()
+            .table_name(&self.targets.table)
+            .send()
+            .await
+            .unwrap()
+            .count();
+        (
+            self.objects("images/").await,
+            items,
+            self.objects("events/").await,
+        )
+    }
+}
+
+fn multipart(field: &str, part_type: &str, content: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "imagepipeline-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"x\"\r\nContent-Type: {part_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once() {
+    let s = service().await;
+    let mut ids = Vec::new();
+    for (n, image_type) in ImageType::ALL.into_iter().enumerate() {
+        let raw = image(image_type, n as u8);
+        let response = s
+            .post()
+            .header("content-type", image_type.mime_type())
+            .body(raw.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "raw {image_type}");
+        let item: Value = response.json().await.unwrap();
+        assert_eq!(item["contentType"], image_type.mime_type());
+        assert_eq!(
+            (item["width"].as_u64(), item["height"].as_u64()),
+            (Some(3), Some(2))
+        );
+        assert_eq!(item["source"], "api");
+        let ingested: jiff::Timestamp = item["ingestedAt"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            item["expiresAt"].as_i64(),
+            Some(ingested.as_second() + 7 * 86_400)
+        );
+        ids.push(item["id"].as_str().unwrap().to_owned());
+
+        let (content_type, body) =
+            multipart("file", image_type.mime_type(), &image(image_type, 100 + n as u8));
+        let response = s
+            .post()
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "multipart {image_type}");
+
+        // The object is in S3 with its type and SHA-256.
+        let object =
+            s.s3.head_object()
+                .bucket(&s.targets.bucket)
+                .key(item["key"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(object.content_type(), Some(image_type.mime_type()));
+        assert_eq!(
+            object.metadata().unwrap().get("sha256").map(String::as_str),
+            item["sha256"].as_str()
+        );
+    }
+    assert_eq!(s.written().await, (8, 8, 8));
+
+    // The same bytes again: 200 with the same item, nothing new written.
+    let response = s
+        .post()
+        .header("content-type", "image/png")
+        .body(image(ImageType::Png, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(again["id"], ids[1]);
+    assert_eq!(s.written().await, (8, 8, 8));
+
+    // Metadata and content by id.
+    let response = s
+        .http
+        .get(format!("{}/v1/images/{}", s.url, ids[0]))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content = s
+        .http
+        .get(format!("{}/v1/images/{}/content", s.url, ids[0]))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        content.bytes().await.unwrap().as_ref(),
+        image(ImageType::Jpeg, 0).as_slice()
+    );
+
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"upload_api_requests_total{route="/v1/images",status="201"} 8"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        s.http
+            .get(format!("{}/readyz", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
+    let s = service().await;
+    let png = image(ImageType::Png, 7);
+    let too_large = [image(ImageType::Png, 8), vec![0; MAX_IMAGE_BYTES as usize]].concat();
+    let (multipart_type, mut broken) = multipart("file", "image/png", &png);
+    broken.truncate(broken.len() - 10);
+    let (no_file_type, no_file) = multipart("picture", "image/png", &png);
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "empty body",
+            s.post().header("content-type", "image/png"),
+            400,
+            "bad_request",
+        ),
+        (
+            "not an image",
+            s.post().header("content-type", "image/png").body("hello, world"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "png declared as jpeg",
+            s.post().header("content-type", "image/jpeg").body(png.clone()),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "truncated header",
+            s.post()
+                .header("content-type", "image/png")
+                .body(png[..12].to_vec()),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            s.post().body(png.clone()),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "over the limit with Content-Length",
+            s.post()
+                .header("content-type", "image/png")
+                .body(too_large.clone()),
+            413,
+            "too_large",
+        ),
+        (
+            "over the limit without Content-Length",
+            s.post()
+                .header("content-type", "image/png")
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(
+                    too_large
+                        .chunks(4096)
+                        .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                        .collect::<Vec<_>>(),
+                ))),
+            413,
+            "too_large",
+        ),
+        (
+            "malformed multipart",
+            s.post().header("content-type", multipart_type).body(broken),
+            400,
+            "bad_request",
+        ),
+        (
+            "multipart without a file field",
+            s.post().header("content-type", no_file_type).body(no_file),
+            400,
+            "bad_request",
+        ),
+        (
+            "missing key",
+            s.http
+                .post(format!("{}/v1/images", s.url))
+                .header("content-type", "image/png")
+                .body(png.clone()),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong key",
+            s.http
+                .post(format!("{}/v1/images", s.url))
+                .bearer_auth("not-the-key")
+                .header("content-type", "image/png")
+                .body(png.clone()),
+            401,
+            "unauthorized",
+        ),
+        (
+            "unknown id",
+            s.http
+                .get(format!(
+                    "{}/v1/images/0196a2b4-0000-7000-8000-000000000000",
+                    s.url
+                ))
+                .bearer_auth(KEY),
+            404,
+            "not_found",
+        ),
+        (
+            "not an id",
+            s.http.get(format!("{}/v1/images/nope", s.url)).bearer_auth(KEY),
+            404,
+            "not_found",
+        ),
+    ];
+    for (case, request, status, code) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{case}");
+        let body: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: a JSON error: {e}"));
+        assert_eq!(body["error"]["code"], code, "{case}: {body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{case}"
+        );
+    }
+    assert_eq!(
+        s.written().await,
+        (0, 0, 0),
+        "nothing reached S3, DynamoDB or Firehose"
+    );
+}
+
+#[tokio::test]
+async fn with_the_backends_down_no_upload_succeeds_and_readyz_fails() {
+    let s = service().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+        .load()
+        .await;
+    let keys = s._keys.path().join("keys");
+    let url = serve(
+        Store::new(&config, s.targets.clone()),
+        ApiKeys::load(&keys).unwrap(),
+    )
+    .await;
+    let response = s
+        .http
+        .post(format!("{url}/v1/images"))
+        .bearer_auth(KEY)
+        .header("content-type", "image/gif")
+        .body(image(ImageType::Gif, 1))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["code"].as_str().unwrap().starts_with("backend"),
+        "{body}"
+    );
+    assert_eq!(
+        s.http.get(format!("{url}/readyz")).send().await.unwrap().status(),
+        503
+    );
+    assert_eq!(
+        s.http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(s.written().await, (0, 0, 0));
+}

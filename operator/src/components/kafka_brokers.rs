@@ -89,7 +89,6 @@ pub struct BrokerInstance {
     pub id: String,
     pub node_id: Option<u32>,
     pub state: String,
-    pub private_ip: Option<String>,
 }
 
 impl BrokerInstance {
@@ -216,7 +215,6 @@ impl Component for KafkaBrokers {
                     .and_then(|s| s.name())
                     .map(|n| n.as_str().to_owned())
                     .unwrap_or_default(),
-                private_ip: i.private_ip_address().map(str::to_owned),
             })
             .collect();
         Ok(ObservedKafka { image, instances })
@@ -329,7 +327,6 @@ impl Component for KafkaBrokers {
                                 id: i.instance_id().unwrap_or_default().to_owned(),
                                 node_id: Some(*node_id),
                                 state: InstanceStateName::Pending.as_str().to_owned(),
-                                private_ip: Some(broker.private_ip.clone()),
                             }));
                         Ok(())
                     }
@@ -534,7 +531,6 @@ spec:
             id: id.to_owned(),
             node_id: Some(node),
             state: state.to_owned(),
-            private_ip: None,
         }
     }
 

@@ -133,6 +133,27 @@ pub struct DesiredListener {
     pub certificate_arn: Option<String>,
 }
 
+impl DesiredListener {
+    fn protocol(&self) -> ProtocolEnum {
+        if self.certificate_arn.is_some() {
+            ProtocolEnum::Https
+        } else {
+            ProtocolEnum::Http
+        }
+    }
+
+    /// Only HTTPS listeners have a TLS policy.
+    fn ssl_policy(&self) -> Option<&'static str> {
+        self.certificate_arn.as_ref().map(|_| TLS_POLICY)
+    }
+
+    fn certificates(&self) -> Option<Vec<Certificate>> {
+        self.certificate_arn
+            .as_ref()
+            .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()])
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredGroup {
     pub name: String,
@@ -291,7 +312,6 @@ pub struct ObservedGroup {
     pub launch_template_id: Option<String>,
     pub launch_template_version: Option<String>,
     pub subnets: BTreeSet<String>,
-    pub target_groups: Vec<String>,
     pub health_check_type: String,
     pub tags: BTreeMap<String, String>,
     /// AWS is deleting the group (and terminating its instances).
@@ -905,37 +925,37 @@ impl Component for UploadTier {
                 .map_err(failed("set the security groups of", &action)),
             UploadTierStep::CreateListener => {
                 let listener = &desired.listener;
-                let mut request = aws
+                let request = aws
                     .elbv2
                     .create_listener()
                     .load_balancer_arn(load_balancer_arn(observed)?)
                     .port(listener.port)
                     .default_actions(forward_to(target_group_arn(observed)?));
-                request = match &listener.certificate_arn {
-                    Some(certificate) => request
-                        .protocol(ProtocolEnum::Https)
-                        .ssl_policy(TLS_POLICY)
-                        .certificates(Certificate::builder().certificate_arn(certificate).build()),
-                    None => request.protocol(ProtocolEnum::Http),
-                };
-                request.send().await.map(drop).map_err(failed("create", &action))
+                request
+                    .protocol(listener.protocol())
+                    .set_ssl_policy(listener.ssl_policy().map(str::to_owned))
+                    .set_certificates(listener.certificates())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(failed("create", &action))
             }
             UploadTierStep::UpdateListener { arn } => {
                 let listener = &desired.listener;
-                let mut request = aws
+                let request = aws
                     .elbv2
                     .modify_listener()
                     .listener_arn(arn)
                     .port(listener.port)
                     .default_actions(forward_to(target_group_arn(observed)?));
-                request = match &listener.certificate_arn {
-                    Some(certificate) => request
-                        .protocol(ProtocolEnum::Https)
-                        .ssl_policy(TLS_POLICY)
-                        .certificates(Certificate::builder().certificate_arn(certificate).build()),
-                    None => request.protocol(ProtocolEnum::Http),
-                };
-                request.send().await.map(drop).map_err(failed("update", &action))
+                request
+                    .protocol(listener.protocol())
+                    .set_ssl_policy(listener.ssl_policy().map(str::to_owned))
+                    .set_certificates(listener.certificates())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(failed("update", &action))
             }
             UploadTierStep::DeleteListener { arn, .. } => deleted(
                 aws.elbv2.delete_listener().listener_arn(arn).send().await,
@@ -944,20 +964,11 @@ impl Component for UploadTier {
             ),
             UploadTierStep::CreateGroup => {
                 let group = &desired.group;
-                let template = observed
-                    .launch_template
-                    .as_ref()
-                    .ok_or_else(|| missing("launch template"))?;
                 let mut request = aws
                     .autoscaling
                     .create_auto_scaling_group()
                     .auto_scaling_group_name(&group.name)
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&template.id)
-                            .version(template.latest_version.to_string())
-                            .build(),
-                    )
+                    .launch_template(group_template(observed)?)
                     .min_size(group.min_size)
                     .max_size(group.max_size)
                     .set_desired_capacity(group.desired_capacity)
@@ -984,19 +995,10 @@ impl Component for UploadTier {
             }
             UploadTierStep::UpdateGroup { .. } => {
                 let group = &desired.group;
-                let template = observed
-                    .launch_template
-                    .as_ref()
-                    .ok_or_else(|| missing("launch template"))?;
                 aws.autoscaling
                     .update_auto_scaling_group()
                     .auto_scaling_group_name(&group.name)
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&template.id)
-                            .version(template.latest_version.to_string())
-                            .build(),
-                    )
+                    .launch_template(group_template(observed)?)
                     .min_size(group.min_size)
                     .max_size(group.max_size)
                     .set_desired_capacity(group.desired_capacity)
@@ -1228,10 +1230,6 @@ fn check_ownership(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -
 fn listener_steps(desired: &DesiredUploadTier, observed: &ObservedUploadTier) -> Vec<UploadTierStep> {
     let listener = &desired.listener;
     let target_group = observed.target_group.as_ref().map(|tg| tg.arn.as_str());
-    let (protocol, ssl_policy) = match listener.certificate_arn {
-        Some(_) => (ProtocolEnum::Https, Some(TLS_POLICY)),
-        None => (ProtocolEnum::Http, None),
-    };
     let mut steps = Vec::new();
     let mut found = false;
     for existing in &observed.listeners {
@@ -1243,10 +1241,10 @@ fn listener_steps(desired: &DesiredUploadTier, observed: &ObservedUploadTier) ->
             continue;
         }
         found = true;
-        let as_desired = existing.protocol == protocol.as_str()
+        let as_desired = existing.protocol == listener.protocol().as_str()
             && existing.certificate_arn == listener.certificate_arn
-            // Only HTTPS listeners have a TLS policy (emulators report one anyway).
-            && (ssl_policy.is_none() || existing.ssl_policy.as_deref() == ssl_policy)
+            // Emulators report a TLS policy on HTTP listeners too.
+            && (listener.ssl_policy().is_none() || existing.ssl_policy.as_deref() == listener.ssl_policy())
             && target_group.is_some()
             && existing.target_group_arn.as_deref() == target_group;
         if !as_desired {
@@ -1440,6 +1438,18 @@ fn load_balancer_arn(observed: &ObservedUploadTier) -> Result<String, ComponentE
         .ok_or_else(|| missing("load balancer"))
 }
 
+/// The launch template version the group runs: the template's latest.
+fn group_template(observed: &ObservedUploadTier) -> Result<LaunchTemplateSpecification, ComponentError> {
+    let template = observed
+        .launch_template
+        .as_ref()
+        .ok_or_else(|| missing("launch template"))?;
+    Ok(LaunchTemplateSpecification::builder()
+        .launch_template_id(&template.id)
+        .version(template.latest_version.to_string())
+        .build())
+}
+
 fn forward_to(target_group_arn: String) -> ListenerAction {
     ListenerAction::builder()
         .r#type(ActionTypeEnum::Forward)
@@ -1604,7 +1614,6 @@ spec:
                 launch_template_id: Some("lt-1".to_owned()),
                 launch_template_version: Some("1".to_owned()),
                 subnets: desired.group.subnets.clone(),
-                target_groups: vec!["arn:tg".to_owned()],
                 health_check_type: "ELB".to_owned(),
                 tags: desired.tags.clone(),
                 deleting: false,

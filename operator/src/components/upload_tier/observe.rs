@@ -311,7 +311,6 @@ pub(super) async fn observe_group(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        target_groups: group.target_group_arns().to_vec(),
         health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
         tags: group
             .tags()

@@ -11,11 +11,12 @@ export CARGO_TARGET_DIR ?= $(IMAGEPIPELINE_CACHE)/target
 
 CARGO ?= cargo
 
-.PHONY: help demo test tools prerequisites fmt-check clippy crds
+.PHONY: help demo test bench tools prerequisites fmt-check clippy crds
 
 help:
 	@echo "make demo   plan, apply and destroy the example pipeline in emulated AWS (moto server)"
 	@echo "make test   install the pinned test tools, then format check, clippy and every test"
+	@echo "make bench  benchmarks against emulated AWS (release build; prints the tables)"
 	@echo "make tools  only install the pinned test tools into $(IMAGEPIPELINE_CACHE)"
 	@echo "make crds   regenerate crds/ from the Rust types"
 
@@ -33,6 +34,10 @@ clippy:
 
 test: prerequisites tools fmt-check clippy
 	$(CARGO) test --workspace
+
+bench: prerequisites
+	@scripts/tools.sh install moto
+	$(CARGO) bench -p upload-api --bench upload
 
 crds:
 	$(CARGO) run --quiet -p imagepipeline-operator -- crd > crds/imagepipelines.imagepipeline.io.yaml

@@ -48,6 +48,11 @@ const ENV_FILE_START: &str = "cat > /etc/imagepipeline/upload-api.env <<'IMAGEPI
 // Every env-file line contains '=', so none can end this heredoc early.
 const ENV_FILE_END: &str = "IMAGEPIPELINE_ENV";
 /// /run is a tmpfs on Amazon Linux 2023: the keys never reach a disk.
+/// Where upload-api writes images above 256 KiB while they arrive
+/// (`UPLOAD_SPOOL_DIR`): on the encrypted root volume, not a tmpfs, so a
+/// full house of large uploads costs disk, not memory.
+const CONTAINER_SPOOL_DIR: &str = "/var/spool/upload-api";
+const HOST_SPOOL_DIR: &str = "/var/lib/imagepipeline/spool";
 const HOST_API_KEYS_DIR: &str = "/run/imagepipeline";
 const HOST_API_KEYS_FILE: &str = "/run/imagepipeline/api-keys";
 const FETCH_API_KEYS_SCRIPT: &str = "/usr/local/sbin/imagepipeline-fetch-api-keys";
@@ -150,6 +155,7 @@ impl UploadInstanceConfig {
                 self.allowed_content_types.clone(),
             ),
             ("UPLOAD_API_KEYS_FILE", CONTAINER_API_KEYS_FILE.to_owned()),
+            ("UPLOAD_SPOOL_DIR", CONTAINER_SPOOL_DIR.to_owned()),
             ("AWS_REGION", self.region.clone()),
         ])
     }
@@ -188,6 +194,7 @@ pub fn render_user_data(config: &UploadInstanceConfig) -> String {
     let region = shell_quote(&config.region);
     let parameter = shell_quote(&config.api_keys_parameter);
     let image = shell_quote(&config.image);
+    let spool_owner = CONTAINER_USER.split(':').next().unwrap_or(CONTAINER_USER);
     format!(
         r#"#!/bin/bash
 # upload-api instance of an ImagePipeline, written by the imagepipeline operator.
@@ -237,10 +244,12 @@ IMAGEPIPELINE_UNIT
 systemctl daemon-reload
 systemctl enable --now {FETCH_API_KEYS_UNIT}
 
+install -d -m 0700 -o {spool_owner} -g {spool_owner} {HOST_SPOOL_DIR}
 docker rm -f upload-api >/dev/null 2>&1 || true
 docker run -d --restart=always --name upload-api \
   -p {UPLOAD_PORT}:{UPLOAD_PORT} \
   --read-only --tmpfs /tmp:rw,noexec,nosuid,size=64m \
+  --mount type=bind,src={HOST_SPOOL_DIR},dst={CONTAINER_SPOOL_DIR} \
   --cap-drop ALL --security-opt no-new-privileges --user {CONTAINER_USER} \
   --env-file {ENV_FILE} \
   --mount type=bind,src={HOST_API_KEYS_FILE},dst={CONTAINER_API_KEYS_FILE},readonly \
@@ -421,6 +430,7 @@ spec:
             ("PIPELINE_MAX_IMAGE_BYTES", "5242880"),
             ("PIPELINE_ALLOWED_CONTENT_TYPES", "image/png,image/gif"),
             ("UPLOAD_API_KEYS_FILE", "/run/secrets/upload-api-keys"),
+            ("UPLOAD_SPOOL_DIR", "/var/spool/upload-api"),
             ("AWS_REGION", "eu-west-1"),
         ]);
         assert_eq!(
@@ -524,6 +534,8 @@ spec:
             "docker run -d --restart=always --name upload-api",
             "-p 8080:8080",
             "--read-only",
+            "install -d -m 0700 -o 65532 -g 65532 /var/lib/imagepipeline/spool",
+            "--mount type=bind,src=/var/lib/imagepipeline/spool,dst=/var/spool/upload-api \\\n",
             "--cap-drop ALL --security-opt no-new-privileges --user 65532:65532",
             "--env-file /etc/imagepipeline/upload-api.env",
             "'ghcr.io/imagepipeline/upload-api:0.1.0'\n",

@@ -141,6 +141,14 @@ pub fn inspect(content: &[u8]) -> Result<ImageInfo, InspectError> {
     }
     let image_type = ImageType::detect(content).ok_or(InspectError::NotAnImage)?;
     let size = imagesize::blob_size(content).map_err(|_| InspectError::BadHeader(image_type))?;
+    dimensions(image_type, size)
+}
+
+/// Width and height a header gave; zero or beyond `u32` is a bad header.
+pub(crate) fn dimensions(
+    image_type: ImageType,
+    size: imagesize::ImageSize,
+) -> Result<ImageInfo, InspectError> {
     let dimension = |value: usize| u32::try_from(value).ok().filter(|&v| v > 0);
     match (dimension(size.width), dimension(size.height)) {
         (Some(width), Some(height)) => Ok(ImageInfo {
@@ -153,7 +161,7 @@ pub fn inspect(content: &[u8]) -> Result<ImageInfo, InspectError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The smallest well-formed images of each type, 3×2 pixels.

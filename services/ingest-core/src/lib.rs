@@ -3,10 +3,12 @@
 //! ids, the S3 key layout, the DynamoDB item, the event record, and the
 //! operation that stores one image.
 
+pub mod content;
 pub mod image_type;
 pub mod record;
 pub mod store;
 
+pub use content::{Content, Spool, SpoolError};
 pub use image_type::{ImageInfo, ImageType, InspectError, inspect};
 pub use record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key, sha256_hex};
 pub use store::{Incoming, Store, StoreError, Stored, Targets};

@@ -17,8 +17,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
+use crate::content::Content;
 use crate::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key};
 use crate::{ImageInfo, ImageType};
 
@@ -27,7 +27,7 @@ pub const SHA256_INDEX: &str = "bySha256";
 /// Object metadata key of the content's SHA-256 (`x-amz-meta-sha256`).
 pub const SHA256_METADATA: &str = "sha256";
 /// Objects above this size are uploaded in parts of this size.
-pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+pub const MULTIPART_PART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Where a pipeline keeps its images: DESIGN.md's service configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct Targets {
 /// One image to store, recognised already.
 #[derive(Clone, Debug)]
 pub struct Incoming<'a> {
-    pub content: &'a [u8],
+    pub content: &'a Content,
     pub info: ImageInfo,
     pub source: Source,
     /// The time the id and the key's date are taken from: now for an upload,
@@ -121,12 +121,12 @@ impl StoreError {
         }
     }
 
-    /// The object's bytes stopped arriving.
-    pub fn read_body(message: String) -> Self {
+    /// A spooled image could not be read back.
+    fn spool(err: std::io::Error) -> Self {
         Self {
             backend: Backend::S3,
-            action: "read the image",
-            message,
+            action: "read the received image back",
+            message: err.to_string(),
             throttled: false,
         }
     }
@@ -172,19 +172,19 @@ impl Store {
 
     /// Stores `incoming` unless the same content is stored already.
     pub async fn store(&self, incoming: &Incoming<'_>, now: Timestamp) -> Result<Stored, StoreError> {
-        let digest: [u8; 32] = Sha256::digest(incoming.content).into();
-        let sha256 = hex::encode(digest);
+        let content = incoming.content;
+        let sha256 = hex::encode(content.sha256());
         if let Some(existing) = self.find_by_sha256(&sha256, now).await? {
             return Ok(Stored::Existing(existing));
         }
-        let id = ImageId::for_content(&digest, incoming.at);
+        let id = ImageId::for_content(content.sha256(), incoming.at);
         let image_type = incoming.info.image_type;
         let key = object_key(id, image_type, incoming.at);
         let item = ImageItem {
             id,
             sha256,
             content_type: image_type.mime_type().to_owned(),
-            bytes: incoming.content.len() as u64,
+            bytes: content.len(),
             width: incoming.info.width,
             height: incoming.info.height,
             bucket: self.targets.bucket.clone(),
@@ -193,7 +193,7 @@ impl Store {
             ingested_at: now,
             expires_at: ImageItem::expiry(now, self.targets.retention_days),
         };
-        self.put_object(&item, image_type, incoming.content).await?;
+        self.put_object(&item, image_type, content).await?;
         let event = EventRecord {
             item: item.clone(),
             kafka: incoming.kafka.clone(),
@@ -321,10 +321,11 @@ impl Store {
         &self,
         item: &ImageItem,
         image_type: ImageType,
-        content: &[u8],
+        content: &Content,
     ) -> Result<(), StoreError> {
         let bucket = &self.targets.bucket;
         if content.len() <= MULTIPART_PART_BYTES {
+            let body = content.body(0..content.len()).await.map_err(StoreError::spool)?;
             return self
                 .s3
                 .put_object()
@@ -332,7 +333,7 @@ impl Store {
                 .key(&item.key)
                 .content_type(image_type.mime_type())
                 .metadata(SHA256_METADATA, &item.sha256)
-                .body(ByteStream::from(content.to_vec()))
+                .body(body)
                 .send()
                 .await
                 .map(drop)
@@ -364,11 +365,14 @@ impl Store {
         result
     }
 
-    async fn upload_parts(&self, key: &str, upload_id: &str, content: &[u8]) -> Result<(), StoreError> {
+    async fn upload_parts(&self, key: &str, upload_id: &str, content: &Content) -> Result<(), StoreError> {
         let bucket = &self.targets.bucket;
         let mut parts = Vec::new();
-        for (index, chunk) in content.chunks(MULTIPART_PART_BYTES).enumerate() {
+        let starts = (0..content.len()).step_by(MULTIPART_PART_BYTES as usize);
+        for (index, start) in starts.enumerate() {
             let number = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            let end = (start + MULTIPART_PART_BYTES).min(content.len());
+            let body = content.body(start..end).await.map_err(StoreError::spool)?;
             let part = self
                 .s3
                 .upload_part()
@@ -376,7 +380,7 @@ impl Store {
                 .key(key)
                 .upload_id(upload_id)
                 .part_number(number)
-                .body(ByteStream::from(chunk.to_vec()))
+                .body(body)
                 .send()
                 .await
                 .map_err(|err| StoreError::from_sdk(Backend::S3, "upload an image part", err))?;

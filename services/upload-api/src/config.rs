@@ -51,9 +51,22 @@ pub struct Config {
     /// Uploads received at once; more get 503 with Retry-After.
     #[arg(long, env = "UPLOAD_MAX_CONCURRENT_UPLOADS", default_value_t = 64)]
     pub max_concurrent_uploads: usize,
-    /// Longest time to receive one request body, in seconds.
+    /// Directory images larger than 256 KiB are written to while they
+    /// arrive, so memory does not grow with image size. Needs room for
+    /// `max-concurrent-uploads` × `max-image-bytes`.
+    #[arg(long, env = "UPLOAD_SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
+    pub spool_dir: PathBuf,
+    /// Longest pause while a request body arrives, in seconds (an idle
+    /// timeout, as nginx's `client_body_timeout`); then 408.
     #[arg(long, env = "UPLOAD_BODY_TIMEOUT_SECONDS", default_value_t = 60)]
     pub body_timeout_seconds: u64,
+    /// Longest time to receive a request's headers, in seconds.
+    #[arg(long, env = "UPLOAD_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Longest time uploads in flight get to finish after SIGTERM, in
+    /// seconds; keep it below the pod's termination grace period (30 s).
+    #[arg(long, env = "UPLOAD_DRAIN_TIMEOUT_SECONDS", default_value_t = 25)]
+    pub drain_timeout_seconds: u64,
     /// Log as JSON lines.
     #[arg(long, env = "UPLOAD_LOG_JSON")]
     pub log_json: bool,

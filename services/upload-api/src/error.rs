@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ingest_core::{InspectError, StoreError};
+use ingest_core::{InspectError, SpoolError, StoreError};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,10 +17,15 @@ pub enum ApiError {
     TooLarge(u64),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("the body did not arrive within the body timeout; send it faster or in smaller images")]
+    BodyTimeout,
     #[error("too many uploads in flight; retry shortly")]
     Overloaded,
     #[error("storage is unavailable: {0}")]
     Backend(StoreError),
+    /// The service's own disk failed; the message names the directory.
+    #[error("the upload could not be received: {0}")]
+    Spool(SpoolError),
 }
 
 impl ApiError {
@@ -33,9 +38,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Backend(err) if err.throttled => (StatusCode::SERVICE_UNAVAILABLE, "backend_throttled"),
             ApiError::Backend(_) => (StatusCode::BAD_GATEWAY, "backend_error"),
+            ApiError::Spool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
@@ -51,6 +58,15 @@ impl From<InspectError> for ApiError {
             InspectError::NotAnImage | InspectError::BadHeader(_) => {
                 ApiError::UnsupportedMediaType(err.to_string())
             }
+        }
+    }
+}
+
+impl From<SpoolError> for ApiError {
+    fn from(err: SpoolError) -> Self {
+        match err {
+            SpoolError::TooLarge(limit) => ApiError::TooLarge(limit),
+            SpoolError::Io { .. } => ApiError::Spool(err),
         }
     }
 }

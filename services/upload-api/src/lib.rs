@@ -6,8 +6,10 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod server;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use ingest_core::record::Source;
 use ingest_core::store::{Incoming, Store, Stored};
-use ingest_core::{ImageId, ImageType, inspect};
+use ingest_core::{Content, ImageId, ImageInfo, ImageType, Spool};
 use jiff::Timestamp;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub auth: Auth,
     pub max_image_bytes: u64,
     pub allowed: BTreeSet<ImageType>,
+    /// Where images larger than a few hundred KiB are held while they arrive.
+    pub spool_dir: PathBuf,
     pub metrics: Metrics,
     /// Uploads admitted at once; beyond it the answer is 503.
     pub uploads: Semaphore,
@@ -50,6 +54,7 @@ impl AppState {
         auth: Auth,
         max_image_bytes: u64,
         allowed: BTreeSet<ImageType>,
+        spool_dir: PathBuf,
         max_concurrent_uploads: usize,
     ) -> Self {
         Self {
@@ -57,6 +62,7 @@ impl AppState {
             auth,
             max_image_bytes,
             allowed,
+            spool_dir,
             metrics: Metrics::new(),
             uploads: Semaphore::new(max_concurrent_uploads),
             readiness: Mutex::new(None),
@@ -136,31 +142,7 @@ async fn upload(State(state): State<Arc<AppState>>, request: Request) -> Result<
 }
 
 async fn receive_and_store(state: &Arc<AppState>, request: Request) -> Result<Stored, ApiError> {
-    let (declared, content) = if is_multipart(request.headers()) {
-        let multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|err| ApiError::BadRequest(format!("malformed multipart body: {err}")))?;
-        read_file_field(multipart, state.max_image_bytes).await?
-    } else {
-        let declared = declared_type(
-            request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        let limit = state.max_image_bytes;
-        check_content_length(request.headers(), limit)?;
-        (Some(declared), read_capped(request.into_body(), limit).await?)
-    };
-    let info = inspect(&content)?;
-    if let Some(declared) = declared
-        && declared != info.image_type
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body was declared {declared} but is {}",
-            info.image_type
-        )));
-    }
+    let (content, info) = receive(request, &state.spool_dir, state.max_image_bytes).await?;
     if !state.allowed.contains(&info.image_type) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "{} images are not accepted by this pipeline",
@@ -176,6 +158,42 @@ async fn receive_and_store(state: &Arc<AppState>, request: Request) -> Result<St
         kafka: None,
     };
     Ok(state.store.store(&incoming, now).await?)
+}
+
+/// Reads an upload, raw or multipart, and recognises the image in it: what
+/// the client sent, checked against what it declared. Every failure here is
+/// the client's (4xx), except a spool directory that cannot be written.
+async fn receive(
+    request: Request,
+    spool_dir: &std::path::Path,
+    limit: u64,
+) -> Result<(Content, ImageInfo), ApiError> {
+    let spool = Spool::new(spool_dir, limit);
+    let (declared, content) = if is_multipart(request.headers()) {
+        let multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|err| ApiError::BadRequest(format!("malformed multipart body: {err}")))?;
+        read_file_field(multipart, spool).await?
+    } else {
+        let declared = declared_type(
+            request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        check_content_length(request.headers(), limit)?;
+        (Some(declared), read_body(request.into_body(), spool).await?)
+    };
+    let info = content.inspect().await?;
+    if let Some(declared) = declared
+        && declared != info.image_type
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body was declared {declared} but is {}",
+            info.image_type
+        )));
+    }
+    Ok((content, info))
 }
 
 fn is_multipart(headers: &HeaderMap) -> bool {
@@ -213,30 +231,26 @@ fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError>
     }
 }
 
-/// Reads a body, stopping at the first byte over `limit`: an oversized body
-/// is never held whole.
-async fn read_capped(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
+/// Reads a body into `spool`, which refuses the first byte over the limit:
+/// an oversized body is never held whole.
+async fn read_body(body: Body, mut spool: Spool) -> Result<Content, ApiError> {
     let mut stream = body.into_data_stream();
-    let mut content = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|err| ApiError::BadRequest(format!("the body could not be read: {err}")))?;
-        if (content.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::TooLarge(limit));
-        }
-        content.extend_from_slice(&chunk);
+        let chunk = chunk.map_err(|err| unreadable_body(&err))?;
+        spool.push(&chunk).await?;
     }
-    Ok(content)
+    Ok(spool.finish().await?)
 }
 
 /// The `file` field of a multipart upload, with the type its part declares
 /// (none when it declares `application/octet-stream` or nothing).
 async fn read_file_field(
     mut multipart: Multipart,
-    limit: u64,
-) -> Result<(Option<ImageType>, Vec<u8>), ApiError> {
-    let malformed = |err: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("malformed multipart body: {}", err.body_text()))
+    mut spool: Spool,
+) -> Result<(Option<ImageType>, Content), ApiError> {
+    let malformed = |err: axum::extract::multipart::MultipartError| match unreadable_body(&err) {
+        ApiError::BodyTimeout => ApiError::BodyTimeout,
+        _ => ApiError::BadRequest(format!("malformed multipart body: {}", err.body_text())),
     };
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         if field.name() != Some("file") {
@@ -246,18 +260,26 @@ async fn read_file_field(
             None | Some("application/octet-stream") => None,
             Some(declared) => Some(declared_type(Some(declared))?),
         };
-        let mut content = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            if (content.len() + chunk.len()) as u64 > limit {
-                return Err(ApiError::TooLarge(limit));
-            }
-            content.extend_from_slice(&chunk);
+            spool.push(&chunk).await?;
         }
-        return Ok((declared, content));
+        return Ok((declared, spool.finish().await?));
     }
     Err(ApiError::BadRequest(
         "the multipart body has no field named `file`".to_owned(),
     ))
+}
+
+/// A body that stopped arriving within the body timeout, or broke off.
+fn unreadable_body(err: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::BodyTimeout;
+        }
+        cause = err.source();
+    }
+    ApiError::BadRequest(format!("the body could not be read: {err}"))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<ingest_core::ImageItem, ApiError> {
@@ -273,17 +295,21 @@ async fn metadata(State(state): State<Arc<AppState>>, Path(id): Path<String>) ->
     Ok(Json(find(&state, &id).await?).into_response())
 }
 
+/// The image's bytes, passed on from S3 as they arrive.
 async fn content(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let item = find(&state, &id).await?;
-    let bytes = state
-        .store
-        .content(&item)
-        .await?
-        .collect()
-        .await
-        .map_err(|err| ApiError::Backend(ingest_core::StoreError::read_body(err.to_string())))?
-        .into_bytes();
-    Ok(([(header::CONTENT_TYPE, item.content_type.clone())], bytes).into_response())
+    let object = state.store.content(&item).await?;
+    let chunks = futures::stream::unfold(object, |mut object| async move {
+        object.next().await.map(|chunk| (chunk, object))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, item.content_type.clone()),
+            (header::CONTENT_LENGTH, item.bytes.to_string()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -318,4 +344,78 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn received(content_type: &str, body: Vec<u8>) -> Result<(Content, ImageInfo), ApiError> {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/images")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .expect("a request");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(receive(request, &std::env::temp_dir(), 1024))
+    }
+
+    /// Anything a client sends is an image or a client error; never a
+    /// panic, never a server error.
+    fn assert_client_outcome(result: Result<(Content, ImageInfo), ApiError>) {
+        if let Err(err) = result {
+            assert!(err.status().is_client_error(), "{err:?} is {}", err.status());
+        }
+    }
+
+    /// Arbitrary bytes, or a well-formed image header with arbitrary bytes
+    /// after it, so that images get through as well.
+    fn contents() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            vec(any::<u8>(), 0..1500),
+            (
+                prop::sample::select(ImageType::ALL.to_vec()),
+                vec(any::<u8>(), 0..1000)
+            )
+                .prop_map(|(image_type, tail)| [ingest_testing::image(image_type, 0, 0), tail].concat()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_multipart_bodies_get_a_client_error_at_worst(
+            preamble in vec(any::<u8>(), 0..32),
+            part_headers in vec(any::<u8>(), 0..64),
+            content in contents(),
+            epilogue in vec(any::<u8>(), 0..32),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut body = preamble;
+            body.extend_from_slice(b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n");
+            body.extend_from_slice(&part_headers);
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(&content);
+            body.extend_from_slice(b"\r\n--B--\r\n");
+            body.extend_from_slice(&epilogue);
+            let whole = body.clone();
+            body.truncate(cut.index(body.len() + 1));
+            assert_client_outcome(received("multipart/form-data; boundary=B", whole));
+            assert_client_outcome(received("multipart/form-data; boundary=B", body));
+        }
+
+        #[test]
+        fn arbitrary_raw_bodies_and_content_types_get_a_client_error_at_worst(
+            content_type in "[ -~]{0,40}",
+            body in contents(),
+        ) {
+            assert_client_outcome(received(&content_type, body.clone()));
+            assert_client_outcome(received("image/png", body));
+        }
+    }
 }

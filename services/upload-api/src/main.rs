@@ -10,6 +10,7 @@ use ingest_core::store::{Store, Targets};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use upload_api::auth::{ApiKeys, Auth};
 use upload_api::config::Config;
+use upload_api::server::{ServerLimits, serve};
 use upload_api::{AppState, app};
 
 #[tokio::main]
@@ -60,6 +61,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         auth,
         config.max_image_bytes,
         config.allowed(),
+        config.spool_dir.clone(),
         config.max_concurrent_uploads,
     ));
     let router = app(state).layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
@@ -67,14 +69,27 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     )));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "upload-api listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("upload-api stopped; uploads in flight were finished");
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_secs(config.header_timeout_seconds),
+        drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
+    };
+    if serve(listener, router, limits, shutdown_signal()).await {
+        tracing::info!("upload-api stopped; requests in flight were finished");
+    } else {
+        tracing::warn!(
+            drain_timeout_seconds = config.drain_timeout_seconds,
+            "upload-api stopped with requests still in flight"
+        );
+    }
     Ok(())
 }
 
 async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+async fn wait_for_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

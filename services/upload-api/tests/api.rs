@@ -3,15 +3,11 @@
 //! lands (or does not land) in S3, DynamoDB and Firehose.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 
-use imagepipeline_e2e::AwsEmulator;
-use imagepipeline_operator::aws::{AwsClients, CallLog};
-use imagepipeline_operator::engine::{Engine, Owner};
-use imagepipeline_operator::manifest;
 use ingest_core::ImageType;
-use ingest_core::store::{Store, Targets};
+use ingest_core::store::Store;
+use ingest_testing::{PipelineStorage, http_client, image};
 use serde_json::Value;
 use upload_api::auth::{ApiKeys, Auth};
 use upload_api::{AppState, app};
@@ -19,46 +15,11 @@ use upload_api::{AppState, app};
 const KEY: &str = "test-key-0123456789";
 const MAX_IMAGE_BYTES: u64 = 64 * 1024;
 
-const PIPELINE: &str = "
-apiVersion: imagepipeline.io/v1alpha1
-kind: ImagePipeline
-metadata: { name: photos, namespace: media }
-spec:
-  region: eu-west-1
-  network: { availabilityZones: [eu-west-1a, eu-west-1b] }
-  kafka: { bootstrapServers: ['127.0.0.1:9092'], replicationFactor: 1 }
-  analytics: { enabled: false }
-";
-
-/// Well-formed headers of each type (3×2), padded with `tag` so contents
-/// differ between uploads.
-fn image(image_type: ImageType, tag: u8) -> Vec<u8> {
-    let mut bytes = match image_type {
-        ImageType::Png => {
-            let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x03\x00\x00\x00\x02".to_vec();
-            png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
-            png
-        }
-        ImageType::Gif => b"GIF89a\x03\x00\x02\x00\x00\x00\x00".to_vec(),
-        ImageType::Webp => {
-            b"RIFF\x16\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x01\x00\x00".to_vec()
-        }
-        ImageType::Jpeg => {
-            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x02\x00\x03\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01".to_vec()
-        }
-    };
-    bytes.extend(std::iter::repeat_n(tag, 100));
-    bytes
-}
-
 struct Service {
-    _emulator: AwsEmulator,
+    storage: PipelineStorage,
     _keys: tempfile::TempDir,
     url: String,
     http: reqwest::Client,
-    s3: aws_sdk_s3::Client,
-    dynamodb: aws_sdk_dynamodb::Client,
-    targets: Targets,
 }
 
 async fn serve(store: Store, keys: ApiKeys) -> String {
@@ -67,6 +28,7 @@ async fn serve(store: Store, keys: ApiKeys) -> String {
         Auth::Keys(keys),
         MAX_IMAGE_BYTES,
         ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+        std::env::temp_dir(),
         8,
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,96 +37,27 @@ async fn serve(store: Store, keys: ApiKeys) -> String {
     url
 }
 
-fn http_client() -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .unwrap()
-}
-
 async fn service() -> Service {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
-    let config = emulator.sdk_config().await;
-    let engine = Engine::new(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
-    let spec = manifest::parse(Path::new("test.yaml"), PIPELINE)
-        .unwrap()
-        .remove(0)
-        .spec;
-    let owner = Owner {
-        namespace: "media".into(),
-        name: "photos".into(),
-    };
-    let ctx = engine.context(owner, spec).await.unwrap();
-    let mut report = engine.apply(&ctx).await;
-    for _ in 0..3 {
-        if report.is_ready() {
-            break;
-        }
-        report = engine.apply(&ctx).await;
-    }
-    assert!(report.is_ready(), "{:#?}", report.components);
-    let targets = Targets {
-        bucket: report.outputs.bucket.unwrap(),
-        table: report.outputs.table.unwrap(),
-        delivery_stream: report.outputs.delivery_stream.unwrap(),
-        retention_days: 7,
-    };
+    let storage = PipelineStorage::start(7).await;
     let keys_dir = tempfile::tempdir().unwrap();
     let keys_file = keys_dir.path().join("keys");
     std::fs::write(&keys_file, format!("{KEY}\n")).unwrap();
     let url = serve(
-        Store::new(&config, targets.clone()),
+        Store::new(&storage.config, storage.targets.clone()),
         ApiKeys::load(&keys_file).unwrap(),
     )
     .await;
     Service {
         url,
         http: http_client(),
-        s3: engine.aws().s3.clone(),
-        dynamodb: engine.aws().dynamodb.clone(),
-        targets,
+        storage,
         _keys: keys_dir,
-        _emulator: emulator,
     }
 }
 
 impl Service {
     fn post(&self) -> reqwest::RequestBuilder {
         self.http.post(format!("{}/v1/images", self.url)).bearer_auth(KEY)
-    }
-
-    async fn objects(&self, prefix: &str) -> usize {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.targets.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        out.contents().len()
-    }
-
-    async fn written(&self) -> (usize, i32, usize) {
-        let items = self
-            .dynamodb
-            .scan()
-            .table_name(&self.targets.table)
-            .send()
-            .await
-            .unwrap()
-            .count();
-        (
-            self.objects("images/").await,
-            items,
-            self.objects("events/").await,
-        )
     }
 }
 
@@ -184,7 +77,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
     let s = service().await;
     let mut ids = Vec::new();
     for (n, image_type) in ImageType::ALL.into_iter().enumerate() {
-        let raw = image(image_type, n as u8);
+        let raw = image(image_type, n as u8, 100);
         let response = s
             .post()
             .header("content-type", image_type.mime_type())
@@ -207,8 +100,11 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
         );
         ids.push(item["id"].as_str().unwrap().to_owned());
 
-        let (content_type, body) =
-            multipart("file", image_type.mime_type(), &image(image_type, 100 + n as u8));
+        let (content_type, body) = multipart(
+            "file",
+            image_type.mime_type(),
+            &image(image_type, 100 + n as u8, 100),
+        );
         let response = s
             .post()
             .header("content-type", content_type)
@@ -219,33 +115,35 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
         assert_eq!(response.status(), 201, "multipart {image_type}");
 
         // The object is in S3 with its type and SHA-256.
-        let object =
-            s.s3.head_object()
-                .bucket(&s.targets.bucket)
-                .key(item["key"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap();
+        let object = s
+            .storage
+            .s3
+            .head_object()
+            .bucket(&s.storage.targets.bucket)
+            .key(item["key"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(object.content_type(), Some(image_type.mime_type()));
         assert_eq!(
             object.metadata().unwrap().get("sha256").map(String::as_str),
             item["sha256"].as_str()
         );
     }
-    assert_eq!(s.written().await, (8, 8, 8));
+    assert_eq!(s.storage.written().await, (8, 8, 8));
 
     // The same bytes again: 200 with the same item, nothing new written.
     let response = s
         .post()
         .header("content-type", "image/png")
-        .body(image(ImageType::Png, 1))
+        .body(image(ImageType::Png, 1, 100))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     let again: Value = response.json().await.unwrap();
     assert_eq!(again["id"], ids[1]);
-    assert_eq!(s.written().await, (8, 8, 8));
+    assert_eq!(s.storage.written().await, (8, 8, 8));
 
     // Metadata and content by id.
     let response = s
@@ -266,7 +164,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
     assert_eq!(content.headers()["content-type"], "image/jpeg");
     assert_eq!(
         content.bytes().await.unwrap().as_ref(),
-        image(ImageType::Jpeg, 0).as_slice()
+        image(ImageType::Jpeg, 0, 100).as_slice()
     );
 
     let metrics = s
@@ -296,8 +194,8 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
 #[tokio::test]
 async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
     let s = service().await;
-    let png = image(ImageType::Png, 7);
-    let too_large = [image(ImageType::Png, 8), vec![0; MAX_IMAGE_BYTES as usize]].concat();
+    let png = image(ImageType::Png, 7, 100);
+    let too_large = [image(ImageType::Png, 8, 100), vec![0; MAX_IMAGE_BYTES as usize]].concat();
     let (multipart_type, mut broken) = multipart("file", "image/png", &png);
     broken.truncate(broken.len() - 10);
     let (no_file_type, no_file) = multipart("picture", "image/png", &png);
@@ -419,7 +317,7 @@ async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
         );
     }
     assert_eq!(
-        s.written().await,
+        s.storage.written().await,
         (0, 0, 0),
         "nothing reached S3, DynamoDB or Firehose"
     );
@@ -436,7 +334,7 @@ async fn with_the_backends_down_no_upload_succeeds_and_readyz_fails() {
         .await;
     let keys = s._keys.path().join("keys");
     let url = serve(
-        Store::new(&config, s.targets.clone()),
+        Store::new(&config, s.storage.targets.clone()),
         ApiKeys::load(&keys).unwrap(),
     )
     .await;
@@ -445,7 +343,7 @@ async fn with_the_backends_down_no_upload_succeeds_and_readyz_fails() {
         .post(format!("{url}/v1/images"))
         .bearer_auth(KEY)
         .header("content-type", "image/gif")
-        .body(image(ImageType::Gif, 1))
+        .body(image(ImageType::Gif, 1, 100))
         .send()
         .await
         .unwrap();
@@ -468,5 +366,5 @@ async fn with_the_backends_down_no_upload_succeeds_and_readyz_fails() {
             .status(),
         200
     );
-    assert_eq!(s.written().await, (0, 0, 0));
+    assert_eq!(s.storage.written().await, (0, 0, 0));
 }

@@ -1,0 +1,290 @@
+//! An image's bytes as the store reads them: in memory when small, otherwise
+//! in a temporary file, so the memory an upload holds does not grow with the
+//! image's size. The SHA-256 is computed while the bytes arrive.
+
+use std::io::{self, BufReader, Read, Seek};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+use crate::image_type::{ImageInfo, ImageType, InspectError, dimensions, inspect};
+
+/// Bytes an image may hold in memory while it arrives; beyond this it is
+/// written to the spool directory.
+pub const IN_MEMORY_BYTES: usize = 256 * 1024;
+
+/// Bytes an image type's signature needs, read from a spooled file.
+const SIGNATURE_BYTES: usize = 16;
+
+/// An image's complete bytes, their length and SHA-256.
+#[derive(Debug)]
+pub struct Content {
+    sha256: [u8; 32],
+    len: u64,
+    storage: Storage,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Memory(Bytes),
+    /// Deleted when the content is dropped.
+    File(TempPath),
+}
+
+impl Content {
+    /// Bytes already in memory (a Kafka record).
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            sha256: Sha256::digest(&bytes).into(),
+            len: bytes.len() as u64,
+            storage: Storage::Memory(bytes),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// Whether the bytes were written to a file rather than held in memory.
+    pub fn is_spooled(&self) -> bool {
+        matches!(self.storage, Storage::File(_))
+    }
+
+    /// Recognises the image and reads its dimensions from the header; a
+    /// spooled image's header is read from its file, never the whole image.
+    pub async fn inspect(&self) -> Result<ImageInfo, InspectError> {
+        match &self.storage {
+            Storage::Memory(bytes) => inspect(bytes),
+            Storage::File(path) => {
+                let path = path.to_path_buf();
+                tokio::task::spawn_blocking(move || inspect_file(&path))
+                    .await
+                    .unwrap_or(Err(InspectError::NotAnImage))
+            }
+        }
+    }
+
+    /// The bytes in `range`, as a request body the SDK can send again on a
+    /// retry (a spooled range is reopened rather than held).
+    pub(crate) async fn body(&self, range: Range<u64>) -> io::Result<ByteStream> {
+        match &self.storage {
+            Storage::Memory(bytes) => {
+                let start = usize::try_from(range.start).unwrap_or(usize::MAX);
+                let end = usize::try_from(range.end).unwrap_or(usize::MAX);
+                Ok(ByteStream::from(bytes.slice(start..end)))
+            }
+            Storage::File(path) => ByteStream::read_from()
+                .path(path)
+                .offset(range.start)
+                .length(Length::Exact(range.end - range.start))
+                .buffer_size(64 * 1024)
+                .build()
+                .await
+                .map_err(io::Error::other),
+        }
+    }
+
+    /// All the bytes, for callers that hold small images anyway (tests).
+    pub async fn to_bytes(&self) -> io::Result<Bytes> {
+        match &self.storage {
+            Storage::Memory(bytes) => Ok(bytes.clone()),
+            Storage::File(path) => tokio::fs::read(path).await.map(Bytes::from),
+        }
+    }
+}
+
+fn inspect_file(path: &Path) -> Result<ImageInfo, InspectError> {
+    let unreadable = |_| InspectError::NotAnImage;
+    let mut file = BufReader::new(std::fs::File::open(path).map_err(unreadable)?);
+    let mut signature = Vec::with_capacity(SIGNATURE_BYTES);
+    file.by_ref()
+        .take(SIGNATURE_BYTES as u64)
+        .read_to_end(&mut signature)
+        .map_err(unreadable)?;
+    if signature.is_empty() {
+        return Err(InspectError::Empty);
+    }
+    let image_type = ImageType::detect(&signature).ok_or(InspectError::NotAnImage)?;
+    file.rewind().map_err(unreadable)?;
+    let size = imagesize::reader_size(file).map_err(|_| InspectError::BadHeader(image_type))?;
+    dimensions(image_type, size)
+}
+
+/// Why an image could not be received.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("the image is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("the image could not be written to the spool directory {dir}: {source}", dir = .dir.display())]
+    Io { dir: PathBuf, source: io::Error },
+}
+
+/// Receives an image chunk by chunk: refuses the first byte over the limit,
+/// hashes as it goes, and moves to a file once the image outgrows
+/// [`IN_MEMORY_BYTES`].
+pub struct Spool {
+    dir: PathBuf,
+    limit: u64,
+    len: u64,
+    hasher: Sha256,
+    memory: BytesMut,
+    file: Option<(tokio::fs::File, TempPath)>,
+}
+
+impl Spool {
+    pub fn new(dir: impl Into<PathBuf>, limit: u64) -> Self {
+        Self {
+            dir: dir.into(),
+            limit,
+            len: 0,
+            hasher: Sha256::new(),
+            memory: BytesMut::new(),
+            file: None,
+        }
+    }
+
+    pub async fn push(&mut self, chunk: &[u8]) -> Result<(), SpoolError> {
+        if self.len + chunk.len() as u64 > self.limit {
+            return Err(SpoolError::TooLarge(self.limit));
+        }
+        self.len += chunk.len() as u64;
+        self.hasher.update(chunk);
+        if self.file.is_none() && self.memory.len() + chunk.len() <= IN_MEMORY_BYTES {
+            self.memory.extend_from_slice(chunk);
+            return Ok(());
+        }
+        let io = |source| SpoolError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        if self.file.is_none() {
+            let (file, path) = tempfile::Builder::new()
+                .prefix("image-")
+                .tempfile_in(&self.dir)
+                .map_err(io)?
+                .into_parts();
+            let mut file = tokio::fs::File::from_std(file);
+            file.write_all(&self.memory).await.map_err(io)?;
+            self.memory = BytesMut::new();
+            self.file = Some((file, path));
+        }
+        if let Some((file, _)) = &mut self.file {
+            file.write_all(chunk).await.map_err(io)?;
+        }
+        Ok(())
+    }
+
+    pub async fn finish(self) -> Result<Content, SpoolError> {
+        let storage = match self.file {
+            None => Storage::Memory(self.memory.freeze()),
+            Some((mut file, path)) => {
+                file.flush().await.map_err(|source| SpoolError::Io {
+                    dir: self.dir.clone(),
+                    source,
+                })?;
+                Storage::File(path)
+            }
+        };
+        Ok(Content {
+            sha256: self.hasher.finalize().into(),
+            len: self.len,
+            storage,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image_type::tests::sample;
+
+    async fn spooled(content: &[u8], chunk: usize, limit: u64) -> Result<Content, SpoolError> {
+        let dir = std::env::temp_dir();
+        let mut spool = Spool::new(dir, limit);
+        for piece in content.chunks(chunk) {
+            spool.push(piece).await?;
+        }
+        spool.finish().await
+    }
+
+    fn padded_png(len: usize) -> Vec<u8> {
+        let mut png = sample(ImageType::Png);
+        png.resize(len, 7);
+        png
+    }
+
+    #[tokio::test]
+    async fn a_small_image_stays_in_memory_and_a_large_one_goes_to_a_file_with_the_same_answers() {
+        for len in [
+            1000,
+            IN_MEMORY_BYTES,
+            IN_MEMORY_BYTES + 1,
+            3 * IN_MEMORY_BYTES + 17,
+        ] {
+            let png = padded_png(len);
+            let content = spooled(&png, 10_000, u64::MAX).await.unwrap();
+            assert_eq!(content.is_spooled(), len > IN_MEMORY_BYTES, "{len} bytes");
+            assert_eq!(content.len(), len as u64);
+            assert_eq!(content.sha256(), &<[u8; 32]>::from(Sha256::digest(&png)));
+            assert_eq!(content.inspect().await, inspect(&png));
+            assert_eq!(content.to_bytes().await.unwrap(), png);
+            let tail = content.body(len as u64 - 10..len as u64).await.unwrap();
+            assert_eq!(tail.collect().await.unwrap().into_bytes(), png[len - 10..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_byte_over_the_limit_is_refused() {
+        let png = padded_png(IN_MEMORY_BYTES * 2);
+        let limit = png.len() as u64 - 1;
+        assert!(matches!(
+            spooled(&png, 4096, limit).await,
+            Err(SpoolError::TooLarge(l)) if l == limit
+        ));
+        assert!(spooled(&png, 4096, limit + 1).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_spooled_file_is_removed_with_its_content() {
+        let content = spooled(&padded_png(IN_MEMORY_BYTES * 2), 65536, u64::MAX)
+            .await
+            .unwrap();
+        let Storage::File(path) = &content.storage else {
+            panic!("spooled");
+        };
+        let path = path.to_path_buf();
+        assert!(path.exists());
+        drop(content);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_spooled_file_that_is_not_an_image_is_recognised_as_such() {
+        let text = vec![b'x'; IN_MEMORY_BYTES * 2];
+        let content = spooled(&text, 65536, u64::MAX).await.unwrap();
+        assert_eq!(content.inspect().await, Err(InspectError::NotAnImage));
+        // A GIF header claiming 0×0 pixels.
+        let mut gif = b"GIF89a\x00\x00\x00\x00".to_vec();
+        gif.resize(IN_MEMORY_BYTES * 2, 0);
+        let content = spooled(&gif, 65536, u64::MAX).await.unwrap();
+        assert!(content.is_spooled());
+        assert_eq!(
+            content.inspect().await,
+            Err(InspectError::BadHeader(ImageType::Gif))
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Test support for upload-api and stream-bridge: the bucket, table and
+//! delivery stream of a pipeline, made by the operator's engine in the AWS
+//! emulator as in production; counts of what landed there; sample images.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use imagepipeline_e2e::AwsEmulator;
+use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::engine::{Engine, Owner};
+use imagepipeline_operator::manifest;
+use ingest_core::ImageType;
+use ingest_core::store::Targets;
+
+/// A pipeline's storage in a leased emulator, released on drop.
+pub struct PipelineStorage {
+    pub emulator: AwsEmulator,
+    pub config: SdkConfig,
+    pub targets: Targets,
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl PipelineStorage {
+    /// Applies a pipeline whose services store into the emulator: Kafka is
+    /// an existing cluster (no brokers are launched), analytics is off.
+    pub async fn start(retention_days: u32) -> Self {
+        let manifest = format!(
+            "
+apiVersion: imagepipeline.io/v1alpha1
+kind: ImagePipeline
+metadata: {{ name: photos, namespace: media }}
+spec:
+  region: eu-west-1
+  network: {{ availabilityZones: [eu-west-1a, eu-west-1b] }}
+  kafka: {{ bootstrapServers: ['127.0.0.1:9092'], replicationFactor: 1 }}
+  analytics: {{ enabled: false }}
+  storage: {{ retentionDays: {retention_days} }}
+"
+        );
+        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        let config = emulator.sdk_config().await;
+        let engine = Engine::new(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
+        let spec = manifest::parse(Path::new("pipeline.yaml"), &manifest)
+            .unwrap()
+            .remove(0)
+            .spec;
+        let owner = Owner {
+            namespace: "media".into(),
+            name: "photos".into(),
+        };
+        let ctx = engine.context(owner, spec).await.unwrap();
+        let mut report = engine.apply(&ctx).await;
+        for _ in 0..3 {
+            if report.is_ready() {
+                break;
+            }
+            report = engine.apply(&ctx).await;
+        }
+        assert!(report.is_ready(), "{:#?}", report.components);
+        let outputs = report.outputs;
+        Self {
+            targets: Targets {
+                bucket: outputs.bucket.unwrap(),
+                table: outputs.table.unwrap(),
+                delivery_stream: outputs.delivery_stream.unwrap(),
+                retention_days,
+            },
+            s3: engine.aws().s3.clone(),
+            dynamodb: engine.aws().dynamodb.clone(),
+            config,
+            emulator,
+        }
+    }
+
+    /// Keys of the bucket's objects under `prefix` (`images/`, `events/`).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.targets.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            keys.extend(
+                page.unwrap()
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        keys
+    }
+
+    pub async fn item_count(&self) -> usize {
+        let mut count = 0;
+        let mut pages = self
+            .dynamodb
+            .scan()
+            .table_name(&self.targets.table)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            count += usize::try_from(page.unwrap().count()).unwrap_or_default();
+        }
+        count
+    }
+
+    /// Image objects, items and event objects, the three things an upload
+    /// writes.
+    pub async fn written(&self) -> (usize, usize, usize) {
+        (
+            self.keys("images/").await.len(),
+            self.item_count().await,
+            self.keys("events/").await.len(),
+        )
+    }
+}
+
+/// A PNG of `width`×`height` whose body is `padding` bytes of `0x42`, so
+/// sizes differ; the header is all the services read.
+pub fn png(width: u32, height: u32, padding: usize) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    png.extend(std::iter::repeat_n(0x42, padding));
+    png
+}
+
+/// A well-formed 3×2 header of each type followed by `len` bytes of `tag`,
+/// so contents differ between images.
+pub fn image(image_type: ImageType, tag: u8, len: usize) -> Vec<u8> {
+    let mut bytes = match image_type {
+        ImageType::Png => return [png(3, 2, 0), vec![tag; len]].concat(),
+        ImageType::Gif => b"GIF89a\x03\x00\x02\x00\x00\x00\x00".to_vec(),
+        ImageType::Webp => {
+            b"RIFF\x16\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x01\x00\x00".to_vec()
+        }
+        ImageType::Jpeg => {
+            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x02\x00\x03\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01".to_vec()
+        }
+    };
+    bytes.extend(std::iter::repeat_n(tag, len));
+    bytes
+}
+
+/// An HTTP client for the services under test. The workspace's reqwest has
+/// no TLS provider of its own, so one is given (plain HTTP needs none, but
+/// the client will not build without it).
+pub fn http_client() -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("an HTTP client builds")
+}

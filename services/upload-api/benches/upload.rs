@@ -1,0 +1,319 @@
+//! What the service costs on top of the storage calls it makes, and what it
+//! holds in memory. Against the AWS emulator (moto), in one run:
+//!
+//! - latency and throughput of 1 MiB uploads at concurrency 1, 16 and 64
+//!   through the upload-api binary, and of the same S3, DynamoDB and Firehose
+//!   calls made directly with the SDK (the baseline), alternated
+//!   baseline–service–service–baseline so that the emulator slowing down as
+//!   it fills weighs on both alike;
+//! - the service's peak RSS with 64 uploads in flight at 1, 4, 16 and 20 MiB
+//!   (the default limit), each in a fresh process.
+//!
+//! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use ingest_core::store::Targets;
+use ingest_testing::{PipelineStorage, http_client, png};
+use tokio::process::{Child, Command};
+
+const MIB: usize = 1024 * 1024;
+
+/// The SDK calls an upload makes, without the service: dedupe query, object,
+/// event, conditional item.
+struct Direct {
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    firehose: aws_sdk_firehose::Client,
+    targets: Targets,
+}
+
+impl Direct {
+    async fn store(&self, n: u64, content: Bytes) {
+        let t = &self.targets;
+        let sha256 = format!("{n:064x}");
+        self.dynamodb
+            .query()
+            .table_name(&t.table)
+            .index_name("bySha256")
+            .key_condition_expression("sha256 = :sha256")
+            .expression_attribute_values(":sha256", AttributeValue::S(sha256.clone()))
+            .send()
+            .await
+            .expect("query");
+        let key = format!("images/bench/{n}.png");
+        self.s3
+            .put_object()
+            .bucket(&t.bucket)
+            .key(&key)
+            .content_type("image/png")
+            .metadata("sha256", &sha256)
+            .body(ByteStream::from(content))
+            .send()
+            .await
+            .expect("put object");
+        let event = format!("{{\"id\":\"{n}\",\"key\":\"{key}\",\"sha256\":\"{sha256}\"}}\n");
+        self.firehose
+            .put_record()
+            .delivery_stream_name(&t.delivery_stream)
+            .record(
+                aws_sdk_firehose::types::Record::builder()
+                    .data(aws_sdk_firehose::primitives::Blob::new(event))
+                    .build()
+                    .expect("record"),
+            )
+            .send()
+            .await
+            .expect("put record");
+        let item = HashMap::from([
+            ("id".to_owned(), AttributeValue::S(format!("bench-{n}"))),
+            ("sha256".to_owned(), AttributeValue::S(sha256)),
+            ("key".to_owned(), AttributeValue::S(key)),
+        ]);
+        self.dynamodb
+            .put_item()
+            .table_name(&t.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .expect("put item");
+    }
+}
+
+/// The upload-api binary (release build) with its own spool directory.
+struct Service {
+    child: Child,
+    address: SocketAddr,
+    _spool: tempfile::TempDir,
+}
+
+impl Service {
+    async fn start(storage: &PipelineStorage) -> Self {
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let t = &storage.targets;
+        let child = Command::new(env!("CARGO_BIN_EXE_upload-api"))
+            .args(["--listen", &address.to_string(), "--no-auth"])
+            .args(["--bucket", &t.bucket, "--table", &t.table])
+            .args(["--delivery-stream", &t.delivery_stream])
+            .arg("--spool-dir")
+            .arg(spool.path())
+            .envs(storage.emulator.env())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("upload-api starts");
+        let service = Self {
+            child,
+            address,
+            _spool: spool,
+        };
+        let http = http_client();
+        for _ in 0..100 {
+            if http.get(format!("http://{address}/healthz")).send().await.is_ok() {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("upload-api did not start");
+    }
+
+    /// Peak resident set of the process so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib / 1024.0
+    }
+}
+
+/// A distinct PNG of `len` bytes for request `n` (distinct, so none is a
+/// duplicate the service would answer without storing).
+fn image(n: u64, len: usize) -> Bytes {
+    let mut bytes = png(1024, 768, len - 33);
+    bytes[40..48].copy_from_slice(&n.to_le_bytes());
+    Bytes::from(bytes)
+}
+
+/// Runs `requests` calls of `call` with `concurrency` in flight; each call's
+/// latency and the wall time.
+async fn run<F, Fut>(
+    requests: u64,
+    concurrency: usize,
+    first: u64,
+    len: usize,
+    call: F,
+) -> (Vec<Duration>, Duration)
+where
+    F: Fn(u64, Bytes) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let images: Vec<(u64, Bytes)> = (first..first + requests).map(|n| (n, image(n, len))).collect();
+    let started = Instant::now();
+    let latencies = futures::stream::iter(images)
+        .map(|(n, content)| {
+            let call = &call;
+            async move {
+                let at = Instant::now();
+                call(n, content).await;
+                at.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    (latencies, started.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+struct Summary {
+    p50: Duration,
+    p99: Duration,
+    mb_per_s: f64,
+}
+
+fn summarize(runs: &[(Vec<Duration>, Duration)], len: usize) -> Summary {
+    let mut all: Vec<Duration> = runs.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    all.sort();
+    let wall: Duration = runs.iter().map(|(_, w)| *w).sum();
+    Summary {
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        mb_per_s: (all.len() * len) as f64 / MIB as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+async fn upload(http: &reqwest::Client, address: SocketAddr, content: Bytes) {
+    let response = http
+        .post(format!("http://{address}/v1/images"))
+        .header("content-type", "image/png")
+        .body(content)
+        .send()
+        .await
+        .expect("upload sent");
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::CREATED,
+        "{:?}",
+        response.text().await
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: u64 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let storage = PipelineStorage::start(7).await;
+    // Clients made as the service makes them (ingest_core::Store::new).
+    let s3 = aws_sdk_s3::config::Builder::from(&storage.config)
+        .force_path_style(true)
+        .build();
+    let direct = Arc::new(Direct {
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        dynamodb: aws_sdk_dynamodb::Client::new(&storage.config),
+        firehose: aws_sdk_firehose::Client::new(&storage.config),
+        targets: storage.targets.clone(),
+    });
+    let http = http_client();
+    let service = Service::start(&storage).await;
+    let address = service.address;
+    let mut next = 0;
+
+    println!("## 1 MiB uploads: the service against direct SDK calls (same emulator, same run)\n");
+    println!(
+        "| concurrency | requests | direct p50 / p99 ms | service p50 / p99 ms | direct MB/s | service MB/s | p50 ratio | p99 ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for concurrency in [1usize, 16, 64] {
+        let requests = rounds * (concurrency as u64 * 2).max(32);
+        let mut direct_runs = Vec::new();
+        let mut service_runs = Vec::new();
+        // Warm both paths (connections, the service's first requests).
+        run(concurrency as u64, concurrency, next, MIB, |n, c| {
+            let d = direct.clone();
+            async move { d.store(n, c).await }
+        })
+        .await;
+        next += concurrency as u64;
+        run(concurrency as u64, concurrency, next, MIB, |_, c| {
+            upload(&http, address, c)
+        })
+        .await;
+        next += concurrency as u64;
+        for order in [false, true, true, false] {
+            if order {
+                service_runs
+                    .push(run(requests, concurrency, next, MIB, |_, c| upload(&http, address, c)).await);
+            } else {
+                direct_runs.push(
+                    run(requests, concurrency, next, MIB, |n, c| {
+                        let d = direct.clone();
+                        async move { d.store(n, c).await }
+                    })
+                    .await,
+                );
+            }
+            next += requests;
+        }
+        let d = summarize(&direct_runs, MIB);
+        let s = summarize(&service_runs, MIB);
+        println!(
+            "| {concurrency} | {} + {} | {} / {} | {} / {} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            requests * 2,
+            requests * 2,
+            ms(d.p50),
+            ms(d.p99),
+            ms(s.p50),
+            ms(s.p99),
+            d.mb_per_s,
+            s.mb_per_s,
+            s.p50.as_secs_f64() / d.p50.as_secs_f64(),
+            s.p99.as_secs_f64() / d.p99.as_secs_f64(),
+        );
+    }
+    drop(service);
+
+    println!("\n## Peak RSS of the service (fresh process each), 64 uploads in flight\n");
+    println!("| image size | idle MiB | peak MiB | peak − idle MiB |");
+    println!("|---|---|---|---|");
+    for len in [MIB, 4 * MIB, 16 * MIB, 20 * MIB] {
+        let service = Service::start(&storage).await;
+        let idle = service.peak_rss_mib();
+        let address = service.address;
+        run(64 * rounds, 64, next, len, |_, c| upload(&http, address, c)).await;
+        next += 64 * rounds;
+        let peak = service.peak_rss_mib();
+        println!(
+            "| {} MiB | {idle:.1} | {peak:.1} | {:.1} |",
+            len / MIB,
+            peak - idle
+        );
+    }
+}

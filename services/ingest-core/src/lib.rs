@@ -6,6 +6,7 @@
 pub mod content;
 pub mod image_type;
 pub mod record;
+pub mod service;
 pub mod store;
 
 pub use content::{Content, Spool, SpoolError};

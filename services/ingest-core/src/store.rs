@@ -96,7 +96,7 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    fn from_sdk<E>(backend: Backend, action: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    pub fn from_sdk<E>(backend: Backend, action: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -118,6 +118,16 @@ impl StoreError {
             action,
             message,
             throttled,
+        }
+    }
+
+    /// The service is stopping and can no longer finish the action.
+    pub fn shutting_down(action: &'static str) -> Self {
+        Self {
+            backend: Backend::Firehose,
+            action,
+            message: "the service is shutting down".to_owned(),
+            throttled: false,
         }
     }
 
@@ -172,6 +182,22 @@ impl Store {
 
     /// Stores `incoming` unless the same content is stored already.
     pub async fn store(&self, incoming: &Incoming<'_>, now: Timestamp) -> Result<Stored, StoreError> {
+        self.store_with(incoming, now, |event| self.put_event(event))
+            .await
+    }
+
+    /// [`Store::store`] with the event handed to `deliver_event`, which
+    /// returns once Firehose has accepted it (stream-bridge batches events).
+    pub async fn store_with<F, Fut>(
+        &self,
+        incoming: &Incoming<'_>,
+        now: Timestamp,
+        deliver_event: F,
+    ) -> Result<Stored, StoreError>
+    where
+        F: FnOnce(EventRecord) -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
         let content = incoming.content;
         let sha256 = hex::encode(content.sha256());
         if let Some(existing) = self.find_by_sha256(&sha256, now).await? {
@@ -194,22 +220,11 @@ impl Store {
             expires_at: ImageItem::expiry(now, self.targets.retention_days),
         };
         self.put_object(&item, image_type, content).await?;
-        let event = EventRecord {
+        deliver_event(EventRecord {
             item: item.clone(),
             kafka: incoming.kafka.clone(),
-        };
-        self.firehose
-            .put_record()
-            .delivery_stream_name(&self.targets.delivery_stream)
-            .record(
-                aws_sdk_firehose::types::Record::builder()
-                    .data(aws_smithy_types::Blob::new(event.to_line()))
-                    .build()
-                    .map_err(|err| StoreError::malformed(err.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|err| StoreError::from_sdk(Backend::Firehose, "accept the image event", err))?;
+        })
+        .await?;
         let put = self
             .dynamodb
             .put_item()
@@ -237,6 +252,22 @@ impl Store {
                 err,
             )),
         }
+    }
+
+    async fn put_event(&self, event: EventRecord) -> Result<(), StoreError> {
+        self.firehose
+            .put_record()
+            .delivery_stream_name(&self.targets.delivery_stream)
+            .record(
+                aws_sdk_firehose::types::Record::builder()
+                    .data(aws_smithy_types::Blob::new(event.to_line()))
+                    .build()
+                    .map_err(|err| StoreError::malformed(err.to_string()))?,
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| StoreError::from_sdk(Backend::Firehose, "accept the image event", err))
     }
 
     /// The unexpired item whose content has this SHA-256, if any. (TTL

@@ -60,24 +60,10 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
 
     // S3: the object under the date layout, with its type and SHA-256.
     assert!(item.key.starts_with("images/") && item.key.ends_with(&format!("{}.png", item.id)));
-    let object = p
-        .storage
-        .s3
-        .get_object()
-        .bucket(&item.bucket)
-        .key(&item.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(object.content_type(), Some("image/png"));
-    assert_eq!(
-        object.metadata().unwrap().get("sha256").map(String::as_str),
-        Some(sha256_hex(&content).as_str())
-    );
-    assert_eq!(
-        object.body.collect().await.unwrap().into_bytes().as_ref(),
-        content.as_slice()
-    );
+    let object = p.storage.object(&item.key).await;
+    assert_eq!(object.content_type.as_deref(), Some("image/png"));
+    assert_eq!(object.sha256, Some(sha256_hex(&content)));
+    assert_eq!(object.bytes, content);
 
     // DynamoDB: the item, expiring after the retention.
     let read = p.store.get(item.id).await.unwrap().expect("the item is stored");
@@ -92,20 +78,7 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
     // Firehose: one event line with the item's fields (moto delivers at once).
     let events = p.storage.keys("events/").await;
     assert_eq!(events.len(), 1, "{events:?}");
-    let event = p
-        .storage
-        .s3
-        .get_object()
-        .bucket(&item.bucket)
-        .key(&events[0])
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let event = p.storage.object(&events[0]).await.bytes;
     let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
     assert_eq!(event["id"], item.id.to_string());
     assert_eq!(event["source"], "api");
@@ -145,35 +118,9 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
         panic!("{first:?}")
     };
     assert!(item.key.starts_with("images/2026/11/24/"), "{}", item.key);
-    let head = p
-        .storage
-        .s3
-        .head_object()
-        .bucket(&item.bucket)
-        .key(&item.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.content_length(), Some(content.len() as i64));
-    assert_eq!(head.content_type(), Some("image/png"));
-    assert_eq!(
-        p.storage
-            .s3
-            .get_object()
-            .bucket(&item.bucket)
-            .key(&item.key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes()
-            .as_ref(),
-        content.as_slice(),
-        "the parts make up the image"
-    );
+    let object = p.storage.object(&item.key).await;
+    assert_eq!(object.content_type.as_deref(), Some("image/png"));
+    assert!(object.bytes == content, "the parts make up the image");
 
     // As after a crash before the item was written: the replay finds the
     // same id, so the object is overwritten, not duplicated.
@@ -205,23 +152,9 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     let Stored::Created(item) = &stored else {
         panic!("{stored:?}")
     };
-    let object = p
-        .storage
-        .s3
-        .get_object()
-        .bucket(&item.bucket)
-        .key(&item.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        object.metadata().unwrap().get("sha256").map(String::as_str),
-        Some(sha256_hex(&medium).as_str())
-    );
-    assert_eq!(
-        object.body.collect().await.unwrap().into_bytes().as_ref(),
-        medium.as_slice()
-    );
+    let object = p.storage.object(&item.key).await;
+    assert_eq!(object.sha256, Some(sha256_hex(&medium)));
+    assert!(object.bytes == medium, "the spooled file is the object");
     drop((image, large));
     assert_eq!(
         std::fs::read_dir(spool_dir.path()).unwrap().count(),

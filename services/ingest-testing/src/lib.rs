@@ -109,15 +109,56 @@ spec:
         count
     }
 
-    /// Image objects, items and event objects, the three things an upload
+    /// The object at `key` in the pipeline's bucket, as a reader sees it.
+    pub async fn object(&self, key: &str) -> StoredObject {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.targets.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("object {key}: {err:?}"));
+        StoredObject {
+            content_type: object.content_type().map(str::to_owned),
+            sha256: object
+                .metadata()
+                .and_then(|m| m.get(ingest_core::store::SHA256_METADATA))
+                .cloned(),
+            bytes: object.body.collect().await.unwrap().into_bytes().to_vec(),
+        }
+    }
+
+    /// The event records Firehose delivered, from every object under
+    /// `events/` (one object per delivery, one JSON line per event).
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        for key in self.keys("events/").await {
+            let object = self.object(&key).await;
+            for line in object.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                events.push(serde_json::from_slice(line).expect("an event is one JSON line"));
+            }
+        }
+        events
+    }
+
+    /// Image objects, items and events, the three things storing an image
     /// writes.
     pub async fn written(&self) -> (usize, usize, usize) {
         (
             self.keys("images/").await.len(),
             self.item_count().await,
-            self.keys("events/").await.len(),
+            self.events().await.len(),
         )
     }
+}
+
+/// An object's content type, `sha256` metadata and bytes.
+#[derive(Debug)]
+pub struct StoredObject {
+    pub content_type: Option<String>,
+    pub sha256: Option<String>,
+    pub bytes: Vec<u8>,
 }
 
 /// A PNG of `width`×`height` whose body is `padding` bytes of `0x42`, so

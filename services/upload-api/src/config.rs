@@ -2,12 +2,11 @@
 //! configuration" table names them. AWS comes only from the SDK's own
 //! configuration (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials chain).
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use ingest_core::ImageType;
+use ingest_core::service::PipelineArgs;
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -19,29 +18,8 @@ pub struct Config {
     /// Address to serve the API, health and metrics on.
     #[arg(long, env = "UPLOAD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// S3 bucket of the pipeline.
-    #[arg(long, env = "PIPELINE_BUCKET")]
-    pub bucket: String,
-    /// DynamoDB table of the pipeline.
-    #[arg(long, env = "PIPELINE_TABLE")]
-    pub table: String,
-    /// Firehose delivery stream of the pipeline.
-    #[arg(long, env = "PIPELINE_DELIVERY_STREAM")]
-    pub delivery_stream: String,
-    /// Days an image is kept (sets `expiresAt`).
-    #[arg(long, env = "PIPELINE_RETENTION_DAYS", default_value_t = 7)]
-    pub retention_days: u32,
-    /// Largest image accepted, in bytes.
-    #[arg(long, env = "PIPELINE_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
-    pub max_image_bytes: u64,
-    /// Accepted image types, comma-separated MIME types.
-    #[arg(
-        long,
-        env = "PIPELINE_ALLOWED_CONTENT_TYPES",
-        value_delimiter = ',',
-        default_value = "image/jpeg,image/png,image/webp,image/gif"
-    )]
-    pub allowed_content_types: Vec<ImageType>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     /// File of API keys, one a line (a mounted Secret); re-read when it changes.
     #[arg(long, env = "UPLOAD_API_KEYS_FILE", required_unless_present = "no_auth")]
     pub api_keys_file: Option<PathBuf>,
@@ -72,14 +50,12 @@ pub struct Config {
     pub log_json: bool,
 }
 
-impl Config {
-    pub fn allowed(&self) -> BTreeSet<ImageType> {
-        self.allowed_content_types.iter().copied().collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use ingest_core::ImageType;
+
     use super::*;
 
     #[test]
@@ -99,9 +75,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.retention_days, 7);
-        assert_eq!(config.max_image_bytes, 20_971_520);
-        assert_eq!(config.allowed(), BTreeSet::from([ImageType::Png, ImageType::Gif]));
+        assert_eq!(config.pipeline.retention_days, 7);
+        assert_eq!(config.pipeline.max_image_bytes, 20_971_520);
+        assert_eq!(
+            config.pipeline.allowed(),
+            BTreeSet::from([ImageType::Png, ImageType::Gif])
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ingest_core::store::{Store, Targets};
+use ingest_core::service::{exit_code, init_logging, shutdown_signal};
+use ingest_core::store::Store;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use upload_api::auth::{ApiKeys, Auth};
 use upload_api::config::Config;
@@ -16,22 +17,8 @@ use upload_api::{AppState, app};
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    let logs = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    );
-    if config.log_json {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err}");
-            eprintln!("upload-api: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    init_logging(config.log_json);
+    exit_code("upload-api", run(config).await)
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -47,20 +34,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Store::new(
-        &aws,
-        Targets {
-            bucket: config.bucket.clone(),
-            table: config.table.clone(),
-            delivery_stream: config.delivery_stream.clone(),
-            retention_days: config.retention_days,
-        },
-    );
+    let store = Store::new(&aws, config.pipeline.targets());
     let state = Arc::new(AppState::new(
         store,
         auth,
-        config.max_image_bytes,
-        config.allowed(),
+        config.pipeline.max_image_bytes,
+        config.pipeline.allowed(),
         config.spool_dir.clone(),
         config.max_concurrent_uploads,
     ));
@@ -82,24 +61,4 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
-}
-
-async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -115,20 +115,9 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
         assert_eq!(response.status(), 201, "multipart {image_type}");
 
         // The object is in S3 with its type and SHA-256.
-        let object = s
-            .storage
-            .s3
-            .head_object()
-            .bucket(&s.storage.targets.bucket)
-            .key(item["key"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(object.content_type(), Some(image_type.mime_type()));
-        assert_eq!(
-            object.metadata().unwrap().get("sha256").map(String::as_str),
-            item["sha256"].as_str()
-        );
+        let object = s.storage.object(item["key"].as_str().unwrap()).await;
+        assert_eq!(object.content_type.as_deref(), Some(image_type.mime_type()));
+        assert_eq!(object.sha256.as_deref(), item["sha256"].as_str());
     }
     assert_eq!(s.storage.written().await, (8, 8, 8));
 

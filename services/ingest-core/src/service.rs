@@ -1,0 +1,102 @@
+//! What both services' binaries share: the pipeline settings of DESIGN.md's
+//! "Service configuration" table, logging, the shutdown signal and the
+//! metrics text.
+
+use std::collections::BTreeSet;
+
+use crate::ImageType;
+use crate::store::Targets;
+
+/// The settings both services take, flattened into each one's flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// S3 bucket of the pipeline.
+    #[arg(long, env = "PIPELINE_BUCKET")]
+    pub bucket: String,
+    /// DynamoDB table of the pipeline.
+    #[arg(long, env = "PIPELINE_TABLE")]
+    pub table: String,
+    /// Firehose delivery stream of the pipeline.
+    #[arg(long, env = "PIPELINE_DELIVERY_STREAM")]
+    pub delivery_stream: String,
+    /// Days an image is kept (sets `expiresAt`).
+    #[arg(long, env = "PIPELINE_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u32,
+    /// Largest image accepted, in bytes.
+    #[arg(long, env = "PIPELINE_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+    /// Accepted image types, comma-separated MIME types.
+    #[arg(
+        long,
+        env = "PIPELINE_ALLOWED_CONTENT_TYPES",
+        value_delimiter = ',',
+        default_value = "image/jpeg,image/png,image/webp,image/gif"
+    )]
+    pub allowed_content_types: Vec<ImageType>,
+}
+
+impl PipelineArgs {
+    pub fn targets(&self) -> Targets {
+        Targets {
+            bucket: self.bucket.clone(),
+            table: self.table.clone(),
+            delivery_stream: self.delivery_stream.clone(),
+            retention_days: self.retention_days,
+        }
+    }
+
+    pub fn allowed(&self) -> BTreeSet<ImageType> {
+        self.allowed_content_types.iter().copied().collect()
+    }
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`), as JSON lines
+/// when asked.
+pub fn init_logging(json: bool) {
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+/// The process's exit code for how `service` ended; a failure is logged
+/// and printed, so it shows even before logging is set up.
+pub fn exit_code(service: &str, result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("{service}: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes, Docker) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing the work in flight");
+}
+
+/// The Prometheus text exposition of `registry`.
+pub fn metrics_text(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}

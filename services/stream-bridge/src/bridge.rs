@@ -1,0 +1,340 @@
+//! The consumer loop. Records are stored concurrently, each by its own task,
+//! up to a bound of records and bytes in flight; at the bound the loop stops
+//! taking records (librdkafka's prefetch queue is bounded by
+//! `queued.max.messages.kbytes`) and only collects finished ones. An offset is stored for commit
+//! only once every earlier record of its partition is done, and stored
+//! offsets are committed before partitions are revoked and at shutdown.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ingest_core::record::{KafkaPosition, Source};
+use ingest_core::store::{Incoming, Store, Stored};
+use ingest_core::{Content, ImageInfo};
+use jiff::Timestamp;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::events::EventBatcher;
+use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PoisonLabels};
+use crate::offsets::Progress;
+use crate::record::{Admission, Poison};
+use crate::retry::delays;
+
+/// Limits of the loop.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_in_flight_records: usize,
+    pub max_in_flight_bytes: usize,
+    /// How long records in flight get to finish at shutdown.
+    pub drain_timeout: Duration,
+}
+
+/// Rebalance callbacks, run by librdkafka inside `recv`.
+#[derive(Default)]
+pub struct BridgeContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for BridgeContext {}
+
+impl ConsumerContext for BridgeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // What is done is committed before another consumer takes over;
+            // what is in flight will be read again there.
+            commit(consumer);
+            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            revoked.extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "partitions assigned");
+        }
+    }
+}
+
+fn commit<C: Consumer<BridgeContext>>(consumer: &C) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => tracing::warn!(%err, "committing offsets failed; the next commit retries"),
+    }
+}
+
+/// What a record task reports when its record is done (stored or
+/// dead-lettered).
+struct Done {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    bytes: usize,
+}
+
+/// What every record task needs.
+pub struct Workers {
+    pub store: Store,
+    pub events: EventBatcher,
+    pub admission: Admission,
+    pub producer: FutureProducer,
+    pub dead_letter_topic: String,
+    pub metrics: Metrics,
+}
+
+/// Consumes until `shutdown` completes, then drains and commits.
+pub async fn run(
+    consumer: Arc<StreamConsumer<BridgeContext>>,
+    workers: Arc<Workers>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut progress = Progress::default();
+    let mut bytes_in_flight = 0usize;
+    let mut paused = false;
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let context = consumer.context();
+        for (topic, partition) in context
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            progress.revoke(&topic, partition);
+        }
+        // Reading stops at the limit and starts again at three quarters of
+        // it, so a full bridge does not flip on every finished record.
+        let (records, bytes) = (progress.in_flight(), bytes_in_flight);
+        if !paused && (records >= limits.max_in_flight_records || bytes >= limits.max_in_flight_bytes) {
+            tracing::debug!(records, bytes, "in-flight limit reached: reading paused");
+            paused = true;
+        } else if paused
+            && records <= limits.max_in_flight_records * 3 / 4
+            && bytes <= limits.max_in_flight_bytes / 4 * 3
+        {
+            tracing::debug!(records, bytes, "reading resumed");
+            paused = false;
+        }
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = done_rx.recv() => {
+                bytes_in_flight -= done.bytes;
+                finish(&consumer, &mut progress, &done);
+            }
+            received = consumer.recv(), if !paused => match received {
+                Ok(message) => {
+                    let message = message.detach();
+                    workers.metrics.consumed.inc();
+                    let bytes = message.payload().map_or(0, <[u8]>::len);
+                    bytes_in_flight += bytes;
+                    progress.received(message.topic(), message.partition(), message.offset());
+                    workers.metrics.in_flight.inc();
+                    let workers = workers.clone();
+                    let done_tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let done = Done {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            bytes,
+                        };
+                        handle(&workers, message).await;
+                        workers.metrics.in_flight.dec();
+                        let _ = done_tx.send(done);
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "reading from Kafka failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
+        }
+    }
+    tracing::info!(
+        in_flight = progress.in_flight(),
+        "stopping: finishing records in flight"
+    );
+    let drain = async {
+        while progress.in_flight() > 0 {
+            match done_rx.recv().await {
+                Some(done) => finish(&consumer, &mut progress, &done),
+                None => break,
+            }
+        }
+    };
+    if tokio::time::timeout(limits.drain_timeout, drain).await.is_err() {
+        tracing::warn!("records still in flight at the drain timeout; they will be read again");
+    }
+    commit(consumer.as_ref());
+}
+
+fn finish(consumer: &StreamConsumer<BridgeContext>, progress: &mut Progress, done: &Done) {
+    let Some(next) = progress.done(&done.topic, done.partition, done.offset) else {
+        return;
+    };
+    let mut offsets = TopicPartitionList::new();
+    let stored = offsets
+        .add_partition_offset(&done.topic, done.partition, Offset::Offset(next))
+        .and_then(|()| consumer.store_offsets(&offsets));
+    if let Err(err) = stored {
+        // A partition revoked meanwhile: its new owner reads from the last commit.
+        tracing::debug!(%err, topic = done.topic, partition = done.partition, "offset not stored");
+    }
+}
+
+/// Stores one record, or dead-letters it; retries AWS and Kafka failures
+/// until they succeed (an outage stalls this record, it never drops it).
+async fn handle(workers: &Workers, message: OwnedMessage) {
+    let declared = header(&message, "content-type");
+    match workers.admission.check(message.payload(), declared.as_deref()) {
+        Ok(info) => store(workers, &message, info).await,
+        Err(poison) => dead_letter(workers, &message, &poison).await,
+    }
+}
+
+async fn store(workers: &Workers, message: &OwnedMessage, info: ImageInfo) {
+    let content = Content::from_bytes(message.payload().unwrap_or_default().to_vec());
+    // The record's own time, so a replay derives the same id and key.
+    let at = message
+        .timestamp()
+        .to_millis()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or_else(Timestamp::now);
+    let incoming = Incoming {
+        content: &content,
+        info,
+        source: Source::Stream,
+        at,
+        kafka: Some(KafkaPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        }),
+    };
+    let mut delays = delays();
+    loop {
+        let stored = workers
+            .store
+            .store_with(&incoming, Timestamp::now(), |event| workers.events.deliver(event))
+            .await;
+        match stored {
+            Ok(stored) => {
+                let outcome = match stored {
+                    Stored::Created(_) => "created",
+                    Stored::Existing(_) => "existing",
+                };
+                workers
+                    .metrics
+                    .stored
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc();
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%err, partition = message.partition(), offset = message.offset(), "storing a record failed; retrying");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))).await;
+            }
+        }
+    }
+}
+
+async fn dead_letter(workers: &Workers, message: &OwnedMessage, poison: &Poison) {
+    tracing::info!(code = poison.code(), %poison, partition = message.partition(), offset = message.offset(), "dead-lettering a record");
+    let reason = poison.to_string();
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "error-code",
+            value: Some(poison.code()),
+        })
+        .insert(Header {
+            key: "error-message",
+            value: Some(reason.as_str()),
+        });
+    if let Some(original) = message.headers() {
+        for header in original.iter() {
+            headers = headers.insert(header);
+        }
+    }
+    let mut delays = delays();
+    loop {
+        let mut record = FutureRecord::to(&workers.dead_letter_topic)
+            .headers(headers.clone())
+            .payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match workers.producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => {
+                workers
+                    .metrics
+                    .dead_lettered
+                    .get_or_create(&PoisonLabels { code: poison.code() })
+                    .inc();
+                return;
+            }
+            Err((err, _)) => {
+                tracing::warn!(%err, topic = workers.dead_letter_topic, "dead-lettering failed; retrying");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(30))).await;
+            }
+        }
+    }
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case(name))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Publishes each assigned partition's lag every `interval`.
+pub async fn report_lag(consumer: Arc<StreamConsumer<BridgeContext>>, metrics: Metrics, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let consumer = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || {
+            let positions = consumer.position().ok()?;
+            let lags: Vec<_> = positions
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    let Offset::Offset(position) = e.offset() else {
+                        return None;
+                    };
+                    let (_, high) = consumer
+                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+                        .ok()?;
+                    Some((e.topic().to_owned(), e.partition(), high - position))
+                })
+                .collect();
+            Some(lags)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        for (topic, partition, lag) in lags {
+            metrics
+                .lag
+                .get_or_create(&PartitionLabels { topic, partition })
+                .set(lag);
+        }
+    }
+}

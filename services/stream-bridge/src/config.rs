@@ -1,0 +1,84 @@
+//! Flags with environment fallbacks, named as DESIGN.md's "Service
+//! configuration" table names them. AWS comes only from the SDK's own
+//! configuration (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials chain).
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use ingest_core::service::PipelineArgs;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "stream-bridge",
+    version,
+    about = "Stores the images of a Kafka topic in the pipeline, at least once"
+)]
+pub struct Config {
+    /// Address to serve health and metrics on.
+    #[arg(long, env = "BRIDGE_LISTEN", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: String,
+    /// Topic of images; poison records go to `<topic>.dlq`.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "images")]
+    pub topic: String,
+    /// Consumer group.
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "imagepipeline-stream-bridge")]
+    pub group_id: String,
+    /// How long the group waits for a silent member (a crashed bridge)
+    /// before its partitions go to the others, in ms.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
+    pub session_timeout_ms: u32,
+    /// Records stored at once; at the limit the bridge stops reading.
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_RECORDS", default_value_t = 256)]
+    pub max_in_flight_records: usize,
+    /// Bytes of records stored at once; at the limit the bridge stops reading.
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
+    /// Longest time an event waits for its Firehose batch to fill, in ms.
+    #[arg(long, env = "BRIDGE_FIREHOSE_FLUSH_MS", default_value_t = 500)]
+    pub firehose_flush_ms: u64,
+    /// Longest time records in flight get to finish after SIGTERM, in
+    /// seconds; keep it below the pod's termination grace period (30 s).
+    #[arg(long, env = "BRIDGE_DRAIN_TIMEOUT_SECONDS", default_value_t = 25)]
+    pub drain_timeout_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "BRIDGE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dlq", self.topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_documented_flags_with_defaults() {
+        let config = Config::try_parse_from([
+            "stream-bridge",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--delivery-stream",
+            "s",
+            "--bootstrap-servers",
+            "10.0.0.1:9092",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.topic, "images");
+        assert_eq!(config.dead_letter_topic(), "images.dlq");
+        assert_eq!(config.group_id, "imagepipeline-stream-bridge");
+        assert_eq!(config.pipeline.max_image_bytes, 20_971_520);
+        assert_eq!(config.pipeline.allowed().len(), 4);
+    }
+}

@@ -2,7 +2,9 @@
 //! delivery stream of a pipeline, made by the operator's engine in the AWS
 //! emulator as in production; counts of what landed there; sample images.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
@@ -72,6 +74,21 @@ spec:
             config,
             emulator,
         }
+    }
+
+    /// A command running a service binary (`CARGO_BIN_EXE_…`) against this
+    /// storage: the pipeline flags, the emulator through the SDK's standard
+    /// variables, stdout discarded, killed when dropped.
+    pub fn service_command(&self, program: &str) -> tokio::process::Command {
+        let t = &self.targets;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(["--bucket", &t.bucket, "--table", &t.table])
+            .args(["--delivery-stream", &t.delivery_stream])
+            .envs(self.emulator.env())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        command
     }
 
     /// Keys of the bucket's objects under `prefix` (`images/`, `events/`).
@@ -203,4 +220,24 @@ pub fn http_client() -> reqwest::Client {
         .use_preconfigured_tls(tls)
         .build()
         .expect("an HTTP client builds")
+}
+
+/// A loopback address for a service under test to listen on: bound and
+/// released, then handed over, which is good enough on loopback.
+pub fn free_loopback_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
+/// Waits until the service at `address` answers `/healthz`, for at most 10 s.
+pub async fn wait_until_healthy(address: SocketAddr) {
+    let http = http_client();
+    for _ in 0..100 {
+        if http.get(format!("http://{address}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the service at {address} did not answer /healthz within 10 s");
 }

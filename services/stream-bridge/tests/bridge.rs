@@ -4,17 +4,16 @@
 //! the consumer group has committed.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use imagepipeline_e2e::KafkaBroker;
 use ingest_core::ImageType;
-use ingest_testing::{PipelineStorage, image};
+use ingest_testing::{PipelineStorage, free_loopback_address, image};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const TOPIC: &str = "images";
 const DLQ: &str = "images.dlq";
@@ -47,15 +46,9 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn start_bridge(&self) -> Child {
-        let t = &self.storage.targets;
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_stream-bridge"))
-            .args(["--listen", &listen.to_string()])
-            .args(["--bucket", &t.bucket, "--table", &t.table])
-            .args(["--delivery-stream", &t.delivery_stream])
+        self.storage
+            .service_command(env!("CARGO_BIN_EXE_stream-bridge"))
+            .args(["--listen", &free_loopback_address().to_string()])
             .args(["--bootstrap-servers", &self.kafka.bootstrap_servers()])
             .args(["--group-id", GROUP, "--firehose-flush-ms", "200"])
             // Low enough that reading pauses and resumes in every test.
@@ -63,10 +56,7 @@ impl Setup {
             // A killed bridge's partitions move on after 6 s, not 45.
             .args(["--session-timeout-ms", "6000"])
             .args(["--max-image-bytes", &MAX_IMAGE_BYTES.to_string()])
-            .envs(self.storage.emulator.env())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("the stream-bridge binary starts")
     }

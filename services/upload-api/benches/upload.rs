@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
 use ingest_core::store::Targets;
-use ingest_testing::{PipelineStorage, http_client, png};
-use tokio::process::{Child, Command};
+use ingest_testing::{PipelineStorage, free_loopback_address, http_client, png, wait_until_healthy};
+use tokio::process::Child;
 
 const MIB: usize = 1024 * 1024;
 
@@ -98,37 +97,22 @@ struct Service {
 
 impl Service {
     async fn start(storage: &PipelineStorage) -> Self {
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let address = free_loopback_address();
         let spool = tempfile::tempdir().unwrap();
-        let t = &storage.targets;
-        let child = Command::new(env!("CARGO_BIN_EXE_upload-api"))
+        let child = storage
+            .service_command(env!("CARGO_BIN_EXE_upload-api"))
             .args(["--listen", &address.to_string(), "--no-auth"])
-            .args(["--bucket", &t.bucket, "--table", &t.table])
-            .args(["--delivery-stream", &t.delivery_stream])
             .arg("--spool-dir")
             .arg(spool.path())
-            .envs(storage.emulator.env())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("upload-api starts");
-        let service = Self {
+        wait_until_healthy(address).await;
+        Self {
             child,
             address,
             _spool: spool,
-        };
-        let http = http_client();
-        for _ in 0..100 {
-            if http.get(format!("http://{address}/healthz")).send().await.is_ok() {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("upload-api did not start");
     }
 
     /// Peak resident set of the process so far (VmHWM), in MiB.

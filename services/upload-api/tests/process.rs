@@ -3,16 +3,16 @@
 //! upload in flight finish before the process exits.
 
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use futures::SinkExt;
 use ingest_core::ImageType;
-use ingest_testing::{PipelineStorage, http_client, image};
+use ingest_testing::{PipelineStorage, free_loopback_address, http_client, image, wait_until_healthy};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 struct UploadApi {
     child: Child,
@@ -21,16 +21,10 @@ struct UploadApi {
 
 impl UploadApi {
     async fn start(storage: &PipelineStorage) -> Self {
-        // Bound and released, then handed over: good enough on loopback.
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let targets = &storage.targets;
-        let child = Command::new(env!("CARGO_BIN_EXE_upload-api"))
+        let address = free_loopback_address();
+        let child = storage
+            .service_command(env!("CARGO_BIN_EXE_upload-api"))
             .args(["--listen", &address.to_string()])
-            .args(["--bucket", &targets.bucket, "--table", &targets.table])
-            .args(["--delivery-stream", &targets.delivery_stream])
             .args([
                 "--no-auth",
                 "--header-timeout-seconds",
@@ -38,28 +32,10 @@ impl UploadApi {
                 "--body-timeout-seconds",
                 "1",
             ])
-            .envs(storage.emulator.env())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("the upload-api binary starts");
-        let service = Self { child, address };
-        for _ in 0..100 {
-            if service.get("/healthz").await.is_some() {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("upload-api did not answer /healthz within 10 s");
-    }
-
-    async fn get(&self, path: &str) -> Option<reqwest::StatusCode> {
-        http_client()
-            .get(format!("http://{}{path}", self.address))
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status())
+        wait_until_healthy(address).await;
+        Self { child, address }
     }
 
     fn terminate(&self) {

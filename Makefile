@@ -37,7 +37,9 @@ test: prerequisites tools fmt-check clippy
 
 bench: prerequisites
 	@scripts/tools.sh install moto
+	@scripts/tools.sh install tansu
 	$(CARGO) bench -p upload-api --bench upload
+	$(CARGO) bench -p stream-bridge --bench throughput
 
 crds:
 	$(CARGO) run --quiet -p imagepipeline-operator -- crd > crds/imagepipelines.imagepipeline.io.yaml

@@ -18,4 +18,4 @@ mod tools;
 pub use aws::{AwsEmulator, REGION};
 pub use error::HarnessError;
 pub use kafka::KafkaBroker;
-pub use tools::Tool;
+pub use tools::{Tool, repo_root};

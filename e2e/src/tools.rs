@@ -111,7 +111,7 @@ impl Tool {
 /// `scripts/tools.sh`, else the one this crate was built from. Checkouts at
 /// different paths share a target folder and its compiled paths, so the
 /// working directory is the one to trust.
-pub(crate) fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     std::env::current_dir()
         .ok()
         .and_then(|dir| {

@@ -17,8 +17,10 @@ use imagepipeline_operator::{
 use kube::core::cel::{CompiledSchema, estimate_rule_cost};
 use serde_json::Value;
 
+/// A file of this checkout (not `env!("CARGO_MANIFEST_DIR")`: checkouts
+/// share a target folder, so a test binary may come from another checkout).
 fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    imagepipeline_e2e::repo_root().join(relative)
 }
 
 fn documents(path: &Path) -> Vec<Value> {
@@ -34,7 +36,7 @@ struct Fixture {
 }
 
 fn invalid_fixtures() -> Vec<Fixture> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let dir = repo_path("operator/tests/fixtures/invalid");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixtures directory")
         .map(|entry| entry.expect("fixture entry").path())

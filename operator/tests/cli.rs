@@ -1,14 +1,16 @@
 //! The `imagepipeline` command as a user runs it.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
 };
 
 use imagepipeline_e2e::AwsEmulator;
 
+/// A file of this checkout (not `env!("CARGO_MANIFEST_DIR")`: checkouts
+/// share a target folder, so a test binary may come from another checkout).
 fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    imagepipeline_e2e::repo_root().join(relative)
 }
 
 fn imagepipeline(args: &[&str]) -> Output {

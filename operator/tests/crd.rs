@@ -1,10 +1,7 @@
 //! The committed CRD is what the code generates, Kubernetes accepts it, and
 //! `kubectl explain` has something to say about every field.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use imagepipeline_e2e::Tool;
 use imagepipeline_operator::crd::crd_yaml;
@@ -16,8 +13,10 @@ const COMMITTED_CRD: &str = "crds/imagepipelines.imagepipeline.io.yaml";
 /// CIDR library, and k8s-openapi's oldest API level is 1.33.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 
+/// A file of this checkout (not `env!("CARGO_MANIFEST_DIR")`: checkouts
+/// share a target folder, so a test binary may come from another checkout).
 fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    imagepipeline_e2e::repo_root().join(relative)
 }
 
 fn committed_crd() -> String {

@@ -91,6 +91,14 @@ spec:
         command
     }
 
+    /// The emulator's address, for an [`Outage`] to relay to.
+    pub fn emulator_address(&self) -> SocketAddr {
+        let url = self.emulator.endpoint_url();
+        url.trim_start_matches("https://")
+            .parse()
+            .unwrap_or_else(|err| panic!("the emulator's endpoint {url} is not https://address:port: {err}"))
+    }
+
     /// Keys of the bucket's objects under `prefix` (`images/`, `events/`).
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
@@ -240,4 +248,98 @@ pub async fn wait_until_healthy(address: SocketAddr) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the service at {address} did not answer /healthz within 10 s");
+}
+
+/// The sum of every series of metric `name` (optionally with its labels, as
+/// `name{label="value"}`) in a Prometheus text exposition; 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |sum, value| sum + value)
+}
+
+/// Peak resident set of process `pid` so far (VmHWM), in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kib / 1024.0
+}
+
+/// A TCP relay on loopback that can be cut and restored, to stand between a
+/// service and the AWS emulator: cut, its port refuses connections and every
+/// relayed connection is closed, as when AWS cannot be reached; restored, it
+/// relays again on the same port.
+pub struct Outage {
+    address: SocketAddr,
+    target: SocketAddr,
+    relay: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Outage {
+    /// A relay to `target`, passing traffic until [`Outage::begin`].
+    pub async fn relay_to(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the relay");
+        let address = listener.local_addr().expect("the relay's address");
+        Self {
+            address,
+            target,
+            relay: std::sync::Mutex::new(Some(tokio::spawn(relay(listener, target)))),
+        }
+    }
+
+    /// The relay's address, to give the service instead of the target's.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Closes the port and every connection relayed so far.
+    pub fn begin(&self) {
+        if let Some(relay) = self.relay.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            relay.abort();
+        }
+    }
+
+    /// Relays again on the same port.
+    pub async fn end(&self) {
+        // Binding again at once works: tokio sets SO_REUSEADDR.
+        let listener = tokio::net::TcpListener::bind(self.address)
+            .await
+            .expect("the relay's port again");
+        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::spawn(relay(listener, self.target)));
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.begin();
+    }
+}
+
+async fn relay(listener: tokio::net::TcpListener, target: SocketAddr) {
+    // Dropped with the relay task, which aborts every connection in it.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut client, _)) = accepted else { continue };
+                connections.spawn(async move {
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+            Some(_) = connections.join_next() => {}
+        }
+    }
 }

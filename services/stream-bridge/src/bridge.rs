@@ -10,15 +10,16 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ingest_core::record::{KafkaPosition, Source};
 use ingest_core::store::{Incoming, Store, Stored};
 use ingest_core::{Content, ImageInfo};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::events::EventBatcher;
 use crate::metrics::{Metrics, OutcomeLabels, PartitionLabels, PoisonLabels};
@@ -36,9 +37,18 @@ pub struct Limits {
 }
 
 /// Rebalance callbacks, run by librdkafka inside `recv`.
-#[derive(Default)]
 pub struct BridgeContext {
     revoked: Mutex<Vec<(String, i32)>>,
+    metrics: Metrics,
+}
+
+impl BridgeContext {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            revoked: Mutex::default(),
+            metrics,
+        }
+    }
 }
 
 impl ClientContext for BridgeContext {}
@@ -56,12 +66,17 @@ impl ConsumerContext for BridgeContext {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition())),
             );
+            // The eager protocol revokes every partition before assigning.
+            self.metrics.partitions_assigned.set(0);
+            self.metrics.lag.clear();
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            tracing::info!(partitions = partitions.count(), "partitions assigned");
+            let count = partitions.count();
+            tracing::info!(partitions = count, "partitions assigned");
+            self.metrics.partitions_assigned.set(count as i64);
         }
     }
 }
@@ -87,6 +102,10 @@ struct Done {
 /// What every record task needs.
 pub struct Workers {
     pub store: Store,
+    /// Slots for records making S3 and DynamoDB calls; a record waiting for
+    /// its Firehose batch gives its slot up meanwhile, so many records can
+    /// wait for a batch to fill while AWS sees a bounded number of calls.
+    pub storage_calls: Arc<Semaphore>,
     pub events: EventBatcher,
     pub admission: Admission,
     pub producer: FutureProducer,
@@ -138,9 +157,9 @@ pub async fn run(
             }
             received = consumer.recv(), if !paused => match received {
                 Ok(message) => {
-                    let message = message.detach();
+                    let (message, payload) = detach(&message);
                     workers.metrics.consumed.inc();
-                    let bytes = message.payload().map_or(0, <[u8]>::len);
+                    let bytes = payload.len();
                     bytes_in_flight += bytes;
                     progress.received(message.topic(), message.partition(), message.offset());
                     workers.metrics.in_flight.inc();
@@ -153,7 +172,7 @@ pub async fn run(
                             offset: message.offset(),
                             bytes,
                         };
-                        handle(&workers, message).await;
+                        handle(&workers, &message, payload).await;
                         workers.metrics.in_flight.dec();
                         let _ = done_tx.send(done);
                     });
@@ -199,16 +218,32 @@ fn finish(consumer: &StreamConsumer<BridgeContext>, progress: &mut Progress, don
 
 /// Stores one record, or dead-letters it; retries AWS and Kafka failures
 /// until they succeed (an outage stalls this record, it never drops it).
-async fn handle(workers: &Workers, message: OwnedMessage) {
-    let declared = header(&message, "content-type");
-    match workers.admission.check(message.payload(), declared.as_deref()) {
-        Ok(info) => store(workers, &message, info).await,
-        Err(poison) => dead_letter(workers, &message, &poison).await,
+async fn handle(workers: &Workers, message: &OwnedMessage, payload: Bytes) {
+    let declared = header(message, "content-type");
+    match workers.admission.check(Some(&payload), declared.as_deref()) {
+        Ok(info) => store(workers, message, Content::from_bytes(payload), info).await,
+        Err(poison) => dead_letter(workers, message, &payload, &poison).await,
     }
 }
 
-async fn store(workers: &Workers, message: &OwnedMessage, info: ImageInfo) {
-    let content = Content::from_bytes(message.payload().unwrap_or_default().to_vec());
+/// The record without its payload, and the payload: copied out of
+/// librdkafka's buffer once, into what is stored (`detach` would copy it
+/// twice over a record's life, doubling the memory of records in flight).
+fn detach(message: &BorrowedMessage<'_>) -> (OwnedMessage, Bytes) {
+    let payload = Bytes::copy_from_slice(message.payload().unwrap_or_default());
+    let record = OwnedMessage::new(
+        None,
+        message.key().map(<[u8]>::to_vec),
+        message.topic().to_owned(),
+        message.timestamp(),
+        message.partition(),
+        message.offset(),
+        message.headers().map(BorrowedHeaders::detach),
+    );
+    (record, payload)
+}
+
+async fn store(workers: &Workers, message: &OwnedMessage, content: Content, info: ImageInfo) {
     // The record's own time, so a replay derives the same id and key.
     let at = message
         .timestamp()
@@ -228,10 +263,18 @@ async fn store(workers: &Workers, message: &OwnedMessage, info: ImageInfo) {
     };
     let mut delays = delays();
     loop {
+        let slot = Mutex::new(Some(storage_call_slot(workers).await));
         let stored = workers
             .store
-            .store_with(&incoming, Timestamp::now(), |event| workers.events.deliver(event))
+            .store_with(&incoming, Timestamp::now(), |event| async {
+                drop(slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+                workers.events.deliver(event).await?;
+                let again = storage_call_slot(workers).await;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(again);
+                Ok(())
+            })
             .await;
+        drop(slot);
         match stored {
             Ok(stored) => {
                 let outcome = match stored {
@@ -253,7 +296,16 @@ async fn store(workers: &Workers, message: &OwnedMessage, info: ImageInfo) {
     }
 }
 
-async fn dead_letter(workers: &Workers, message: &OwnedMessage, poison: &Poison) {
+async fn storage_call_slot(workers: &Workers) -> OwnedSemaphorePermit {
+    workers
+        .storage_calls
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the storage call semaphore is never closed")
+}
+
+async fn dead_letter(workers: &Workers, message: &OwnedMessage, payload: &[u8], poison: &Poison) {
     tracing::info!(code = poison.code(), %poison, partition = message.partition(), offset = message.offset(), "dead-lettering a record");
     let reason = poison.to_string();
     let mut headers = OwnedHeaders::new()
@@ -274,7 +326,7 @@ async fn dead_letter(workers: &Workers, message: &OwnedMessage, poison: &Poison)
     loop {
         let mut record = FutureRecord::to(&workers.dead_letter_topic)
             .headers(headers.clone())
-            .payload(message.payload().unwrap_or_default());
+            .payload(payload);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -304,32 +356,40 @@ fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Publishes each assigned partition's lag every `interval`.
+/// Publishes every `interval` how far the group's committed offset of each
+/// assigned partition is behind the partition's end: what is neither stored
+/// nor dead-lettered yet, or done but not yet committed.
 pub async fn report_lag(consumer: Arc<StreamConsumer<BridgeContext>>, metrics: Metrics, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         let consumer = consumer.clone();
+        // Both calls ask the broker and block.
         let lags = tokio::task::spawn_blocking(move || {
-            let positions = consumer.position().ok()?;
-            let lags: Vec<_> = positions
+            let timeout = Duration::from_secs(5);
+            let committed = consumer.committed(timeout).ok()?;
+            let lags: Vec<_> = committed
                 .elements()
                 .iter()
                 .filter_map(|e| {
-                    let Offset::Offset(position) = e.offset() else {
-                        return None;
-                    };
-                    let (_, high) = consumer
-                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+                    let (low, high) = consumer
+                        .fetch_watermarks(e.topic(), e.partition(), timeout)
                         .ok()?;
-                    Some((e.topic().to_owned(), e.partition(), high - position))
+                    let from = match e.offset() {
+                        Offset::Offset(committed) => committed,
+                        _ => low,
+                    };
+                    Some((e.topic().to_owned(), e.partition(), (high - from).max(0)))
                 })
                 .collect();
             Some(lags)
         })
         .await
         .ok()
-        .flatten()
-        .unwrap_or_default();
+        .flatten();
+        let Some(lags) = lags else {
+            tracing::debug!("lag not measured: the broker did not answer");
+            continue;
+        };
         for (topic, partition, lag) in lags {
             metrics
                 .lag

@@ -32,9 +32,13 @@ pub struct Config {
     /// before its partitions go to the others, in ms.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub session_timeout_ms: u32,
-    /// Records stored at once; at the limit the bridge stops reading.
-    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_RECORDS", default_value_t = 256)]
-    pub max_in_flight_records: usize,
+    /// Records being stored at once, including those waiting for their
+    /// Firehose batch; at the limit the bridge stops reading.
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_RECORDS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight_records: u64,
+    /// Records making S3 and DynamoDB calls at once.
+    #[arg(long, env = "BRIDGE_MAX_CONCURRENT_STORES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_stores: u64,
     /// Bytes of records stored at once; at the limit the bridge stops reading.
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_in_flight_bytes: usize,
@@ -45,6 +49,9 @@ pub struct Config {
     /// seconds; keep it below the pod's termination grace period (30 s).
     #[arg(long, env = "BRIDGE_DRAIN_TIMEOUT_SECONDS", default_value_t = 25)]
     pub drain_timeout_seconds: u64,
+    /// How often the lag metric is measured, in seconds.
+    #[arg(long, env = "BRIDGE_LAG_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lag_interval_seconds: u64,
     /// Log as JSON lines.
     #[arg(long, env = "BRIDGE_LOG_JSON")]
     pub log_json: bool,
@@ -60,9 +67,9 @@ impl Config {
 mod tests {
     use super::*;
 
-    #[test]
-    fn settings_come_from_the_documented_flags_with_defaults() {
-        let config = Config::try_parse_from([
+    /// The command line with the required flags and `extra`.
+    fn parse(extra: &[&str]) -> Result<Config, clap::Error> {
+        let required = [
             "stream-bridge",
             "--bucket",
             "b",
@@ -72,13 +79,34 @@ mod tests {
             "s",
             "--bootstrap-servers",
             "10.0.0.1:9092",
-        ])
-        .unwrap();
+        ];
+        Config::try_parse_from(required.iter().chain(extra))
+    }
+
+    #[test]
+    fn settings_come_from_the_documented_flags_with_defaults() {
+        let config = parse(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:9090");
         assert_eq!(config.topic, "images");
         assert_eq!(config.dead_letter_topic(), "images.dlq");
         assert_eq!(config.group_id, "imagepipeline-stream-bridge");
         assert_eq!(config.pipeline.max_image_bytes, 20_971_520);
         assert_eq!(config.pipeline.allowed().len(), 4);
+        assert_eq!(
+            (config.max_in_flight_records, config.max_concurrent_stores),
+            (1024, 64)
+        );
+    }
+
+    #[test]
+    fn limits_of_zero_are_refused_naming_the_flag() {
+        for flag in [
+            "--max-in-flight-records",
+            "--max-concurrent-stores",
+            "--lag-interval-seconds",
+        ] {
+            let err = parse(&[flag, "0"]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
     }
 }

@@ -17,6 +17,7 @@ use stream_bridge::config::Config;
 use stream_bridge::events::EventBatcher;
 use stream_bridge::metrics::Metrics;
 use stream_bridge::record::Admission;
+use tokio::sync::Semaphore;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -49,7 +50,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             (config.pipeline.max_image_bytes + 64 * 1024).to_string(),
         )
         .set("queued.max.messages.kbytes", "65536")
-        .create_with_context(BridgeContext::default())?;
+        .create_with_context(BridgeContext::new(metrics.clone()))?;
     consumer.subscribe(&[&config.topic])?;
     let consumer = Arc::new(consumer);
     let producer = ClientConfig::new()
@@ -62,6 +63,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .create()?;
     let workers = Arc::new(Workers {
         store: Store::new(&aws, config.pipeline.targets()),
+        storage_calls: Arc::new(Semaphore::new(usize::try_from(config.max_concurrent_stores)?)),
         events,
         admission: Admission {
             max_image_bytes: config.pipeline.max_image_bytes,
@@ -85,11 +87,11 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let lag = tokio::spawn(bridge::report_lag(
         consumer.clone(),
         metrics.clone(),
-        Duration::from_secs(10),
+        Duration::from_secs(config.lag_interval_seconds),
     ));
 
     let limits = Limits {
-        max_in_flight_records: config.max_in_flight_records,
+        max_in_flight_records: usize::try_from(config.max_in_flight_records)?,
         max_in_flight_bytes: config.max_in_flight_bytes,
         drain_timeout: Duration::from_secs(config.drain_timeout_seconds),
     };

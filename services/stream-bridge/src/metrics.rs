@@ -1,5 +1,6 @@
 //! Prometheus metrics: records consumed, stored and dead-lettered, Firehose
-//! batch sizes and failures, records in flight, lag per partition.
+//! batch sizes and failures, records in flight, partitions assigned and the
+//! group's lag per partition.
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub struct Metrics {
     pub batch_records: Histogram,
     pub firehose_failures: Counter,
     pub in_flight: Gauge,
+    pub partitions_assigned: Gauge,
     pub lag: Family<PartitionLabels, Gauge>,
 }
 
@@ -49,6 +51,7 @@ impl Metrics {
         let batch_records = Histogram::new(linear_buckets(50.0, 50.0, 10));
         let firehose_failures = Counter::default();
         let in_flight = Gauge::default();
+        let partitions_assigned = Gauge::default();
         let lag = Family::default();
         registry.register("records_consumed", "Records read from Kafka", consumed.clone());
         registry.register("images_stored", "Records stored, by outcome", stored.clone());
@@ -69,8 +72,13 @@ impl Metrics {
         );
         registry.register("records_in_flight", "Records being stored", in_flight.clone());
         registry.register(
+            "partitions_assigned",
+            "Partitions this bridge consumes",
+            partitions_assigned.clone(),
+        );
+        registry.register(
             "partition_lag",
-            "Records behind the partition's end (high watermark minus position)",
+            "Records of an assigned partition not yet committed (high watermark minus committed offset)",
             lag.clone(),
         );
         Self {
@@ -81,6 +89,7 @@ impl Metrics {
             batch_records,
             firehose_failures,
             in_flight,
+            partitions_assigned,
             lag,
         }
     }

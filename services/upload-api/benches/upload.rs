@@ -21,7 +21,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
 use ingest_core::store::Targets;
-use ingest_testing::{PipelineStorage, free_loopback_address, http_client, png, wait_until_healthy};
+use ingest_testing::{
+    PipelineStorage, free_loopback_address, http_client, peak_rss_mib, png, wait_until_healthy,
+};
 use tokio::process::Child;
 
 const MIB: usize = 1024 * 1024;
@@ -115,16 +117,9 @@ impl Service {
         }
     }
 
-    /// Peak resident set of the process so far (VmHWM), in MiB.
+    /// Peak resident set of the process so far, in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let pid = self.child.id().expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status");
-        kib / 1024.0
+        peak_rss_mib(self.child.id().expect("running"))
     }
 }
 

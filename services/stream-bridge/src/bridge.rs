@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub struct Limits {
 pub struct BridgeContext {
     revoked: Mutex<Vec<(String, i32)>>,
     metrics: Metrics,
+    joined: AtomicBool,
 }
 
 impl BridgeContext {
@@ -47,7 +49,14 @@ impl BridgeContext {
         Self {
             revoked: Mutex::default(),
             metrics,
+            joined: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the consumer has joined its group: it got an assignment,
+    /// possibly of no partitions (more bridges than partitions).
+    pub fn has_joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
     }
 }
 
@@ -77,6 +86,7 @@ impl ConsumerContext for BridgeContext {
             let count = partitions.count();
             tracing::info!(partitions = count, "partitions assigned");
             self.metrics.partitions_assigned.set(count as i64);
+            self.joined.store(true, Ordering::Relaxed);
         }
     }
 }

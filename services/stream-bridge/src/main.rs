@@ -1,11 +1,13 @@
 //! stream-bridge: consumes until SIGTERM or Ctrl-C, then finishes the records
-//! in flight, commits, and exits.
+//! in flight, commits, and exits. Serves `/healthz` (the process runs),
+//! `/readyz` (it has joined its consumer group) and `/metrics`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser;
 use ingest_core::service::{exit_code, init_logging, shutdown_signal};
@@ -74,13 +76,31 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
     });
 
-    let health = Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/metrics",
-        get({
-            let metrics = metrics.clone();
-            move || async move { metrics.encode() }
-        }),
-    );
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get({
+                let consumer = consumer.clone();
+                move || async move {
+                    if consumer.context().has_joined() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not yet a member of the consumer group: check that the Kafka bootstrap servers are reachable",
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get({
+                let metrics = metrics.clone();
+                move || async move { metrics.encode() }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, topic = config.topic, "stream-bridge started");
     tokio::spawn(async move { axum::serve(listener, health).await });

@@ -553,3 +553,42 @@ async fn sigterm_finishes_the_records_in_flight_commits_exactly_what_is_stored_a
     assert_eq!(stored, expected, "committed {committed:?}");
     assert_eq!(s.storage.item_count().await, stored.len());
 }
+
+#[tokio::test]
+async fn readyz_answers_503_until_the_bridge_has_joined_its_group() {
+    let s = setup().await;
+    // Bootstrap servers where nothing listens.
+    let nowhere = free_loopback_address().to_string();
+    let address = free_loopback_address();
+    let mut command = s.storage.service_command(env!("CARGO_BIN_EXE_stream-bridge"));
+    command
+        .args(["--listen", &address.to_string()])
+        .args(["--bootstrap-servers", &nowhere])
+        .env("RUST_LOG", "error");
+    let _lost = Bridge::spawn((command, address));
+    let http = http_client();
+    wait_until_healthy(address).await;
+    let answer = http.get(format!("http://{address}/readyz")).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.unwrap().contains("bootstrap servers"));
+
+    let bridge = s.start_bridge();
+    wait_until_healthy(bridge.address).await;
+    let started = Instant::now();
+    loop {
+        let status = http
+            .get(format!("http://{}/readyz", bridge.address))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz still {status} after 30 s with a reachable broker"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,10 +1,13 @@
 //! The consumer loop. Records are stored concurrently, each by its own task,
-//! up to a bound of records and bytes in flight; at the bound the loop stops
-//! taking records (librdkafka's prefetch queue is bounded by
-//! `queued.max.messages.kbytes`) and only collects finished ones. An offset is stored for commit
-//! only once every earlier record of its partition is done, and stored
-//! offsets are committed before partitions are revoked and at shutdown.
+//! up to a bound of records and bytes in flight; at the bound the assigned
+//! partitions are paused, and the loop goes on polling (which serves
+//! rebalances and keeps the member within `max.poll.interval.ms`, however
+//! long an AWS outage lasts) while it collects finished records. An offset is
+//! stored for commit only once every earlier record of its partition is done,
+//! and stored offsets are committed before partitions are revoked and at
+//! shutdown.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,6 +137,7 @@ pub async fn run(
     let mut progress = Progress::default();
     let mut bytes_in_flight = 0usize;
     let mut paused = false;
+    let mut paused_partitions = BTreeSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let context = consumer.context();
@@ -145,18 +149,23 @@ pub async fn run(
         {
             progress.revoke(&topic, partition);
         }
-        // Reading stops at the limit and starts again at three quarters of
-        // it, so a full bridge does not flip on every finished record.
+        // Partitions are paused at the limit and resumed at three quarters
+        // of it, so a full bridge does not flip on every finished record.
         let (records, bytes) = (progress.in_flight(), bytes_in_flight);
         if !paused && (records >= limits.max_in_flight_records || bytes >= limits.max_in_flight_bytes) {
             tracing::debug!(records, bytes, "in-flight limit reached: reading paused");
             paused = true;
+            paused_partitions = pause(&consumer, true);
         } else if paused
             && records <= limits.max_in_flight_records * 3 / 4
             && bytes <= limits.max_in_flight_bytes / 4 * 3
         {
             tracing::debug!(records, bytes, "reading resumed");
             paused = false;
+            pause(&consumer, false);
+        } else if paused && partitions(&consumer) != paused_partitions {
+            // A new assignment starts unpaused.
+            paused_partitions = pause(&consumer, true);
         }
         tokio::select! {
             biased;
@@ -165,7 +174,7 @@ pub async fn run(
                 bytes_in_flight -= done.bytes;
                 finish(&consumer, &mut progress, &done);
             }
-            received = consumer.recv(), if !paused => match received {
+            received = consumer.recv() => match received {
                 Ok(message) => {
                     let (message, payload) = detach(&message);
                     workers.metrics.consumed.inc();
@@ -210,6 +219,38 @@ pub async fn run(
         tracing::warn!("records still in flight at the drain timeout; they will be read again");
     }
     commit(consumer.as_ref());
+}
+
+/// Pauses or resumes fetching for every assigned partition; the partitions.
+fn pause(consumer: &StreamConsumer<BridgeContext>, paused: bool) -> BTreeSet<(String, i32)> {
+    let Ok(assignment) = consumer.assignment() else {
+        return BTreeSet::new();
+    };
+    let result = if paused {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    if let Err(err) = result {
+        tracing::warn!(%err, paused, "pausing or resuming partitions failed");
+    }
+    assignment
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+fn partitions(consumer: &StreamConsumer<BridgeContext>) -> BTreeSet<(String, i32)> {
+    consumer
+        .assignment()
+        .map(|a| {
+            a.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn finish(consumer: &StreamConsumer<BridgeContext>, progress: &mut Progress, done: &Done) {

@@ -415,19 +415,27 @@ async fn during_an_aws_outage_nothing_is_committed_or_lost_and_the_bridge_catche
     s.wait_until_all_committed(Duration::from_secs(30)).await;
     let before = s.committed_and_ends();
 
+    // More records than the bridge may hold (32): it holds 32, reads no
+    // more, and the lag counts all of them as not committed.
     outage.begin();
-    s.produce_images(batch..2 * batch).await;
-    // The bridge has read the new records and is retrying them; the lag
-    // shows they are not committed.
+    let during_outage = 48;
+    s.produce_images(batch..batch + during_outage).await;
     bridge
-        .wait_for_metrics("holding the second batch", Duration::from_secs(30), |m| {
-            metric(m, "stream_bridge_records_consumed_total") == (2 * batch) as f64
-                && metric(m, "stream_bridge_records_in_flight") == batch as f64
-                && metric(m, "stream_bridge_partition_lag") == batch as f64
+        .wait_for_metrics("holding 32 records", Duration::from_secs(30), |m| {
+            metric(m, "stream_bridge_records_in_flight") == 32.0
+                && metric(m, "stream_bridge_partition_lag") == during_outage as f64
         })
         .await;
-    // Several automatic commit intervals (1 s) later, still nothing.
+    // Several automatic commit intervals (1 s) later, still nothing
+    // committed, stored, or read beyond the limit.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let text = bridge.metrics().await;
+    assert_eq!(metric(&text, "stream_bridge_records_in_flight"), 32.0);
+    assert_eq!(
+        metric(&text, "stream_bridge_records_consumed_total"),
+        (batch + 32) as f64,
+        "records read during the outage beyond the in-flight limit"
+    );
     let during = s.committed_and_ends();
     let committed = |offsets: &[(i64, i64)]| offsets.iter().map(|o| o.0).collect::<Vec<_>>();
     assert_eq!(
@@ -446,17 +454,15 @@ async fn during_an_aws_outage_nothing_is_committed_or_lost_and_the_bridge_catche
     );
 
     outage.end().await;
-    s.wait_for_images(2 * batch, Duration::from_secs(60)).await;
+    let total = batch + during_outage;
+    s.wait_for_images(total, Duration::from_secs(60)).await;
     s.wait_until_all_committed(Duration::from_secs(30)).await;
     let text = bridge
         .wait_for_metrics("caught up", Duration::from_secs(20), |m| {
             metric(m, "stream_bridge_partition_lag") == 0.0
         })
         .await;
-    assert_eq!(
-        metric(&text, "stream_bridge_images_stored_total"),
-        (2 * batch) as f64
-    );
+    assert_eq!(metric(&text, "stream_bridge_images_stored_total"), total as f64);
     assert_eq!(metric(&text, "stream_bridge_records_in_flight"), 0.0);
 }
 

@@ -238,6 +238,19 @@ pub fn free_loopback_address() -> SocketAddr {
         .expect("a free loopback port")
 }
 
+/// The Prometheus text the service at `address` serves on `/metrics`.
+pub async fn metrics_text(address: SocketAddr) -> String {
+    http_client()
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics is text")
+}
+
 /// Waits until the service at `address` answers `/healthz`, for at most 10 s.
 pub async fn wait_until_healthy(address: SocketAddr) {
     let http = http_client();

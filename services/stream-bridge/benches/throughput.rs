@@ -27,7 +27,7 @@ use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source
 use ingest_core::store::{Incoming, Store};
 use ingest_core::{Content, ImageType};
 use ingest_testing::{
-    PipelineStorage, free_loopback_address, http_client, metric, peak_rss_mib, png, wait_until_healthy,
+    PipelineStorage, free_loopback_address, metric, metrics_text, peak_rss_mib, png, wait_until_healthy,
 };
 use jiff::Timestamp;
 use rdkafka::ClientConfig;
@@ -163,17 +163,9 @@ async fn bridge(kafka: &KafkaBroker, records: usize, group: &str, settings: &[&s
         .spawn()
         .expect("the stream-bridge binary starts");
     wait_until_healthy(address).await;
-    let http = http_client();
     let mut first = None;
     let text = loop {
-        let text = http
-            .get(format!("http://{address}/metrics"))
-            .send()
-            .await
-            .expect("/metrics")
-            .text()
-            .await
-            .expect("/metrics text");
+        let text = metrics_text(address).await;
         if first.is_none() && metric(&text, "stream_bridge_records_consumed_total") > 0.0 {
             first = Some(Instant::now());
         }

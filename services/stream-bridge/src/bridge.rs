@@ -72,12 +72,7 @@ impl ConsumerContext for BridgeContext {
             // what is in flight will be read again there.
             commit(consumer);
             let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-            revoked.extend(
-                partitions
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition())),
-            );
+            revoked.extend(names(partitions));
             // The eager protocol revokes every partition before assigning.
             self.metrics.partitions_assigned.set(0);
             self.metrics.lag.clear();
@@ -234,23 +229,19 @@ fn pause(consumer: &StreamConsumer<BridgeContext>, paused: bool) -> BTreeSet<(St
     if let Err(err) = result {
         tracing::warn!(%err, paused, "pausing or resuming partitions failed");
     }
-    assignment
+    names(&assignment)
+}
+
+fn partitions(consumer: &StreamConsumer<BridgeContext>) -> BTreeSet<(String, i32)> {
+    consumer.assignment().map(|a| names(&a)).unwrap_or_default()
+}
+
+fn names(partitions: &TopicPartitionList) -> BTreeSet<(String, i32)> {
+    partitions
         .elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
-}
-
-fn partitions(consumer: &StreamConsumer<BridgeContext>) -> BTreeSet<(String, i32)> {
-    consumer
-        .assignment()
-        .map(|a| {
-            a.elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn finish(consumer: &StreamConsumer<BridgeContext>, progress: &mut Progress, done: &Done) {

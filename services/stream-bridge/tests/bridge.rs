@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use imagepipeline_e2e::KafkaBroker;
 use ingest_core::ImageType;
 use ingest_testing::{
-    Outage, PipelineStorage, free_loopback_address, http_client, image, metric, wait_until_healthy,
+    Outage, PipelineStorage, free_loopback_address, http_client, image, metric, metrics_text,
+    wait_until_healthy,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -171,15 +172,7 @@ impl Bridge {
 
     async fn metrics(&self) -> String {
         wait_until_healthy(self.address).await;
-        http_client()
-            .get(format!("http://{}/metrics", self.address))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("/metrics is text")
+        metrics_text(self.address).await
     }
 
     /// Waits until the bridge's metrics satisfy `ready`, a description of

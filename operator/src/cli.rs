@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use rand::Rng;
 
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus};
 use crate::aws::{AwsClients, AwsConfigError, CallLog};
-use crate::engine::status::pipeline_status;
+use crate::backoff::Backoff;
+use crate::engine::status::{StatusContext, pipeline_status};
 use crate::engine::{ComponentState, Engine, EngineError, Owner, PassReport, PipelineContext};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,27 +46,6 @@ pub enum OutputFormat {
     Table,
     Yaml,
     Json,
-}
-
-/// Retry pacing between passes: exponential with full jitter, so that many
-/// pipelines retrying at once spread out instead of hitting AWS together.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Self { next: first, max }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
-    }
 }
 
 /// An engine for one pipeline: clients for its region and its context.
@@ -149,6 +128,7 @@ pub async fn apply(
         let generation = pipeline.metadata.generation;
         status = Some(pipeline_status(
             report,
+            &StatusContext::default(),
             status.as_ref(),
             generation,
             Timestamp::now(),
@@ -339,18 +319,4 @@ fn render_status_table(pipeline: &ImagePipeline, status: &ImagePipelineStatus) -
         }
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_ceiling_and_jitters_below_it() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let delays: Vec<Duration> = (0..6).map(|_| backoff.next_delay()).collect();
-        for (delay, ceiling) in delays.iter().zip([100, 200, 400, 800, 800, 800]) {
-            assert!(*delay <= Duration::from_millis(ceiling) && *delay >= Duration::from_millis(ceiling / 2));
-        }
-    }
 }

@@ -5,8 +5,10 @@
 pub mod admission;
 pub mod api;
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod components;
+pub mod controller;
 pub mod crd;
 pub mod engine;
 pub mod manifest;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use imagepipeline_operator::cli::{self, CliError, OutputFormat};
+use imagepipeline_operator::controller::{self, run::RunArgs};
 use imagepipeline_operator::{crd::crd_yaml, manifest};
 
 /// Turns ImagePipeline resources into AWS image-ingestion pipelines.
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Print the ImagePipeline CustomResourceDefinition as YAML.
     Crd,
+    /// Run the controller: reconcile every ImagePipeline (in-cluster, or the
+    /// cluster of KUBECONFIG) until SIGTERM.
+    Run(RunArgs),
     /// Show, per component, what `apply` would create, update or delete in
     /// the live AWS account; changes nothing.
     Plan {
@@ -61,21 +65,41 @@ enum Command {
 const CHANGES_PENDING: u8 = 2;
 
 fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    if let Command::Run(args) = command {
+        // The controller logs what it does; the other commands only warn.
+        ingest_core::service::init_logging(args.log_json);
+        return match runtime().map(|runtime| runtime.block_on(controller::run::run(args))) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(err)) => report(&Failure::Run(err)),
+            Err(err) => report(&err),
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    match run(Cli::parse().command) {
+    match run(command) {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error of ours.
         Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {failure}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => report(&failure),
     }
+}
+
+fn report(failure: &Failure) -> ExitCode {
+    tracing::error!("{failure}");
+    eprintln!("error: {failure}");
+    ExitCode::FAILURE
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Runtime)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,18 +112,16 @@ enum Failure {
     Output(#[from] io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(io::Error),
+    #[error(transparent)]
+    Run(controller::run::RunError),
 }
 
 fn run(command: Command) -> Result<ExitCode, Failure> {
     let mut stdout = io::stdout().lock();
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(Failure::Runtime)
-    };
     match command {
         Command::Crd => stdout.write_all(crd_yaml().as_bytes())?,
+        // Handled in main, before logging is set up.
+        Command::Run(_) => {}
         Command::Plan {
             file,
             detailed_exitcode,

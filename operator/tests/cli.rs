@@ -190,3 +190,22 @@ fn unreadable_and_foreign_files_are_explained() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_without_a_cluster_says_how_to_reach_one() {
+    let home = tempfile::tempdir().expect("a temporary home");
+    let output = Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", home.path().join("no-such-kubeconfig"))
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("run imagepipeline");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API") && stderr.contains("KUBECONFIG"),
+        "{stderr}"
+    );
+}

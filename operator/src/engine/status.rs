@@ -7,20 +7,51 @@ use k8s_openapi::jiff::Timestamp;
 use super::{ComponentReport, ComponentState, PassReport};
 use crate::api::v1alpha1::{Endpoints, ImagePipelineStatus, Phase};
 
+/// What the pass was for, which decides the phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Converging towards the spec.
+    #[default]
+    Active,
+    /// `spec.paused`: the pass only observed.
+    Paused,
+    /// The pipeline is being deleted: the pass tore down.
+    Deleting,
+}
+
+/// A condition the engine does not produce itself: the controller's
+/// `ServicesReady`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraCondition {
+    pub type_: String,
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything besides the pass that shapes the status.
+#[derive(Clone, Debug, Default)]
+pub struct StatusContext {
+    pub lifecycle: Lifecycle,
+    pub extra: Vec<ExtraCondition>,
+}
+
 /// Builds the status after a pass. Conditions keep their transition time
 /// while their status does not change.
 pub fn pipeline_status(
     report: &PassReport,
+    context: &StatusContext,
     previous: Option<&ImagePipelineStatus>,
     observed_generation: Option<i64>,
     now: Timestamp,
 ) -> ImagePipelineStatus {
     let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let lifecycle = context.lifecycle;
     let mut conditions: Vec<Condition> = report
         .components
         .iter()
         .map(|component| {
-            let (status, reason, message) = describe(component);
+            let (status, reason, message) = describe(component, lifecycle);
             condition(
                 &component.kind.condition_type(),
                 status,
@@ -30,20 +61,49 @@ pub fn pipeline_status(
             )
         })
         .collect();
-    let ready = report.is_ready();
-    let not_ready: Vec<&str> = report
+    for extra in &context.extra {
+        conditions.push(condition(
+            &extra.type_,
+            extra.ready,
+            &extra.reason,
+            extra.message.clone(),
+            observed_generation,
+        ));
+    }
+    let ready = lifecycle != Lifecycle::Deleting
+        && report.is_ready()
+        && context.extra.iter().all(|extra| extra.ready);
+    let not_ready: Vec<String> = report
         .components
         .iter()
         .filter(|c| c.state != ComponentState::Ready)
-        .map(|c| c.kind.name())
+        .map(|c| c.kind.name().to_owned())
+        .chain(
+            context
+                .extra
+                .iter()
+                .filter(|extra| !extra.ready)
+                .map(|extra| extra.type_.trim_end_matches("Ready").to_owned()),
+        )
         .collect();
-    let (reason, message) = if ready {
-        ("AllComponentsReady", "every component is ready".to_owned())
-    } else {
-        (
+    let (reason, message) = match lifecycle {
+        Lifecycle::Deleting => ("Deleting", deletion_message(report)),
+        Lifecycle::Paused => (
+            "ReconciliationPaused",
+            format!(
+                "spec.paused is true: AWS is observed, not changed; {}",
+                if not_ready.is_empty() {
+                    "every component matches the spec".to_owned()
+                } else {
+                    format!("not ready or not as specified: {}", not_ready.join(", "))
+                }
+            ),
+        ),
+        Lifecycle::Active if ready => ("AllComponentsReady", "every component is ready".to_owned()),
+        Lifecycle::Active => (
             "ComponentsNotReady",
             format!("not ready: {}", not_ready.join(", ")),
-        )
+        ),
     };
     conditions.insert(0, condition("Ready", ready, reason, message, observed_generation));
     for condition in &mut conditions {
@@ -54,7 +114,11 @@ pub fn pipeline_status(
         condition.last_transition_time = since.unwrap_or(Time(now));
     }
 
-    let phase = if report.terminal_error().is_some() {
+    let phase = if lifecycle == Lifecycle::Deleting {
+        Phase::Deleting
+    } else if lifecycle == Lifecycle::Paused {
+        Phase::Paused
+    } else if report.terminal_error().is_some() {
         Phase::Failed
     } else if ready {
         Phase::Ready
@@ -85,9 +149,32 @@ pub fn pipeline_status(
     }
 }
 
-fn describe(component: &ComponentReport) -> (bool, String, String) {
+/// What a deletion waits for: the first component not gone yet, and why.
+fn deletion_message(report: &PassReport) -> String {
+    let blocking = report
+        .components
+        .iter()
+        .rev()
+        .find(|c| !matches!(c.state, ComponentState::Removed | ComponentState::Blocked(_)));
+    match blocking {
+        None => "every component is removed".to_owned(),
+        Some(component) => match &component.state {
+            ComponentState::Failed(err) => format!(
+                "cleanup is blocked at {}: {} ({}); the finalizer imagepipeline.io/cleanup stays until it succeeds",
+                component.kind, err.message, err.reason
+            ),
+            ComponentState::Waiting(why) => format!("removing {}: {why}", component.kind),
+            _ => format!("removing {}", component.kind),
+        },
+    }
+}
+
+fn describe(component: &ComponentReport, lifecycle: Lifecycle) -> (bool, String, String) {
     match &component.state {
         ComponentState::Ready => (true, "Ready".into(), format!("{} is ready", component.kind)),
+        ComponentState::Waiting(why) if lifecycle == Lifecycle::Deleting => {
+            (false, "Deleting".into(), why.clone())
+        }
         ComponentState::Waiting(why) => (false, "Provisioning".into(), why.clone()),
         ComponentState::ChangesPending => (
             false,
@@ -95,6 +182,11 @@ fn describe(component: &ComponentReport) -> (bool, String, String) {
             format!("{} changes pending", component.changes.len()),
         ),
         ComponentState::Failed(err) => (false, err.reason.clone(), err.message.clone()),
+        ComponentState::Blocked(on) if lifecycle == Lifecycle::Deleting => (
+            false,
+            "WaitingForDependent".into(),
+            format!("waiting for {on} to be removed first"),
+        ),
         ComponentState::Blocked(on) => (
             false,
             "WaitingForDependency".into(),

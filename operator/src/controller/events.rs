@@ -1,0 +1,138 @@
+//! Kubernetes Events about a pipeline: one per AWS change the engine made,
+//! one per component that fails, as `kubectl describe ipl` shows them.
+//!
+//! kube-runtime's `Recorder` folds every event with the same reason and action
+//! into a series that keeps the first event's note; our notes name different
+//! resources under the same reason ("Created"), so each is published as its
+//! own event.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::{Api, Client, Resource};
+
+use crate::api::v1alpha1::ImagePipeline;
+
+/// `reportingController` of every event.
+pub const REPORTING_CONTROLLER: &str = "imagepipeline.io/operator";
+/// The API caps an event's note at 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Normal,
+    Warning,
+}
+
+/// One event to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineEvent {
+    pub severity: Severity,
+    /// CamelCase, e.g. `Created`, `BucketOwnedByAnotherPipeline`.
+    pub reason: String,
+    /// CamelCase verb, e.g. `Create`, `Reconcile`, `Cleanup`.
+    pub action: String,
+    pub note: String,
+}
+
+impl PipelineEvent {
+    pub fn normal(reason: &str, action: &str, note: impl Into<String>) -> Self {
+        Self::new(Severity::Normal, reason, action, note)
+    }
+
+    pub fn warning(reason: &str, action: &str, note: impl Into<String>) -> Self {
+        Self::new(Severity::Warning, reason, action, note)
+    }
+
+    fn new(severity: Severity, reason: &str, action: &str, note: impl Into<String>) -> Self {
+        Self {
+            severity,
+            reason: reason.to_owned(),
+            action: action.to_owned(),
+            note: note.into(),
+        }
+    }
+}
+
+/// Publishes events as this operator instance.
+#[derive(Clone)]
+pub struct EventPublisher {
+    client: Client,
+    instance: String,
+}
+
+impl EventPublisher {
+    pub fn new(client: Client, instance: impl Into<String>) -> Self {
+        Self {
+            client,
+            instance: instance.into(),
+        }
+    }
+
+    pub async fn publish(&self, pipeline: &ImagePipeline, event: &PipelineEvent) -> Result<(), kube::Error> {
+        let regarding = pipeline.object_ref(&());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(
+            &PostParams::default(),
+            &self.render(&regarding, event, Timestamp::now()),
+        )
+        .await
+        .map(drop)
+    }
+
+    fn render(&self, regarding: &ObjectReference, event: &PipelineEvent, now: Timestamp) -> Event {
+        let name = regarding.name.clone().unwrap_or_default();
+        Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: regarding.namespace.clone(),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(
+                match event.severity {
+                    Severity::Normal => "Normal",
+                    Severity::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            reason: Some(event.reason.clone()),
+            action: Some(event.action.clone()),
+            note: Some(truncate(&event.note, MAX_NOTE_BYTES)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn notes_are_cut_to_the_api_limit_on_a_character_boundary() {
+        assert_eq!(truncate("short", 1024), "short");
+        let long = "é".repeat(600);
+        let cut = truncate(&long, 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
+    }
+}

@@ -1,0 +1,199 @@
+//! The controller's Prometheus metrics (prefix `imagepipeline_`): reconciles,
+//! failures by error kind, reconcile duration, AWS calls by service, operation
+//! and outcome, and pipelines by phase.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::v1alpha1::Phase;
+use crate::aws::CallLog;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub service: String,
+    pub operation: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+/// Shared by the reconciles and the `/metrics` handler.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Counter,
+    failures: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+    aws_calls: Family<CallLabels, Counter>,
+    pipelines: Family<PhaseLabels, Gauge>,
+    leader: Gauge,
+    /// Every AWS client of the controller records here.
+    calls: CallLog,
+    /// The last phase of each pipeline (`namespace/name`).
+    phases: Mutex<BTreeMap<String, Phase>>,
+}
+
+pub const PHASES: [Phase; 7] = [
+    Phase::Pending,
+    Phase::Provisioning,
+    Phase::Ready,
+    Phase::Degraded,
+    Phase::Paused,
+    Phase::Deleting,
+    Phase::Failed,
+];
+
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pending => "Pending",
+        Phase::Provisioning => "Provisioning",
+        Phase::Ready => "Ready",
+        Phase::Degraded => "Degraded",
+        Phase::Paused => "Paused",
+        Phase::Deleting => "Deleting",
+        Phase::Failed => "Failed",
+    }
+}
+
+impl Metrics {
+    pub fn new(calls: CallLog) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("imagepipeline");
+        let reconciles = Counter::default();
+        let failures = Family::default();
+        // 50 ms to ~14 min: a pass that only observes up to one that waits on AWS.
+        let duration = Histogram::new(exponential_buckets(0.05, 2.0, 15));
+        let aws_calls = Family::default();
+        let pipelines = Family::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that ended in an error, by error kind",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "aws_calls",
+            "AWS API calls, by service, operation and outcome",
+            aws_calls.clone(),
+        );
+        registry.register("pipelines", "ImagePipelines by phase", pipelines.clone());
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader Lease and reconciles",
+            leader.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            aws_calls,
+            pipelines,
+            leader,
+            calls,
+            phases: Mutex::default(),
+        })
+    }
+
+    pub fn calls(&self) -> &CallLog {
+        &self.calls
+    }
+
+    pub fn reconcile_started(&self) {
+        self.reconciles.inc();
+    }
+
+    pub fn reconcile_finished(&self, took: Duration) {
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn reconcile_failed(&self, error: &'static str) {
+        self.failures.get_or_create(&ErrorLabels { error }).inc();
+    }
+
+    pub fn set_phase(&self, pipeline: String, phase: Option<Phase>) {
+        let mut phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
+        match phase {
+            Some(phase) => phases.insert(pipeline, phase),
+            None => phases.remove(&pipeline),
+        };
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The text exposition, with the AWS call counts and phases brought up
+    /// to date first.
+    pub fn encode(&self) -> String {
+        for (key, count) in self.calls.counts() {
+            let counter = self.aws_calls.get_or_create(&CallLabels {
+                service: key.service,
+                operation: key.operation,
+                outcome: key.outcome.as_str(),
+            });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        let phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
+        for phase in PHASES {
+            let count = phases.values().filter(|p| **p == phase).count();
+            self.pipelines
+                .get_or_create(&PhaseLabels {
+                    phase: phase_name(phase),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        drop(phases);
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_shows_aws_calls_pipelines_by_phase_and_failures_by_kind() {
+        let metrics = Metrics::new(CallLog::new());
+        metrics.reconcile_started();
+        metrics.reconcile_failed("secret");
+        metrics.set_phase("media/photos".into(), Some(Phase::Ready));
+        metrics.set_phase("media/thumbs".into(), Some(Phase::Ready));
+        metrics.set_phase("media/old".into(), Some(Phase::Deleting));
+        metrics.set_phase("media/old".into(), None);
+        let text = metrics.encode();
+        for line in [
+            "imagepipeline_reconciles_total 1",
+            "imagepipeline_reconcile_failures_total{error=\"secret\"} 1",
+            "imagepipeline_pipelines{phase=\"Ready\"} 2",
+            "imagepipeline_pipelines{phase=\"Deleting\"} 0",
+            "imagepipeline_leader 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
+    }
+}

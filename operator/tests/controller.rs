@@ -1,0 +1,1192 @@
+//! The controller's reconcile, scenario by scenario, against a scripted mock
+//! apiserver (tower-test, as kube-rs's controller-rs does) and a real AWS
+//! emulator (moto server over HTTP). Each script lists the Kubernetes calls a
+//! reconcile must make, in order: a call it does not expect fails the test,
+//! and so does one it expects and never sees. Events are answered whenever
+//! they come and checked afterwards.
+//!
+//! The last test derives the operator's Kubernetes permissions from the calls
+//! of every scenario, of the watches and of the leader election, and compares
+//! them with `operator/rbac/rules.yaml`, the rules the chart grants.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use imagepipeline_e2e::{AwsEmulator, repo_root};
+use imagepipeline_operator::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
+use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::controller::metrics::Metrics;
+use imagepipeline_operator::controller::run::{WATCHED, elect_leader, run_controller};
+use imagepipeline_operator::controller::{
+    AwsSource, Context, Error, EventPublisher, FINALIZER, OwnedStores, OwnedWriters, Timing, reconcile,
+};
+use imagepipeline_operator::engine::{ComponentKind, Engine, Owner};
+use imagepipeline_operator::manifest;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::{MINIMAL, owned_resources};
+use tower_test::mock;
+
+mod support;
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+const PIPELINE: &str = MINIMAL;
+
+const PIPELINE_PATH: &str = "/apis/imagepipeline.io/v1alpha1/namespaces/media/imagepipelines/photos";
+const STATUS_PATH: &str = "/apis/imagepipeline.io/v1alpha1/namespaces/media/imagepipelines/photos/status";
+const KEYS_SECRET_PATH: &str = "/api/v1/namespaces/media/secrets/photos-upload-api-keys";
+const SECRETS_PATH: &str = "/api/v1/namespaces/media/secrets";
+const CONFIG_MAP_PATH: &str = "/api/v1/namespaces/media/configmaps/photos-endpoints";
+const SERVICE_ACCOUNT_PATH: &str = "/api/v1/namespaces/media/serviceaccounts/photos-services";
+const UPLOAD_DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/media/deployments/photos-upload-api";
+const BRIDGE_DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/media/deployments/photos-stream-bridge";
+const UPLOAD_SERVICE_PATH: &str = "/api/v1/namespaces/media/services/photos-upload-api";
+const UPLOAD_BUDGET_PATH: &str = "/apis/policy/v1/namespaces/media/poddisruptionbudgets/photos-upload-api";
+const BRIDGE_BUDGET_PATH: &str = "/apis/policy/v1/namespaces/media/poddisruptionbudgets/photos-stream-bridge";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/media/events";
+
+/// A request the code made, with its JSON body.
+#[derive(Clone, Debug)]
+struct Call {
+    method: Method,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+type Reply = Box<dyn FnOnce(&Call) -> (u16, Value) + Send>;
+
+/// One call a script expects.
+struct Expect {
+    method: Method,
+    path: String,
+    /// Skipped when the next call is something else.
+    optional: bool,
+    reply: Reply,
+}
+
+fn expect(method: Method, path: &str, reply: impl FnOnce(&Call) -> (u16, Value) + Send + 'static) -> Expect {
+    Expect {
+        method,
+        path: path.to_owned(),
+        optional: false,
+        reply: Box::new(reply),
+    }
+}
+
+fn maybe(method: Method, path: &str, reply: impl FnOnce(&Call) -> (u16, Value) + Send + 'static) -> Expect {
+    Expect {
+        optional: true,
+        ..expect(method, path, reply)
+    }
+}
+
+/// The object sent, as the API server stores it.
+fn echo(call: &Call) -> (u16, Value) {
+    let mut object = call.body.clone();
+    object["metadata"]["uid"] = json!(format!(
+        "uid-{}",
+        call.path.rsplit('/').next().unwrap_or_default()
+    ));
+    object["metadata"]["resourceVersion"] = json!("1");
+    object["metadata"]["generation"] = json!(1);
+    (if call.method == Method::POST { 201 } else { 200 }, object)
+}
+
+/// A Deployment as applied, with every replica available.
+fn rolled_out(call: &Call) -> (u16, Value) {
+    let (code, mut object) = echo(call);
+    let replicas = object["spec"]["replicas"].clone();
+    object["status"] = json!({
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    });
+    (code, object)
+}
+
+fn not_found(_: &Call) -> (u16, Value) {
+    (
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
+}
+
+/// The pipeline as stored after a status patch.
+fn stored_status(call: &Call) -> (u16, Value) {
+    let mut stored = serde_json::to_value(new_pipeline(PIPELINE)).expect("JSON");
+    stored["status"] = call.body["status"].clone();
+    (200, stored)
+}
+
+fn status_of(call: &Call) -> ImagePipelineStatus {
+    serde_json::from_value(call.body["status"].clone()).expect("a valid status")
+}
+
+/// What a reconcile did, as the mock apiserver saw it.
+#[derive(Debug, Default)]
+struct Recorded {
+    calls: Vec<Call>,
+    events: Vec<Value>,
+}
+
+impl Recorded {
+    fn body(&self, method: Method, path: &str) -> &Value {
+        &self
+            .calls
+            .iter()
+            .find(|c| c.method == method && c.path == path)
+            .unwrap_or_else(|| panic!("no {method} {path}"))
+            .body
+    }
+
+    fn status(&self) -> Option<ImagePipelineStatus> {
+        self.calls
+            .iter()
+            .rev()
+            .find(|c| c.path == STATUS_PATH)
+            .map(status_of)
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+async fn read(request: Request<Body>) -> Call {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let bytes = request.into_body().collect_bytes().await.expect("a request body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("a JSON body")
+    };
+    Call {
+        method,
+        path,
+        query,
+        body,
+    }
+}
+
+fn respond(send: mock::SendResponse<Response<Body>>, code: u16, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(body).expect("JSON")))
+            .expect("a response"),
+    );
+}
+
+/// Answers the reconcile's calls from `script` until `done`; events are
+/// answered whenever they come.
+async fn serve(
+    mut handle: Handle,
+    script: Vec<Expect>,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) -> (Handle, Recorded) {
+    let mut script: VecDeque<Expect> = script.into();
+    let mut recorded = Recorded::default();
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = handle.next_request() => next,
+            _ = &mut done => break,
+        };
+        let Some((request, send)) = next else { break };
+        let call = read(request).await;
+        if call.method == Method::POST && call.path.ends_with("/events") {
+            respond(send, 201, &call.body);
+            recorded.events.push(call.body);
+            continue;
+        }
+        while script
+            .front()
+            .is_some_and(|step| step.optional && (step.method != call.method || step.path != call.path))
+        {
+            script.pop_front();
+        }
+        let step = script.pop_front().unwrap_or_else(|| {
+            panic!(
+                "unexpected call after the script ended: {} {}?{}\n{:#}",
+                call.method, call.path, call.query, call.body
+            )
+        });
+        assert!(
+            step.method == call.method && step.path == call.path,
+            "expected {} {}, the code called {} {}?{}\n{:#}",
+            step.method,
+            step.path,
+            call.method,
+            call.path,
+            call.query,
+            call.body
+        );
+        let (code, body) = (step.reply)(&call);
+        respond(send, code, &body);
+        recorded.calls.push(call);
+    }
+    let forgotten: Vec<String> = script
+        .iter()
+        .filter(|step| !step.optional)
+        .map(|step| format!("{} {}", step.method, step.path))
+        .collect();
+    assert!(
+        forgotten.is_empty(),
+        "the reconcile never made these calls: {forgotten:#?}"
+    );
+    (handle, recorded)
+}
+
+/// A controller context with default timing, recording its AWS calls.
+fn context(client: Client, sdk: aws_config::SdkConfig) -> (Context, OwnedWriters) {
+    let calls = CallLog::new();
+    let (owned, writers) = OwnedStores::new();
+    let ctx = Context::new(
+        client.clone(),
+        AwsSource::new(sdk, calls.clone()),
+        EventPublisher::new(client, "imagepipeline-operator-0"),
+        Metrics::new(calls),
+        Timing::default(),
+        owned,
+    );
+    (ctx, writers)
+}
+
+/// A controller context against the mock apiserver and the emulator.
+struct Fixture {
+    emulator: AwsEmulator,
+    ctx: Arc<Context>,
+    handle: Option<Handle>,
+    writers: OwnedWriters,
+    calls: CallLog,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let (ctx, writers) = context(client, emulator.sdk_config().await);
+        let calls = ctx.metrics.calls().clone();
+        Self {
+            emulator,
+            ctx: Arc::new(ctx),
+            handle: Some(handle),
+            writers,
+            calls,
+        }
+    }
+
+    /// One reconcile of `pipeline` against `script`.
+    async fn reconcile(
+        &mut self,
+        pipeline: &ImagePipeline,
+        script: Vec<Expect>,
+    ) -> (Result<Action, Error>, Recorded) {
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let handle = self.handle.take().expect("one reconcile at a time");
+        let server = tokio::spawn(serve(handle, script, done_rx));
+        let result = tokio::time::timeout(
+            Duration::from_secs(120),
+            reconcile(Arc::new(pipeline.clone()), self.ctx.clone()),
+        )
+        .await
+        .expect("the reconcile finishes within 2 minutes");
+        let _ = done.send(());
+        let (handle, recorded) = match server.await {
+            Ok(served) => served,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        };
+        self.handle = Some(handle);
+        (result, recorded)
+    }
+
+    /// Clients of the emulator, apart from the controller's.
+    async fn aws(&self) -> AwsClients {
+        let config = self.emulator.sdk_config().await;
+        AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients")
+    }
+
+    /// The engine's own view of AWS for `pipeline`.
+    async fn engine(
+        &self,
+        pipeline: &ImagePipeline,
+    ) -> (Engine, imagepipeline_operator::engine::PipelineContext) {
+        let engine = Engine::new(self.aws().await);
+        let owner = Owner {
+            namespace: pipeline.namespace().unwrap(),
+            name: pipeline.name_any(),
+        };
+        let ctx = engine
+            .context(owner, pipeline.spec.clone())
+            .await
+            .expect("account");
+        (engine, ctx)
+    }
+}
+
+/// The pipeline as `kubectl apply` stores it: defaults filled in, a uid and
+/// a generation.
+fn new_pipeline(yaml: &str) -> ImagePipeline {
+    let mut pipeline = manifest::parse(Path::new("test.yaml"), yaml)
+        .expect("a valid manifest")
+        .remove(0);
+    pipeline.metadata.uid = Some("5d2a7c1e-pipeline-uid".into());
+    pipeline.metadata.generation = Some(1);
+    pipeline.metadata.resource_version = Some("1".into());
+    pipeline
+}
+
+fn seed<K: serde::de::DeserializeOwned>(value: Value) -> K {
+    serde_json::from_value(value).expect("an object")
+}
+
+fn with_finalizer(mut pipeline: ImagePipeline) -> ImagePipeline {
+    pipeline.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    pipeline
+}
+
+fn with_status(mut pipeline: ImagePipeline, status: Option<ImagePipelineStatus>) -> ImagePipeline {
+    pipeline.status = status;
+    pipeline
+}
+
+/// The Secret the operator generated, as the API server returns it.
+fn generated_secret(recorded: &Recorded) -> Value {
+    echo(&Call {
+        method: Method::GET,
+        path: KEYS_SECRET_PATH.into(),
+        query: String::new(),
+        body: recorded.body(Method::POST, SECRETS_PATH).clone(),
+    })
+    .1
+}
+
+fn condition<'a>(
+    status: &'a ImagePipelineStatus,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:#?}", status.conditions))
+}
+
+/// The calls of applying the services, Deployments answered as `deployment`.
+fn services_script(deployment: fn(&Call) -> (u16, Value), budgets: &[&str]) -> Vec<Expect> {
+    let mut script = vec![
+        expect(Method::PATCH, CONFIG_MAP_PATH, echo),
+        expect(Method::PATCH, SERVICE_ACCOUNT_PATH, echo),
+        expect(Method::PATCH, UPLOAD_DEPLOYMENT_PATH, deployment),
+        expect(Method::PATCH, BRIDGE_DEPLOYMENT_PATH, deployment),
+        expect(Method::PATCH, UPLOAD_SERVICE_PATH, echo),
+    ];
+    script.extend(budgets.iter().map(|path| expect(Method::PATCH, path, echo)));
+    script
+}
+
+/// New pipeline → finalizer → Provisioning → Ready → unchanged → scaled down.
+async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
+    let mut fx = Fixture::new().await;
+    let mut log = Vec::new();
+    let pipeline = new_pipeline(PIPELINE);
+
+    // 1. The finalizer comes first, and nothing else happens.
+    let (result, recorded) = fx
+        .reconcile(
+            &pipeline,
+            vec![expect(Method::PATCH, PIPELINE_PATH, |call: &Call| {
+                let ops = call.body.as_array().expect("a JSON patch");
+                assert!(
+                    ops.iter()
+                        .any(|op| op["op"] == "add" && op["value"] == json!([FINALIZER])),
+                    "{ops:?}"
+                );
+                (
+                    200,
+                    serde_json::to_value(with_finalizer(new_pipeline(PIPELINE))).unwrap(),
+                )
+            })],
+        )
+        .await;
+    assert_eq!(result.expect("finalizer added"), Action::await_change());
+    assert_eq!(
+        fx.calls.total(),
+        0,
+        "no AWS call before the finalizer is in place"
+    );
+    log.push(recorded);
+
+    // 2. AWS is built; the services are applied; their pods are not up yet.
+    let pipeline = with_finalizer(pipeline);
+    let mut script = vec![
+        expect(Method::GET, KEYS_SECRET_PATH, not_found),
+        expect(Method::POST, SECRETS_PATH, echo),
+    ];
+    script.extend(services_script(echo, &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH]));
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    let action = result.expect("reconciled");
+    assert_eq!(
+        action,
+        Action::requeue(Timing::default().progress_interval),
+        "comes back soon while rolling out"
+    );
+    let status = recorded.status().expect("a status");
+    assert_eq!(status.phase, Some(Phase::Provisioning));
+    assert_eq!(status.observed_generation, Some(1));
+    for component in ComponentKind::ALL {
+        let condition = condition(&status, &component.condition_type());
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "Ready"),
+            "{component}"
+        );
+    }
+    let services = condition(&status, "ServicesReady");
+    assert_eq!(
+        (services.status.as_str(), services.reason.as_str()),
+        ("False", "RollingOut")
+    );
+    assert!(
+        services.message.contains("photos-upload-api: 0/2 available"),
+        "{}",
+        services.message
+    );
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.message.as_str()),
+        ("False", "not ready: Services")
+    );
+    let endpoints = status.endpoints.clone().expect("endpoints");
+    assert_eq!(
+        endpoints.in_cluster_upload_url.as_deref(),
+        Some("http://photos-upload-api.media.svc")
+    );
+    let bucket = endpoints.bucket.clone().expect("bucket");
+    let table = endpoints.table.clone().expect("table");
+    let stream = endpoints.delivery_stream.clone().expect("delivery stream");
+    let bootstrap = endpoints.kafka_bootstrap.clone().expect("Kafka bootstrap");
+    assert!(
+        endpoints.upload_url.is_some() && endpoints.warehouse.is_some(),
+        "{endpoints:?}"
+    );
+
+    // The API keys Secret was generated, owned by the pipeline.
+    let secret = recorded.body(Method::POST, SECRETS_PATH);
+    assert_eq!(secret["metadata"]["name"], "photos-upload-api-keys");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        "5d2a7c1e-pipeline-uid"
+    );
+    assert!(
+        secret["data"]["api-keys"]
+            .as_str()
+            .is_some_and(|key| key.len() > 40)
+    );
+
+    // The ConfigMap carries the endpoints under the contract's names.
+    let config = &recorded.body(Method::PATCH, CONFIG_MAP_PATH)["data"];
+    assert_eq!(config["PIPELINE_BUCKET"], bucket.as_str());
+    assert_eq!(config["PIPELINE_TABLE"], table.as_str());
+    assert_eq!(config["PIPELINE_DELIVERY_STREAM"], stream.as_str());
+    assert_eq!(config["KAFKA_BOOTSTRAP_SERVERS"], bootstrap.as_str());
+    assert_eq!(config["AWS_REGION"], "eu-west-1");
+    assert_eq!(config["AWS_ENDPOINT_URL"], fx.emulator.endpoint_url());
+
+    // Every object: server-side applied under our field manager, owned by the
+    // pipeline, the pods locked down and configured from the ConfigMap.
+    for call in recorded
+        .calls
+        .iter()
+        .filter(|c| c.method == Method::PATCH && c.path != STATUS_PATH)
+    {
+        assert!(
+            call.query.contains("fieldManager=imagepipeline-operator"),
+            "{}?{}",
+            call.path,
+            call.query
+        );
+        assert!(call.query.contains("force=true"), "{}?{}", call.path, call.query);
+        let owner = &call.body["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (
+                &owner["kind"],
+                &owner["name"],
+                &owner["uid"],
+                &owner["controller"]
+            ),
+            (
+                &json!("ImagePipeline"),
+                &json!("photos"),
+                &json!("5d2a7c1e-pipeline-uid"),
+                &json!(true)
+            ),
+            "{}",
+            call.path
+        );
+    }
+    for path in [UPLOAD_DEPLOYMENT_PATH, BRIDGE_DEPLOYMENT_PATH] {
+        let pod = &recorded.body(Method::PATCH, path)["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{path}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{path}"
+        );
+        let container = &pod["containers"][0];
+        let security = &container["securityContext"];
+        assert_eq!(security["readOnlyRootFilesystem"], true, "{path}");
+        assert_eq!(security["allowPrivilegeEscalation"], false, "{path}");
+        assert_eq!(security["capabilities"]["drop"], json!(["ALL"]), "{path}");
+        assert_eq!(
+            container["envFrom"][0]["configMapRef"]["name"], "photos-endpoints",
+            "{path}"
+        );
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"], "/healthz",
+            "{path}"
+        );
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"], "/readyz",
+            "{path}"
+        );
+        assert!(container["resources"]["limits"]["memory"].is_string(), "{path}");
+    }
+    let reasons = recorded.event_reasons();
+    assert!(reasons.contains(&"Created".to_owned()), "{reasons:?}");
+    let notes: Vec<&str> = recorded
+        .events
+        .iter()
+        .filter_map(|e| e["note"].as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("Storage: ") && n.contains(&bucket)),
+        "{notes:#?}"
+    );
+    log.push(recorded);
+
+    // 3. The pods are up: Ready, with no AWS change.
+    let pipeline = with_status(pipeline, Some(status));
+    let mutations_before = fx.calls.successful_mutations();
+    let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
+        let secret = generated_secret(&log[1]);
+        move |_: &Call| (200, secret)
+    })];
+    script.extend(services_script(
+        rolled_out,
+        &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH],
+    ));
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(Timing::default().requeue_after)
+    );
+    assert_eq!(
+        fx.calls.successful_mutations(),
+        mutations_before,
+        "AWS already matched the spec"
+    );
+    let ready_status = recorded.status().expect("a status");
+    assert_eq!(ready_status.phase, Some(Phase::Ready));
+    let previous = pipeline.status.as_ref().unwrap();
+    for type_ in ["Ready", "ServicesReady"] {
+        assert_eq!(condition(&ready_status, type_).status, "True", "{type_}");
+    }
+    for type_ in ["NetworkReady", "StorageReady"] {
+        assert_eq!(
+            condition(&ready_status, type_).last_transition_time,
+            condition(previous, type_).last_transition_time,
+            "an unchanged condition keeps its transition time"
+        );
+    }
+    assert!(
+        recorded.events.is_empty(),
+        "nothing changed in AWS: {:#?}",
+        recorded.events
+    );
+    log.push(recorded);
+
+    // 4. Nothing changed: no status patch (the script has none).
+    let pipeline = with_status(pipeline, Some(ready_status.clone()));
+    let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
+        let secret = generated_secret(&log[1]);
+        move |_: &Call| (200, secret)
+    })];
+    script.extend(services_script(
+        rolled_out,
+        &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH],
+    ));
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(Timing::default().requeue_after)
+    );
+    log.push(recorded);
+
+    // 5. Down to one upload replica: its disruption budget, seen by the
+    // watch, is no longer wanted and is deleted; so is an object of each
+    // kind under a name no longer used (left by an older operator).
+    let mut scaled = pipeline.clone();
+    scaled.spec.services.upload.replicas = 1;
+    scaled.metadata.generation = Some(2);
+    let budget: PodDisruptionBudget =
+        serde_json::from_value(log[1].body(Method::PATCH, UPLOAD_BUDGET_PATH).clone()).expect("a budget");
+    fx.writers
+        .disruption_budgets
+        .apply_watcher_event(&watcher::Event::Apply(budget));
+    let legacy = |path: &str| {
+        let mut object = log[1].body(Method::PATCH, path).clone();
+        object["metadata"]["name"] = json!("photos-legacy");
+        object
+    };
+    fx.writers
+        .deployments
+        .apply_watcher_event(&watcher::Event::Apply(seed(legacy(UPLOAD_DEPLOYMENT_PATH))));
+    fx.writers
+        .services
+        .apply_watcher_event(&watcher::Event::Apply(seed(legacy(UPLOAD_SERVICE_PATH))));
+    fx.writers
+        .config_maps
+        .apply_watcher_event(&watcher::Event::Apply(seed(legacy(CONFIG_MAP_PATH))));
+    fx.writers
+        .service_accounts
+        .apply_watcher_event(&watcher::Event::Apply(seed(legacy(SERVICE_ACCOUNT_PATH))));
+    let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
+        let secret = generated_secret(&log[1]);
+        move |_: &Call| (200, secret)
+    })];
+    script.extend(services_script(rolled_out, &[BRIDGE_BUDGET_PATH]));
+    let deleted = |_: &Call| {
+        (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        )
+    };
+    script.extend([
+        expect(
+            Method::DELETE,
+            "/apis/apps/v1/namespaces/media/deployments/photos-legacy",
+            deleted,
+        ),
+        expect(Method::DELETE, UPLOAD_BUDGET_PATH, deleted),
+        expect(
+            Method::DELETE,
+            "/api/v1/namespaces/media/services/photos-legacy",
+            deleted,
+        ),
+        expect(
+            Method::DELETE,
+            "/api/v1/namespaces/media/configmaps/photos-legacy",
+            deleted,
+        ),
+        expect(
+            Method::DELETE,
+            "/api/v1/namespaces/media/serviceaccounts/photos-legacy",
+            deleted,
+        ),
+    ]);
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&scaled, script).await;
+    result.expect("reconciled");
+    assert_eq!(recorded.status().and_then(|s| s.observed_generation), Some(2));
+    assert_eq!(
+        recorded.body(Method::PATCH, UPLOAD_DEPLOYMENT_PATH)["spec"]["replicas"],
+        1
+    );
+    log.push(recorded);
+    log
+}
+
+#[tokio::test]
+async fn a_new_pipeline_gets_its_finalizer_then_provisions_then_is_ready_with_its_services() {
+    lifecycle_of_a_new_pipeline().await;
+}
+
+/// A deleted pipeline: AWS torn down, then the finalizer removed.
+async fn deletion_of_a_ready_pipeline() -> Vec<Recorded> {
+    let mut fx = Fixture::new().await;
+    let pipeline = with_finalizer(new_pipeline(PIPELINE));
+    let (engine, pipeline_ctx) = fx.engine(&pipeline).await;
+    for _ in 0..5 {
+        if engine.apply(&pipeline_ctx).await.is_ready() {
+            break;
+        }
+    }
+    let owner = "media/photos";
+    assert!(
+        !owned_resources(&fx.aws().await, owner).await.is_empty(),
+        "the pipeline exists in AWS"
+    );
+
+    let mut deleting = pipeline.clone();
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let mut log = Vec::new();
+    let mut finalizer_removed = false;
+    for _ in 0..8 {
+        let script = vec![
+            expect(Method::GET, KEYS_SECRET_PATH, not_found),
+            maybe(Method::PATCH, STATUS_PATH, stored_status),
+            maybe(Method::PATCH, PIPELINE_PATH, |call: &Call| {
+                let ops = call.body.as_array().expect("a JSON patch");
+                assert!(
+                    ops.iter()
+                        .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+                    "{ops:?}"
+                );
+                (
+                    200,
+                    json!({"apiVersion": "imagepipeline.io/v1alpha1", "kind": "ImagePipeline", "metadata": {"name": "photos", "namespace": "media"}, "spec": {"region": "eu-west-1", "network": {"availabilityZones": ["a", "b"]}}}),
+                )
+            }),
+        ];
+        let (result, recorded) = fx.reconcile(&deleting, script).await;
+        if let Some(status) = recorded.status() {
+            assert_eq!(status.phase, Some(Phase::Deleting));
+            deleting.status = Some(status);
+        }
+        finalizer_removed = recorded.calls.iter().any(|c| c.path == PIPELINE_PATH);
+        log.push(recorded);
+        match result {
+            Ok(action) => {
+                assert!(finalizer_removed, "a finished cleanup removes the finalizer");
+                assert_eq!(action, Action::await_change());
+                break;
+            }
+            Err(Error::CleanupPending { message, blocked }) => {
+                assert!(!blocked, "moto deletes everything: {message}");
+                assert!(!finalizer_removed);
+            }
+            Err(other) => panic!("cleanup failed: {other}"),
+        }
+    }
+    assert!(finalizer_removed, "cleanup did not finish in 8 reconciles");
+    assert_eq!(
+        owned_resources(&fx.aws().await, owner).await,
+        Vec::<String>::new(),
+        "nothing owned is left"
+    );
+    let reasons: Vec<String> = log.iter().flat_map(Recorded::event_reasons).collect();
+    assert!(
+        reasons.contains(&"Deleted".to_owned()) && reasons.contains(&"CleanedUp".to_owned()),
+        "{reasons:?}"
+    );
+    log
+}
+
+#[tokio::test]
+async fn deleting_a_pipeline_removes_its_aws_resources_then_its_finalizer() {
+    deletion_of_a_ready_pipeline().await;
+}
+
+/// `spec.paused`: observed and reported, nothing changed.
+async fn a_paused_pipeline() -> Vec<Recorded> {
+    let mut fx = Fixture::new().await;
+    let pipeline = with_finalizer(new_pipeline(&format!("{PIPELINE}  paused: true\n")));
+    let script = vec![
+        expect(Method::GET, KEYS_SECRET_PATH, not_found),
+        expect(Method::PATCH, STATUS_PATH, stored_status),
+    ];
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(Timing::default().requeue_after)
+    );
+    assert!(fx.calls.total() > 0, "AWS was observed");
+    assert_eq!(
+        fx.calls.successful_mutations(),
+        0,
+        "and not changed: {:#?}",
+        fx.calls.counts()
+    );
+    let status = recorded.status().expect("a status");
+    assert_eq!(status.phase, Some(Phase::Paused));
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ReconciliationPaused")
+    );
+    assert_eq!(condition(&status, "StorageReady").reason, "ChangesPending");
+    assert_eq!(recorded.event_reasons(), ["ReconciliationPaused"]);
+    vec![recorded]
+}
+
+#[tokio::test]
+async fn a_paused_pipeline_is_observed_and_reported_and_nothing_is_changed() {
+    a_paused_pipeline().await;
+}
+
+/// A terminal error: a condition and one event, then a wait for the spec.
+async fn a_pipeline_with_a_terminal_error() -> Vec<Recorded> {
+    let mut fx = Fixture::new().await;
+    let shared = "  storage: { bucketName: shared-photos }\n";
+    let other = new_pipeline(&format!(
+        "{}{shared}",
+        PIPELINE.replace("name: photos", "name: portraits")
+    ));
+    let (engine, other_ctx) = fx.engine(&other).await;
+    engine.apply(&other_ctx).await;
+
+    let pipeline = with_finalizer(new_pipeline(&format!("{PIPELINE}{shared}")));
+    let script = vec![
+        expect(Method::GET, KEYS_SECRET_PATH, not_found),
+        expect(Method::POST, SECRETS_PATH, echo),
+        expect(Method::PATCH, STATUS_PATH, stored_status),
+    ];
+    let (result, first) = fx.reconcile(&pipeline, script).await;
+    assert_eq!(
+        result.expect("a terminal error is reported, not retried"),
+        Action::requeue(Timing::default().requeue_after),
+        "no tight requeue"
+    );
+    let status = first.status().expect("a status");
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let storage = condition(&status, "StorageReady");
+    assert_eq!(storage.reason, "OwnedByAnotherPipeline");
+    assert!(storage.message.contains("media/portraits"), "{}", storage.message);
+    let warnings: Vec<&Value> = first.events.iter().filter(|e| e["type"] == "Warning").collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["reason"], "OwnedByAnotherPipeline");
+    assert!(warnings[0]["note"].as_str().unwrap().starts_with("Storage: "));
+    assert_eq!(warnings[0]["regarding"]["uid"], "5d2a7c1e-pipeline-uid");
+
+    // The periodic pass fails the same way: no new event, no status patch.
+    let pipeline = with_status(pipeline, Some(status));
+    let secret = generated_secret(&first);
+    let script = vec![expect(Method::GET, KEYS_SECRET_PATH, move |_: &Call| {
+        (200, secret)
+    })];
+    let (result, second) = fx.reconcile(&pipeline, script).await;
+    assert_eq!(
+        result.expect("reported"),
+        Action::requeue(Timing::default().requeue_after)
+    );
+    assert!(second.events.is_empty(), "{:#?}", second.events);
+    vec![first, second]
+}
+
+#[tokio::test]
+async fn a_terminal_error_is_a_condition_and_one_event_without_a_tight_requeue() {
+    a_pipeline_with_a_terminal_error().await;
+}
+
+/// A missing Secret the spec names is an error event naming the field.
+async fn a_missing_master_user_secret() -> Vec<Recorded> {
+    let mut fx = Fixture::new().await;
+    let yaml = PIPELINE.replace(
+        "analytics: { nodes: 1 }",
+        "analytics: { nodes: 1, masterUserSecretRef: { name: warehouse-admin } }",
+    );
+    let pipeline = with_finalizer(new_pipeline(&yaml));
+    let script = vec![expect(
+        Method::GET,
+        "/api/v1/namespaces/media/secrets/warehouse-admin",
+        not_found,
+    )];
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    let err = result.expect_err("no Secret, no reconcile");
+    assert!(
+        err.to_string().contains("spec.analytics.masterUserSecretRef")
+            && err.to_string().contains("media/warehouse-admin"),
+        "{err}"
+    );
+    assert_eq!(recorded.event_reasons(), ["SecretUnavailable"]);
+    assert_eq!(fx.calls.successful_mutations(), 0);
+    vec![recorded]
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_an_error_naming_the_field_and_changes_nothing() {
+    a_missing_master_user_secret().await;
+}
+
+// ---------------------------------------------------------------------------
+// Leader election and the watches, against a mock apiserver that answers
+// whatever comes, recording it.
+
+/// Answers Lease calls as an API server holding one Lease would, and LIST
+/// and WATCH calls with nothing, until dropped; returns every call.
+async fn answer_anything(mut handle: Handle, mut stop: tokio::sync::oneshot::Receiver<()>) -> Vec<Call> {
+    let mut calls = Vec::new();
+    let mut lease: Option<Value> = None;
+    loop {
+        let next = tokio::select! {
+            next = handle.next_request() => next,
+            _ = &mut stop => break,
+        };
+        let Some((request, send)) = next else { break };
+        let call = read(request).await;
+        let (code, body) = if call.path.contains("/leases") {
+            match call.method {
+                Method::GET => match &lease {
+                    Some(lease) => (200, lease.clone()),
+                    None => not_found(&call),
+                },
+                _ => {
+                    // Server-side apply merges what the patch names into the object.
+                    let mut stored = lease.take().unwrap_or_else(|| json!({}));
+                    merge(&mut stored, &call.body);
+                    stored["metadata"]["resourceVersion"] = json!((calls.len() + 1).to_string());
+                    lease = Some(stored.clone());
+                    (if call.method == Method::POST { 201 } else { 200 }, stored)
+                }
+            }
+        } else if call.query.contains("watch=true") {
+            // An empty watch ends at once; the watcher starts another later.
+            (200, Value::Null)
+        } else {
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}),
+            )
+        };
+        if body.is_null() {
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::empty())
+                    .expect("a response"),
+            );
+        } else {
+            respond(send, code, &body);
+        }
+        calls.push(call);
+    }
+    calls
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+/// The calls `work` makes through a client of a mock apiserver that answers
+/// anything.
+async fn calls_of<Work: Future<Output = ()>>(work: impl FnOnce(Client) -> Work) -> Vec<Call> {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(answer_anything(handle, stopped));
+    work(Client::new(service, "default")).await;
+    let _ = stop.send(());
+    server.await.expect("the mock apiserver")
+}
+
+async fn leader_election_calls() -> Vec<Call> {
+    calls_of(|client| async move {
+        let election = elect_leader(
+            client,
+            "imagepipeline-operator",
+            "operators",
+            "imagepipeline-operator-0",
+            15,
+        );
+        let leader = tokio::time::timeout(Duration::from_secs(20), election)
+            .await
+            .expect("the election ends within 20 s")
+            .expect("the lease is taken");
+        leader.release().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_replica_takes_a_free_lease_and_gives_it_back() {
+    let calls = leader_election_calls().await;
+    let lease_writes: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.path.contains("/namespaces/operators/leases") && c.method != Method::GET)
+        .collect();
+    let holders: Vec<&Value> = lease_writes
+        .iter()
+        .map(|c| &c.body["spec"]["holderIdentity"])
+        .collect();
+    assert!(
+        holders.contains(&&json!("imagepipeline-operator-0")),
+        "{lease_writes:#?}"
+    );
+}
+
+async fn watch_calls() -> Vec<Call> {
+    calls_of(|client| async move {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let (ctx, writers) = context(client.clone(), sdk);
+        let (quit, quitting) = tokio::sync::oneshot::channel::<()>();
+        let controller = tokio::spawn(async move {
+            let stop = async move {
+                let _ = quitting.await;
+            };
+            run_controller(&client, None, 4, Arc::new(ctx), writers, stop).await;
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = quit.send(());
+        tokio::time::timeout(Duration::from_secs(10), controller)
+            .await
+            .expect("the controller stops on request")
+            .expect("the controller task");
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// RBAC: what the calls need, against what the chart will grant.
+
+/// `(apiGroup, resource[/subresource], verb)`.
+type Permission = (String, String, String);
+
+fn permission(call: &Call) -> Permission {
+    let segments: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => panic!("not an API path: {}", call.path),
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, rest @ ..] => rest,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [resource] => ((*resource).to_owned(), false),
+        [resource, _name] => ((*resource).to_owned(), true),
+        [resource, _name, subresource] => (format!("{resource}/{subresource}"), true),
+        _ => panic!("unexpected API path: {}", call.path),
+    };
+    let verb = match (&call.method, named) {
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) if call.query.contains("watch=true") => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PATCH, _) => "patch",
+        (&Method::PUT, _) => "update",
+        (&Method::DELETE, _) => "delete",
+        (method, _) => panic!("unexpected method {method}"),
+    };
+    (group, resource, verb.to_owned())
+}
+
+/// Permissions `calls` need. An owner reference that blocks its owner's
+/// deletion also needs `update` on the owner's `finalizers` subresource.
+fn needed(calls: &[Call]) -> BTreeSet<Permission> {
+    let mut permissions: BTreeSet<Permission> = calls.iter().map(permission).collect();
+    let blocks_owner = calls.iter().any(|call| {
+        call.body["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|owners| owners.iter().any(|o| o["blockOwnerDeletion"] == true))
+    });
+    if blocks_owner {
+        permissions.insert((
+            "imagepipeline.io".into(),
+            "imagepipelines/finalizers".into(),
+            "update".into(),
+        ));
+    }
+    permissions
+}
+
+/// The committed rules, expanded to single permissions.
+fn committed_rules() -> BTreeSet<Permission> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rule {
+        api_groups: Vec<String>,
+        resources: Vec<String>,
+        verbs: Vec<String>,
+    }
+    let path = repo_root().join("operator/rbac/rules.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let rules: Vec<Rule> =
+        serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let mut permissions = BTreeSet::new();
+    for rule in rules {
+        for group in &rule.api_groups {
+            for resource in &rule.resources {
+                for verb in &rule.verbs {
+                    permissions.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    permissions
+}
+
+#[tokio::test]
+async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
+    let mut calls: Vec<Call> = Vec::new();
+    let scenarios = [
+        lifecycle_of_a_new_pipeline().await,
+        deletion_of_a_ready_pipeline().await,
+        a_paused_pipeline().await,
+        a_pipeline_with_a_terminal_error().await,
+        a_missing_master_user_secret().await,
+    ];
+    for recorded in scenarios.into_iter().flatten() {
+        calls.extend(recorded.calls);
+        calls.extend(recorded.events.into_iter().map(|body| Call {
+            method: Method::POST,
+            path: EVENTS_PATH.to_owned(),
+            query: String::new(),
+            body,
+        }));
+    }
+    calls.extend(leader_election_calls().await);
+    let watches = watch_calls().await;
+    for (group, resource) in WATCHED {
+        for verb in ["list", "watch"] {
+            assert!(
+                watches
+                    .iter()
+                    .any(|c| permission(c) == (group.into(), resource.into(), verb.into())),
+                "the controller does not {verb} {group}/{resource}, which WATCHED lists"
+            );
+        }
+    }
+    calls.extend(watches);
+
+    let needed = needed(&calls);
+    let granted = committed_rules();
+    let missing: Vec<&Permission> = needed.difference(&granted).collect();
+    let unused: Vec<&Permission> = granted.difference(&needed).collect();
+    let by_resource = |set: &BTreeSet<Permission>| {
+        let mut table: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (group, resource, verb) in set {
+            table
+                .entry((group.clone(), resource.clone()))
+                .or_default()
+                .push(verb.clone());
+        }
+        table
+    };
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "operator/rbac/rules.yaml must grant exactly what the operator calls.\nmissing: {missing:#?}\nunused: {unused:#?}\nneeded, by resource: {:#?}",
+        by_resource(&needed)
+    );
+}

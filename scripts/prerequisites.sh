@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the build needs from the system, beyond what scripts/tools.sh installs:
 # a C toolchain, cmake and the libcurl headers (librdkafka is built from
-# source), and Python 3 with venv (for the pinned Python tools).
+# source), Python 3 with venv (for the pinned Python tools), and shellcheck
+# (the chart test checks the shell scripts with it).
 #
 #   scripts/prerequisites.sh          check; say what is missing and how to install it
 #   scripts/prerequisites.sh install  install what is missing with apt (CI, fresh machines)
@@ -14,6 +15,7 @@ command -v cmake >/dev/null || packages+=(cmake)
 command -v curl >/dev/null || packages+=(curl)
 echo '#include <curl/curl.h>' | cc -E - >/dev/null 2>&1 || packages+=(libcurl4-openssl-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+command -v shellcheck >/dev/null || packages+=(shellcheck)
 
 if [[ ${#packages[@]} -eq 0 ]]; then
   exit 0

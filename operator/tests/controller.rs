@@ -7,7 +7,8 @@
 //!
 //! The last test derives the operator's Kubernetes permissions from the calls
 //! of every scenario, of the watches and of the leader election, and compares
-//! them with `operator/rbac/rules.yaml`, the rules the chart grants.
+//! them with what the chart's ClusterRole and Roles grant, rendered by helm
+//! with each of its ways of granting them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response};
-use imagepipeline_e2e::{AwsEmulator, repo_root};
+use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::controller::metrics::Metrics;
@@ -34,6 +35,7 @@ use serde_json::{Value, json};
 use support::{MINIMAL, owned_resources};
 use tower_test::mock;
 
+mod helm;
 mod support;
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;
@@ -1057,7 +1059,7 @@ async fn watch_calls() -> Vec<Call> {
 }
 
 // ---------------------------------------------------------------------------
-// RBAC: what the calls need, against what the chart will grant.
+// RBAC: what the calls need, against what the chart grants.
 
 /// `(apiGroup, resource[/subresource], verb)`.
 type Permission = (String, String, String);
@@ -1111,30 +1113,106 @@ fn needed(calls: &[Call]) -> BTreeSet<Permission> {
     permissions
 }
 
-/// The committed rules, expanded to single permissions.
-fn committed_rules() -> BTreeSet<Permission> {
+/// What the chart grants the operator's ServiceAccount, expanded to single
+/// permissions, for each value set of [`helm::VALUE_SETS`]. Panics where a
+/// grant is in the wrong place: Lease permissions anywhere but a Role in the
+/// release namespace, the others anywhere but cluster-wide (every namespace
+/// watched) or a Role in the one watched namespace, and `resourceNames` that
+/// are not the operator's Lease.
+fn committed_rules() -> Vec<(&'static str, BTreeSet<Permission>)> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Rule {
         api_groups: Vec<String>,
         resources: Vec<String>,
         verbs: Vec<String>,
+        #[serde(default)]
+        resource_names: Vec<String>,
     }
-    let path = repo_root().join("operator/rbac/rules.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    let rules: Vec<Rule> =
-        serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    let mut permissions = BTreeSet::new();
-    for rule in rules {
-        for group in &rule.api_groups {
-            for resource in &rule.resources {
-                for verb in &rule.verbs {
-                    permissions.insert((group.clone(), resource.clone(), verb.clone()));
+    let namespace_of = |object: &Value| object["metadata"]["namespace"].as_str().map(str::to_owned);
+    helm::VALUE_SETS
+        .iter()
+        .map(|&(value_set, args)| {
+            let objects = helm::render(args);
+            let deployment = helm::only(&objects, "Deployment");
+            let account = &deployment["spec"]["template"]["spec"]["serviceAccountName"];
+            let lease = helm::container_env(deployment, "IMAGEPIPELINE_LEASE_NAME")
+                .unwrap_or_else(|| panic!("{value_set}: the Deployment names no Lease"));
+            let watched = helm::container_env(deployment, "WATCH_NAMESPACE").map(str::to_owned);
+            let mut permissions = BTreeSet::new();
+            for binding in objects
+                .iter()
+                .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+            {
+                let binds_operator = binding["subjects"].as_array().into_iter().flatten().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == *account
+                        && s["namespace"] == helm::RELEASE_NAMESPACE
+                });
+                if !binds_operator {
+                    continue;
+                }
+                // A RoleBinding grants in its namespace, also a ClusterRole's rules.
+                let scope = namespace_of(binding);
+                let role_ref = &binding["roleRef"];
+                let role = objects
+                    .iter()
+                    .find(|o| {
+                        o["kind"] == role_ref["kind"]
+                            && o["metadata"]["name"] == role_ref["name"]
+                            && (o["kind"] == "ClusterRole" || namespace_of(o) == scope)
+                    })
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{value_set}: {} binds {role_ref}, which the chart does not make",
+                            binding["metadata"]["name"]
+                        )
+                    });
+                let rules: Vec<Rule> = serde_json::from_value(role["rules"].clone())
+                    .unwrap_or_else(|e| panic!("{value_set}: rules of {}: {e}", role["metadata"]["name"]));
+                let granted_by = format!(
+                    "{} {} bound {}",
+                    role["kind"].as_str().unwrap_or_default(),
+                    role["metadata"]["name"].as_str().unwrap_or_default(),
+                    scope
+                        .as_ref()
+                        .map_or("cluster-wide".to_owned(), |namespace| format!("in {namespace}"))
+                );
+                for rule in rules {
+                    let leases = rule.resources.iter().any(|r| r == "leases");
+                    let expected_scope = if leases {
+                        Some(helm::RELEASE_NAMESPACE.to_owned())
+                    } else {
+                        watched.clone()
+                    };
+                    assert!(
+                        scope == expected_scope && (!leases || role["kind"] == "Role"),
+                        "{value_set}: {granted_by} grants {:?} on {:?}; these belong in {}",
+                        rule.verbs,
+                        rule.resources,
+                        match &expected_scope {
+                            Some(namespace) => format!("a Role in {namespace}"),
+                            None => "a ClusterRole bound cluster-wide".to_owned(),
+                        }
+                    );
+                    assert!(
+                        rule.resource_names.is_empty() || rule.resource_names == [lease],
+                        "{value_set}: {granted_by} limits {:?} to {:?}, not the operator's Lease {lease}",
+                        rule.resources,
+                        rule.resource_names
+                    );
+                    for group in &rule.api_groups {
+                        for resource in &rule.resources {
+                            for verb in &rule.verbs {
+                                permissions.insert((group.clone(), resource.clone(), verb.clone()));
+                            }
+                        }
+                    }
                 }
             }
-        }
-    }
-    permissions
+            (value_set, permissions)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -1171,9 +1249,6 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
     calls.extend(watches);
 
     let needed = needed(&calls);
-    let granted = committed_rules();
-    let missing: Vec<&Permission> = needed.difference(&granted).collect();
-    let unused: Vec<&Permission> = granted.difference(&needed).collect();
     let by_resource = |set: &BTreeSet<Permission>| {
         let mut table: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for (group, resource, verb) in set {
@@ -1184,9 +1259,13 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
         }
         table
     };
-    assert!(
-        missing.is_empty() && unused.is_empty(),
-        "operator/rbac/rules.yaml must grant exactly what the operator calls.\nmissing: {missing:#?}\nunused: {unused:#?}\nneeded, by resource: {:#?}",
-        by_resource(&needed)
-    );
+    for (value_set, granted) in committed_rules() {
+        let missing: Vec<&Permission> = needed.difference(&granted).collect();
+        let unused: Vec<&Permission> = granted.difference(&needed).collect();
+        assert!(
+            missing.is_empty() && unused.is_empty(),
+            "the chart's ClusterRole and Roles (rendered with {value_set}) must grant exactly what the operator calls.\nmissing: {missing:#?}\nunused: {unused:#?}\nneeded, by resource: {:#?}",
+            by_resource(&needed)
+        );
+    }
 }

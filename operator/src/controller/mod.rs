@@ -160,6 +160,7 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     pub timing: Timing,
     pub owned: OwnedStores,
+    services: ServiceSettings,
     backoffs: Mutex<HashMap<String, Backoff>>,
 }
 
@@ -179,13 +180,24 @@ impl Context {
             metrics,
             timing,
             owned,
+            services: ServiceSettings::default(),
             backoffs: Mutex::default(),
         }
+    }
+
+    /// What the services get from the operator's flags besides the
+    /// pipeline: the Secret and CA bundle of `--services-env-secret` and
+    /// `--services-ca-config-map`. The endpoint override is always the
+    /// operator's own.
+    pub fn with_service_settings(mut self, settings: ServiceSettings) -> Self {
+        self.services = settings;
+        self
     }
 
     fn service_settings(&self) -> ServiceSettings {
         ServiceSettings {
             aws_endpoint_url: self.aws.endpoint_url().map(str::to_owned),
+            ..self.services.clone()
         }
     }
 

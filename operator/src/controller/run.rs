@@ -22,7 +22,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
-use super::services::{MANAGED_BY, MANAGED_BY_LABEL};
+use super::services::{MANAGED_BY, MANAGED_BY_LABEL, ServiceSettings};
 use super::{
     AwsSource, Context, EventPublisher, OwnedStores, OwnedWriters, RECONCILE_REQUESTED_AT, Timing,
     error_policy, reconcile,
@@ -71,6 +71,16 @@ pub struct RunArgs {
     /// Write logs as JSON lines.
     #[arg(long, env = "IMAGEPIPELINE_LOG_JSON")]
     pub log_json: bool,
+    /// A Secret in each pipeline's namespace whose keys become environment
+    /// variables of the pipeline's services, e.g. an emulator's
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "IMAGEPIPELINE_SERVICES_ENV_SECRET")]
+    pub services_env_secret: Option<String>,
+    /// A ConfigMap in each pipeline's namespace whose key `ca.crt` holds the
+    /// CA certificates the services trust for AWS instead of the image's
+    /// (SSL_CERT_FILE), e.g. an emulator's CA.
+    #[arg(long, env = "IMAGEPIPELINE_SERVICES_CA_CONFIG_MAP")]
+    pub services_ca_config_map: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,18 +185,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
 
     let (owned, writers) = OwnedStores::new();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        AwsSource::new(sdk, calls),
-        EventPublisher::new(client.clone(), identity),
-        metrics.clone(),
-        Timing {
-            requeue_after: args.requeue_interval,
-            progress_interval: args.progress_interval,
-            ..Timing::default()
-        },
-        owned,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            AwsSource::new(sdk, calls),
+            EventPublisher::new(client.clone(), identity),
+            metrics.clone(),
+            Timing {
+                requeue_after: args.requeue_interval,
+                progress_interval: args.progress_interval,
+                ..Timing::default()
+            },
+            owned,
+        )
+        .with_service_settings(ServiceSettings {
+            env_secret: args.services_env_secret.clone(),
+            ca_config_map: args.services_ca_config_map.clone(),
+            ..ServiceSettings::default()
+        }),
+    );
     let namespace = args.namespace.as_deref();
     run_controller(&client, namespace, args.concurrency, ctx, writers, stop).await;
     metrics.set_leader(false);

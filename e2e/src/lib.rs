@@ -4,18 +4,35 @@
 //! - [`AwsEmulator`]: a moto server, reset before each test that leases it.
 //! - [`KafkaBroker`]: a tansu broker with its own sqlite store.
 //! - [`Tool`]: the pinned tools `scripts/tools.sh` installs into the cache.
+//! - [`Binary`]: the workspace's own binaries, as `cargo build` left them.
+//! - [`LocalPipeline`]: one ImagePipeline applied to the emulator by the
+//!   `imagepipeline` binary, with upload-api and stream-bridge running
+//!   against it; [`Samples`] and [`SampleRun`] send images through it, and
+//!   [`Report`] is what `make demo` prints of them.
 //!
 //! Every process is tied to the test process by a pipe on its stdin: when the
 //! test process ends, however it ends, the pipe closes and the process exits,
 //! so no emulator or broker outlives the tests.
 
 mod aws;
+mod binaries;
 mod error;
+mod inventory;
 mod kafka;
+pub mod local;
+mod probes;
 mod process;
+mod report;
+mod samples;
 mod tools;
 
 pub use aws::{AwsEmulator, REGION};
+pub use binaries::Binary;
 pub use error::HarnessError;
+pub use inventory::OWNER_TAG;
 pub use kafka::KafkaBroker;
+pub use local::LocalPipeline;
+pub use probes::{free_loopback_address, http_client, metric, metrics_text};
+pub use report::{Report, status_table};
+pub use samples::{SOURCE_HEADER, Sample, SampleRun, Samples, sha256_hex};
 pub use tools::{Tool, repo_root};

@@ -2,6 +2,7 @@ use std::{
     fs::File,
     future::Future,
     net::{SocketAddr, TcpListener},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
@@ -55,6 +56,10 @@ impl ServiceProcess {
             .stdin(Stdio::piped())
             .stdout(stdout)
             .stderr(stderr)
+            // Out of the terminal's process group: Ctrl-C reaches the program
+            // that started the service, which may still need it (the demo
+            // destroys its pipeline in the emulator before it stops).
+            .process_group(0)
             .spawn()
             .map_err(|source| HarnessError::Spawn {
                 what: what.to_owned(),

@@ -32,7 +32,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{MINIMAL, owned_resources};
+use support::MINIMAL;
 use tower_test::mock;
 
 mod helm;
@@ -736,7 +736,7 @@ async fn deletion_of_a_ready_pipeline() -> Vec<Recorded> {
     }
     let owner = "media/photos";
     assert!(
-        !owned_resources(&fx.aws().await, owner).await.is_empty(),
+        !fx.emulator.resources_owned_by(owner).await.unwrap().is_empty(),
         "the pipeline exists in AWS"
     );
 
@@ -785,7 +785,7 @@ async fn deletion_of_a_ready_pipeline() -> Vec<Recorded> {
     }
     assert!(finalizer_removed, "cleanup did not finish in 8 reconciles");
     assert_eq!(
-        owned_resources(&fx.aws().await, owner).await,
+        fx.emulator.resources_owned_by(owner).await.unwrap(),
         Vec::<String>::new(),
         "nothing owned is left"
     );

@@ -15,7 +15,7 @@ use imagepipeline_operator::engine::{
     ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext, RETAINED_TAG,
 };
 use imagepipeline_operator::manifest;
-use support::{MINIMAL, owned_resources, tag_map};
+use support::MINIMAL;
 
 mod support;
 
@@ -36,8 +36,20 @@ fn pipeline(yaml: &str) -> ImagePipeline {
         .remove(0)
 }
 
+fn tag_map<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
+    pairs.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// What the emulator holds tagged as the test pipeline's.
+async fn owned_by_photos(emulator: &AwsEmulator) -> Vec<String> {
+    emulator
+        .resources_owned_by("media/photos")
+        .await
+        .expect("the emulator lists its resources")
+}
+
 struct Fixture {
-    _emulator: AwsEmulator,
+    emulator: AwsEmulator,
     engine: Engine,
     ctx: PipelineContext,
 }
@@ -47,7 +59,7 @@ impl Fixture {
         let emulator = AwsEmulator::start().await.expect("moto server starts");
         let (engine, ctx) = engine_for(&emulator, &pipeline(yaml)).await;
         Self {
-            _emulator: emulator,
+            emulator,
             engine,
             ctx,
         }
@@ -544,7 +556,7 @@ async fn crash_after_each_mutation(first: u64) {
             last.is_none(),
             "converges after a crash following {injected:?}: {last:#?}"
         );
-        let resources = owned_resources(engine.aws(), "media/photos").await;
+        let resources = owned_by_photos(&emulator).await;
         assert_eq!(
             kinds(&resources),
             EVERY_RESOURCE,
@@ -675,15 +687,9 @@ async fn destroy_leaves_nothing_owned_behind() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        kinds(&owned_resources(fx.aws(), "media/photos").await),
-        EVERY_RESOURCE
-    );
+    assert_eq!(kinds(&owned_by_photos(&fx.emulator).await), EVERY_RESOURCE);
     fx.destroy_until_removed().await;
-    assert_eq!(
-        owned_resources(fx.aws(), "media/photos").await,
-        Vec::<String>::new()
-    );
+    assert_eq!(owned_by_photos(&fx.emulator).await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -693,7 +699,7 @@ async fn destroy_with_retain_keeps_bucket_table_and_cluster_and_tags_them_retain
             .await;
     fx.apply_until_ready().await;
     fx.destroy_until_removed().await;
-    let left = owned_resources(fx.aws(), "media/photos").await;
+    let left = owned_by_photos(&fx.emulator).await;
     // The cluster keeps its security group: AWS refuses to delete a group in use.
     assert_eq!(
         kinds(&left),

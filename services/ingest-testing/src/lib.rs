@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use imagepipeline_e2e::AwsEmulator;
+pub use imagepipeline_e2e::{free_loopback_address, http_client, metric};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::{Engine, Owner};
 use imagepipeline_operator::manifest;
@@ -214,41 +214,11 @@ pub fn image(image_type: ImageType, tag: u8, len: usize) -> Vec<u8> {
     bytes
 }
 
-/// An HTTP client for the services under test. The workspace's reqwest has
-/// no TLS provider of its own, so one is given (plain HTTP needs none, but
-/// the client will not build without it).
-pub fn http_client() -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default protocol versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .expect("an HTTP client builds")
-}
-
-/// A loopback address for a service under test to listen on: bound and
-/// released, then handed over, which is good enough on loopback.
-pub fn free_loopback_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-}
-
 /// The Prometheus text the service at `address` serves on `/metrics`.
 pub async fn metrics_text(address: SocketAddr) -> String {
-    http_client()
-        .get(format!("http://{address}/metrics"))
-        .send()
+    imagepipeline_e2e::metrics_text(address)
         .await
-        .and_then(reqwest::Response::error_for_status)
         .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics is text")
 }
 
 /// Waits until the service at `address` answers `/healthz`, for at most 10 s.
@@ -261,18 +231,6 @@ pub async fn wait_until_healthy(address: SocketAddr) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the service at {address} did not answer /healthz within 10 s");
-}
-
-/// The sum of every series of metric `name` (optionally with its labels, as
-/// `name{label="value"}`) in a Prometheus text exposition; 0 when absent.
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |sum, value| sum + value)
 }
 
 /// Peak resident set of process `pid` so far (VmHWM), in MiB.

@@ -1,0 +1,328 @@
+//! The local end-to-end test: `examples/imagepipeline.yaml` applied to the
+//! AWS emulator by the `imagepipeline` binary, upload-api and stream-bridge
+//! running against what it made (the bridge on a real Kafka-protocol
+//! broker), images sent both ways, checked where a user would look (S3,
+//! DynamoDB, the Firehose objects, the dead-letter topic), then destroyed.
+//!
+//! The binaries come from the workspace build: `cargo test --workspace`
+//! builds them first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use imagepipeline_e2e::local::{BRIDGE_SESSION_TIMEOUT, Landed, StoredObject};
+use imagepipeline_e2e::{LocalPipeline, SOURCE_HEADER, SampleRun, Samples, repo_root, sha256_hex};
+use serde_json::{Value, json};
+
+const CONDITIONS: [&str; 8] = [
+    "Ready",
+    "NetworkReady",
+    "StorageReady",
+    "MetadataReady",
+    "DeliveryReady",
+    "UploadTierReady",
+    "KafkaReady",
+    "AnalyticsReady",
+];
+const COMPONENTS: [&str; 7] = [
+    "Network",
+    "Storage",
+    "Metadata",
+    "Delivery",
+    "UploadTier",
+    "Kafka",
+    "Analytics",
+];
+
+/// The example pipeline, applied; `progress` holds what apply printed.
+async fn applied_example() -> (LocalPipeline, Vec<String>) {
+    let manifest = repo_root().join("examples/imagepipeline.yaml");
+    let mut pipeline = LocalPipeline::start(&manifest)
+        .await
+        .expect("emulator and broker start");
+    let mut progress = Vec::new();
+    let status = pipeline
+        .apply(|line| progress.push(line.to_owned()))
+        .await
+        .expect("imagepipeline apply succeeds")
+        .clone();
+    assert_eq!(status.phase.as_deref(), Some("Ready"), "{status:#?}");
+    for type_ in CONDITIONS {
+        let condition = status
+            .condition(type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {status:#?}"));
+        assert_eq!(condition.status, "True", "{condition:?}");
+    }
+    let endpoints = &status.endpoints;
+    for (what, value) in [
+        ("bucket", &endpoints.bucket),
+        ("table", &endpoints.table),
+        ("delivery stream", &endpoints.delivery_stream),
+        ("upload URL", &endpoints.upload_url),
+        ("Kafka bootstrap servers", &endpoints.kafka_bootstrap),
+        ("warehouse", &endpoints.warehouse),
+    ] {
+        assert!(value.is_some(), "the status has no {what}: {endpoints:?}");
+    }
+    (pipeline, progress)
+}
+
+fn object<'a>(landed: &'a Landed, key: &str) -> &'a StoredObject {
+    landed
+        .images
+        .iter()
+        .find(|o| o.key == key)
+        .unwrap_or_else(|| panic!("no object {key} among {:#?}", landed.images))
+}
+
+fn events_of<'a>(landed: &'a Landed, id: &str) -> Vec<&'a Value> {
+    landed.events.iter().filter(|e| e["id"] == id).collect()
+}
+
+async fn destroy_leaves_nothing(pipeline: &mut LocalPipeline) {
+    pipeline
+        .destroy(|_| {})
+        .await
+        .expect("imagepipeline destroy succeeds");
+    let left = pipeline
+        .leftovers()
+        .await
+        .expect("the emulator lists its resources");
+    assert!(
+        left.is_empty(),
+        "tagged as the pipeline's after destroy: {left:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and_destroy_leaves_nothing() {
+    let (mut pipeline, progress) = applied_example().await;
+    for component in COMPONENTS {
+        assert!(
+            progress
+                .iter()
+                .any(|l| l.trim_start().starts_with(component) && l.ends_with("ready")),
+            "apply reports {component} ready: {progress:#?}"
+        );
+    }
+    pipeline.start_upload_api().await.expect("upload-api starts");
+    pipeline
+        .start_stream_bridge()
+        .await
+        .expect("stream-bridge starts");
+    let samples = Samples::load().expect("e2e/samples");
+    assert_eq!(
+        (samples.upload.len(), samples.kafka.len()),
+        (4, 4),
+        "one of each type each way"
+    );
+    let run = SampleRun::send(&pipeline, &samples)
+        .await
+        .expect("the samples are sent");
+    let landed = &run.landed;
+    let status = pipeline.status().unwrap().clone();
+    let bucket = status.endpoints.bucket.clone().unwrap();
+
+    // Each upload: 201 with its item; the object, the same item in
+    // DynamoDB, and one event.
+    for (sample, upload) in &run.uploads {
+        assert_eq!(upload.status, 201, "{}: {}", sample.name, upload.body);
+        let item = &upload.body;
+        assert_eq!(item["sha256"], sample.sha256(), "{}", sample.name);
+        assert_eq!(item["contentType"], sample.content_type);
+        assert_eq!(item["bytes"], sample.bytes.len());
+        assert_eq!(item["source"], "api");
+        assert_eq!(item["bucket"], bucket.as_str());
+        let key = item["key"].as_str().unwrap();
+        let stored = object(landed, key);
+        assert_eq!(stored.content_type.as_deref(), Some(sample.content_type));
+        assert_eq!(stored.sha256.as_deref(), Some(sample.sha256().as_str()));
+        assert_eq!(stored.size, sample.bytes.len() as i64);
+        let id = item["id"].as_str().unwrap();
+        let in_table = landed.items.iter().find(|i| i["id"] == id);
+        assert_eq!(in_table, Some(item), "the DynamoDB item is what the API answered");
+        let events = events_of(landed, id);
+        assert_eq!(events.len(), 1, "one event for {}: {events:?}", sample.name);
+        assert_eq!(events[0], item, "the event carries the item's fields");
+    }
+
+    // The bad file: 415 with a JSON error, nothing stored.
+    let (bad, refused) = &run.bad_upload;
+    assert_eq!(refused.status, 415, "{}", refused.body);
+    assert!(refused.body["error"]["code"].is_string(), "{}", refused.body);
+    assert!(refused.body["error"]["message"].is_string(), "{}", refused.body);
+    assert!(
+        landed.items.iter().all(|i| i["sha256"] != bad.sha256()),
+        "the refused file left an item"
+    );
+
+    // Each record: object, item and event, the event naming the record.
+    let topic = &pipeline.manifest.topic;
+    for (sample, produced) in &run.produced {
+        let items: Vec<&Value> = landed
+            .items
+            .iter()
+            .filter(|i| i["sha256"] == sample.sha256())
+            .collect();
+        assert_eq!(items.len(), 1, "one item for {}: {items:?}", sample.name);
+        let item = items[0];
+        assert_eq!(item["source"], "stream");
+        assert_eq!(item["contentType"], sample.content_type);
+        let stored = object(landed, item["key"].as_str().unwrap());
+        assert_eq!(stored.sha256.as_deref(), Some(sample.sha256().as_str()));
+        let events = events_of(landed, item["id"].as_str().unwrap());
+        assert_eq!(events.len(), 1, "one event for {}: {events:?}", sample.name);
+        assert_eq!(
+            events[0]["kafka"],
+            json!({"topic": topic, "partition": produced.partition, "offset": produced.offset}),
+            "{}",
+            sample.name
+        );
+    }
+
+    // The poison record: in the dead-letter topic with its error and headers.
+    let (poison, _) = &run.poison;
+    assert_eq!(landed.dead_letters.len(), 1, "{:#?}", landed.dead_letters);
+    let dead = &landed.dead_letters[0];
+    assert_eq!(dead.payload, poison.bytes);
+    assert!(
+        dead.error_code.is_some() && dead.error_message.is_some(),
+        "{dead:?}"
+    );
+    assert_eq!(
+        dead.headers.get("source").map(String::as_str),
+        Some(SOURCE_HEADER.1),
+        "the original headers are kept"
+    );
+
+    // Nothing else: one object, item and event per image.
+    let images = samples.upload.len() + samples.kafka.len();
+    assert_eq!(
+        (landed.images.len(), landed.items.len(), landed.events.len()),
+        (images, images, images)
+    );
+
+    // The same bytes again within retention: 200 with the existing item.
+    let (first, answered) = &run.uploads[0];
+    let again = pipeline
+        .upload(first.bytes.clone(), first.content_type)
+        .await
+        .expect("the upload is answered");
+    assert_eq!((again.status, &again.body), (200, &answered.body));
+    assert_eq!(
+        pipeline.landed().await.unwrap().images.len(),
+        images,
+        "no second object"
+    );
+
+    let plan = pipeline.plan().await.expect("imagepipeline plan runs");
+    assert!(
+        !plan.changes_pending,
+        "plan after apply shows changes:\n{}",
+        plan.text
+    );
+    destroy_leaves_nothing(&mut pipeline).await;
+}
+
+/// Each Kafka sample with `#n` appended: a distinct image of the same type.
+fn backlog(samples: &Samples, count: usize) -> Vec<(Vec<u8>, &'static str)> {
+    (0..count)
+        .map(|n| {
+            let sample = &samples.kafka[n % samples.kafka.len()];
+            let mut bytes = sample.bytes.clone();
+            bytes.extend_from_slice(format!("#{n}").as_bytes());
+            (bytes, sample.content_type)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bridge_killed_in_the_middle_of_a_backlog_and_restarted_loses_and_duplicates_nothing() {
+    let (mut pipeline, _) = applied_example().await;
+    let samples = Samples::load().expect("e2e/samples");
+    let records = backlog(&samples, 300);
+    for (bytes, content_type) in &records {
+        pipeline
+            .produce(bytes, &[("content-type", content_type)])
+            .await
+            .expect("produced");
+    }
+
+    pipeline
+        .start_stream_bridge()
+        .await
+        .expect("stream-bridge starts");
+    let started = Instant::now();
+    while pipeline.stream_items().await.unwrap() < records.len() / 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the bridge stores nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bridge = pipeline.bridge().expect("running");
+    let pid = bridge.pid();
+    bridge.kill().await.expect("SIGKILL");
+    let at_kill = pipeline.stream_items().await.unwrap();
+    eprintln!(
+        "bridge {pid:?} killed {:?} after it started, with {at_kill} of {} records stored",
+        started.elapsed(),
+        records.len()
+    );
+    assert!(
+        at_kill < records.len(),
+        "the kill lands in the middle of the backlog"
+    );
+
+    // tansu hands the partitions to a new member only once the killed
+    // one's session has ended.
+    tokio::time::sleep(BRIDGE_SESSION_TIMEOUT + Duration::from_secs(2)).await;
+    pipeline
+        .start_stream_bridge()
+        .await
+        .expect("stream-bridge restarts");
+    pipeline
+        .wait_until_stored(records.len(), 0, Duration::from_secs(120))
+        .await
+        .expect("the restarted bridge stores the rest");
+
+    let landed = pipeline.landed().await.unwrap();
+    let mut items_by_sha: BTreeMap<String, usize> = BTreeMap::new();
+    for item in &landed.items {
+        *items_by_sha
+            .entry(item["sha256"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    for (n, (bytes, _)) in records.iter().enumerate() {
+        assert_eq!(
+            items_by_sha.get(&sha256_hex(bytes)),
+            Some(&1),
+            "record {n}: one item"
+        );
+    }
+    assert_eq!(landed.items.len(), records.len(), "no item but the records'");
+    let keys: BTreeSet<&str> = landed.images.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys.len(),
+        records.len(),
+        "one object per record, no second key for a replay"
+    );
+    for item in &landed.items {
+        assert!(keys.contains(item["key"].as_str().unwrap()), "{item}");
+    }
+    // Events are at least once: one killed between an event and its item
+    // sends it again on replay. None may be missing.
+    let event_ids: BTreeSet<&str> = landed.events.iter().filter_map(|e| e["id"].as_str()).collect();
+    let item_ids: BTreeSet<&str> = landed.items.iter().filter_map(|i| i["id"].as_str()).collect();
+    assert_eq!(
+        event_ids, item_ids,
+        "an event for every item, and none for anything else"
+    );
+    eprintln!(
+        "{} events for {} images: {} sent again after the kill",
+        landed.events.len(),
+        records.len(),
+        landed.events.len() - records.len()
+    );
+    destroy_leaves_nothing(&mut pipeline).await;
+}

@@ -25,6 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::probes::{free_loopback_address, http_client};
+use crate::process::log_tail;
 use crate::{AwsEmulator, Binary, HarnessError, KafkaBroker};
 
 /// Longest `imagepipeline apply` or `destroy` may take against the emulator.
@@ -286,12 +287,6 @@ impl LocalService {
             source,
         })
     }
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// The emulator, the broker, the applied pipeline and its services.

@@ -96,7 +96,7 @@ impl ServiceProcess {
                     what: self.what.clone(),
                     waited: timeout,
                     log: self.log.clone(),
-                    tail: self.log_tail(),
+                    tail: log_tail(&self.log),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -111,20 +111,13 @@ impl ServiceProcess {
                 what: self.what.clone(),
                 status,
                 log: self.log.clone(),
-                tail: self.log_tail(),
+                tail: log_tail(&self.log),
             }),
             Err(source) => Err(HarnessError::Io {
                 what: format!("checking on {}", self.what),
                 source,
             }),
         }
-    }
-
-    /// The last lines of the log, for error messages.
-    pub(crate) fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Cuts the lifeline and waits for the process to end; kills it if it
@@ -166,4 +159,11 @@ pub(crate) async fn accepts_connections(port: u16) -> bool {
     tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .is_ok()
+}
+
+/// The last lines of a service's log, for error messages.
+pub(crate) fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }

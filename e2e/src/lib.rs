@@ -33,6 +33,6 @@ pub use inventory::OWNER_TAG;
 pub use kafka::KafkaBroker;
 pub use local::LocalPipeline;
 pub use probes::{free_loopback_address, http_client, metric, metrics_text};
-pub use report::{Report, status_table};
+pub use report::Report;
 pub use samples::{SOURCE_HEADER, Sample, SampleRun, Samples, sha256_hex};
 pub use tools::{Tool, repo_root};

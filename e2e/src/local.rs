@@ -425,6 +425,15 @@ impl LocalPipeline {
         Ok(self.status.insert(status))
     }
 
+    /// `imagepipeline apply` again, printing its status table as a user
+    /// sees it; on a pipeline that is as specified it changes nothing.
+    pub async fn apply_for_status_table(&self) -> Result<String, HarnessError> {
+        let (_, table) = self
+            .run_operator(&["apply", "--timeout", CLI_TIMEOUT], &mut |_| {})
+            .await?;
+        Ok(table)
+    }
+
     /// The status of the last apply.
     pub fn status(&self) -> Option<&PipelineStatus> {
         self.status.as_ref()

@@ -1,8 +1,7 @@
-//! The report `make demo` prints: where each sample went, what the bucket,
-//! the table, the delivery stream and the dead-letter topic hold, and the
-//! pipeline's status as `kubectl get ipl` would show it.
+//! The report `make demo` prints: where each sample went, and what the
+//! bucket, the table, the delivery stream and the dead-letter topic hold.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde_json::Value;
 
@@ -146,7 +145,6 @@ impl fmt::Display for Report<'_> {
             )?;
         }
 
-        writeln!(f, "\n{}", status_table(&self.manifest.name, self.status))?;
         write!(
             f,
             "Sent {} images and 2 bad inputs; everything landed {:.1} s after the first upload.",
@@ -169,30 +167,4 @@ fn status_word(code: u16) -> &'static str {
 
 fn compact(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
-}
-
-/// `kubectl get ipl` and the conditions, from the status apply printed.
-pub fn status_table(name: &str, status: &PipelineStatus) -> String {
-    let mut text = String::new();
-    let ready = status.condition("Ready").map_or("Unknown", |c| c.status.as_str());
-    let url = status.endpoints.upload_url.as_deref().unwrap_or("<none>");
-    let _ = writeln!(text, "{:<16} {:<6} {:<13} UPLOAD URL", "NAME", "READY", "PHASE");
-    let _ = writeln!(
-        text,
-        "{name:<16} {ready:<6} {:<13} {url}",
-        status.phase.as_deref().unwrap_or("?")
-    );
-    let _ = writeln!(
-        text,
-        "\n{:<18} {:<7} {:<22} MESSAGE",
-        "CONDITION", "STATUS", "REASON"
-    );
-    for c in &status.conditions {
-        let _ = writeln!(
-            text,
-            "{:<18} {:<7} {:<22} {}",
-            c.type_, c.status, c.reason, c.message
-        );
-    }
-    text
 }

@@ -221,6 +221,15 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
         "plan after apply shows changes:\n{}",
         plan.text
     );
+    // Applied again, as `make demo` does to show it: the table a user reads.
+    let table = pipeline.apply_for_status_table().await.expect("apply again");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("demo "))
+        .unwrap_or_else(|| panic!("no row of the pipeline demo:\n{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..3], ["True", "Ready"], "READY and PHASE:\n{table}");
     destroy_leaves_nothing(&mut pipeline).await;
 }
 

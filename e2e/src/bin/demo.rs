@@ -166,5 +166,12 @@ async fn demo(pipeline: &mut LocalPipeline) -> Result<(), HarnessError> {
     {
         progress(line);
     }
+
+    step(&format!(
+        "imagepipeline apply -f {path}  (again: changes nothing, prints the status)"
+    ));
+    for line in pipeline.apply_for_status_table().await?.lines() {
+        progress(line);
+    }
     Ok(())
 }

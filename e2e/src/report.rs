@@ -147,7 +147,7 @@ impl fmt::Display for Report<'_> {
 
         write!(
             f,
-            "Sent {} images and 2 bad inputs; everything landed {:.1} s after the first upload.",
+            "\nSent {} images and 2 bad inputs; everything landed {:.1} s after the first upload.",
             run.uploads.len() + run.produced.len(),
             run.took.as_secs_f64()
         )

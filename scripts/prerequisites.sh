@@ -49,8 +49,9 @@ refuse() {
 command -v apt-get >/dev/null || refuse "no apt-get here: use your system's package manager"
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null && sudo -n true 2>/dev/null \
-    || refuse "not root, and sudo needs a password, so they are not installed for you"
+  if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
+    refuse "not root, and sudo needs a password, so they are not installed for you"
+  fi
   sudo=(sudo -n)
 fi
 

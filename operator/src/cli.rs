@@ -5,12 +5,15 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus};
 use crate::aws::{AwsClients, AwsConfigError, CallLog};
 use crate::backoff::Backoff;
+use crate::controller::Error as ControllerError;
+use crate::controller::secrets::{self, SecretSource, SecretUse};
 use crate::engine::status::{StatusContext, pipeline_status};
 use crate::engine::{ComponentState, Engine, EngineError, Owner, PassReport, PipelineContext};
 
@@ -20,14 +23,16 @@ pub enum CliError {
     AwsConfig(#[from] AwsConfigError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error(
-        "{pipeline}: {component} cannot converge: {message} (reason {reason}); fix the spec and run again"
-    )]
+    #[error(transparent)]
+    Secret(#[from] ControllerError),
+    #[error("{pipeline}: {component} cannot converge: {message} (reason {reason}); {then}")]
     Terminal {
         pipeline: String,
         component: String,
         reason: String,
         message: String,
+        /// What to do before running again.
+        then: &'static str,
     },
     #[error("{pipeline}: not {goal} after {waited}; last state: {state}")]
     Timeout {
@@ -48,9 +53,12 @@ pub enum OutputFormat {
     Json,
 }
 
-/// An engine for one pipeline: clients for its region and its context.
+/// An engine for one pipeline: clients for its region and its context, with
+/// the Secrets the spec names taken from the manifest's `secrets`.
 pub async fn engine_for(
     pipeline: &ImagePipeline,
+    secrets: &[Secret],
+    usage: SecretUse,
     calls: CallLog,
 ) -> Result<(Engine, PipelineContext), CliError> {
     let aws = AwsClients::from_environment(&pipeline.spec.region, calls).await?;
@@ -59,8 +67,47 @@ pub async fn engine_for(
         namespace: pipeline.namespace().unwrap_or_default(),
         name: pipeline.name_any(),
     };
-    let ctx = engine.context(owner, pipeline.spec.clone()).await?;
+    let mut ctx = engine.context(owner, pipeline.spec.clone()).await?;
+    let source = ManifestSecrets {
+        namespace: ctx.owner.namespace.clone(),
+        secrets,
+    };
+    secrets::resolve(&source, pipeline, &mut ctx, usage).await?;
     Ok((engine, ctx))
+}
+
+/// The Secrets of a manifest file, where the CLI finds what the spec names.
+struct ManifestSecrets<'a> {
+    namespace: String,
+    secrets: &'a [Secret],
+}
+
+impl SecretSource for ManifestSecrets<'_> {
+    async fn get(&self, name: &str) -> Result<Option<Secret>, ControllerError> {
+        Ok(self
+            .secrets
+            .iter()
+            .find(|s| {
+                s.metadata.name.as_deref() == Some(name)
+                    && s.metadata.namespace.as_deref() == Some(&self.namespace)
+            })
+            .cloned())
+    }
+
+    async fn create(&self, secret: &Secret) -> Result<(), ControllerError> {
+        // The CLI reads with `Observe` and `Delete`, which never generate.
+        Err(ControllerError::missing_secret(
+            "spec.uploadApi.apiKeysSecretRef",
+            &self.namespace,
+            &secret.name_any(),
+            "cannot be made by the CLI",
+        ))
+    }
+
+    fn absent(&self) -> &'static str {
+        "is not in the manifest file: add it there as a document of kind Secret (with `stringData`), \
+         or apply the pipeline with the controller"
+    }
 }
 
 fn label(ctx: &PipelineContext) -> String {
@@ -68,8 +115,12 @@ fn label(ctx: &PipelineContext) -> String {
 }
 
 /// `plan`: prints the changes; returns whether there are any.
-pub async fn plan(pipeline: &ImagePipeline, out: &mut impl Write) -> Result<bool, CliError> {
-    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
+pub async fn plan(
+    pipeline: &ImagePipeline,
+    secrets: &[Secret],
+    out: &mut impl Write,
+) -> Result<bool, CliError> {
+    let (engine, ctx) = engine_for(pipeline, secrets, SecretUse::Observe, CallLog::new()).await?;
     let report = engine.plan(&ctx).await;
     out.write_all(render_plan(&ctx, &report).as_bytes())?;
     fail_on_terminal_error(&ctx, &report)?;
@@ -120,11 +171,12 @@ pub fn render_plan(ctx: &PipelineContext, report: &PassReport) -> String {
 /// timeout. Progress goes to `progress`; the returned status is the last one.
 pub async fn apply(
     pipeline: &ImagePipeline,
+    secrets: &[Secret],
     timeout: Duration,
     progress: &mut impl Write,
 ) -> Result<ImagePipelineStatus, CliError> {
     let mut status: Option<ImagePipelineStatus> = None;
-    repeat_passes(pipeline, Verb::Apply, timeout, progress, |report| {
+    repeat_passes(pipeline, secrets, Verb::Apply, timeout, progress, |report| {
         let generation = pipeline.metadata.generation;
         status = Some(pipeline_status(
             report,
@@ -142,10 +194,11 @@ pub async fn apply(
 /// error, or the timeout.
 pub async fn destroy(
     pipeline: &ImagePipeline,
+    secrets: &[Secret],
     timeout: Duration,
     progress: &mut impl Write,
 ) -> Result<(), CliError> {
-    repeat_passes(pipeline, Verb::Destroy, timeout, progress, |_| {}).await
+    repeat_passes(pipeline, secrets, Verb::Destroy, timeout, progress, |_| {}).await
 }
 
 #[derive(Clone, Copy)]
@@ -158,12 +211,19 @@ enum Verb {
 /// done, a terminal error, or the timeout; `each` sees every pass.
 async fn repeat_passes(
     pipeline: &ImagePipeline,
+    secrets: &[Secret],
     verb: Verb,
     timeout: Duration,
     progress: &mut impl Write,
     mut each: impl FnMut(&PassReport),
 ) -> Result<(), CliError> {
-    let (engine, ctx) = engine_for(pipeline, CallLog::new()).await?;
+    // Apply reads what the manifest holds and generates nothing, as `plan`
+    // does; destroy needs no Secret values.
+    let usage = match verb {
+        Verb::Apply => SecretUse::Observe,
+        Verb::Destroy => SecretUse::Delete,
+    };
+    let (engine, ctx) = engine_for(pipeline, secrets, usage, CallLog::new()).await?;
     let started = Instant::now();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut shown = Vec::new();
@@ -200,6 +260,11 @@ fn fail_on_terminal_error(ctx: &PipelineContext, report: &PassReport) -> Result<
             component: component.to_string(),
             reason: err.reason.clone(),
             message: err.message.clone(),
+            then: if err.is_terminal() {
+                "fix the spec and run again"
+            } else {
+                "run again once the AWS account allows it"
+            },
         }),
         None => Ok(()),
     }
@@ -231,6 +296,7 @@ fn state_text(state: &ComponentState) -> String {
         ComponentState::Ready => "ready".to_owned(),
         ComponentState::Waiting(why) => format!("waiting: {why}"),
         ComponentState::ChangesPending => "changes pending".to_owned(),
+        ComponentState::Failed(err) if err.needs_person() => format!("{} ({})", err.message, err.reason),
         ComponentState::Failed(err) => format!("{} ({}), retrying", err.message, err.reason),
         ComponentState::Blocked(on) => format!("waiting for {on}"),
         ComponentState::Removed => "removed".to_owned(),

@@ -1,6 +1,6 @@
 //! `imagepipeline`: the operator's command line.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,12 +71,22 @@ fn main() -> ExitCode {
         ingest_core::service::init_logging(args.log_json);
         return match runtime().map(|runtime| runtime.block_on(controller::run::run(args))) {
             Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(err)) => report(&Failure::Run(err)),
-            Err(err) => report(&err),
+            // The controller's output is its log: the failure is one log line.
+            Ok(Err(err)) => {
+                tracing::error!("{}", Failure::Run(err));
+                ExitCode::FAILURE
+            }
+            Err(err) => {
+                tracing::error!("{err}");
+                ExitCode::FAILURE
+            }
         };
     }
+    // The other commands print their failure once, as `error: …`, so the log
+    // only carries warnings from underneath (the SDK retrying, say).
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
@@ -90,7 +100,6 @@ fn main() -> ExitCode {
 }
 
 fn report(failure: &Failure) -> ExitCode {
-    tracing::error!("{failure}");
     eprintln!("error: {failure}");
     ExitCode::FAILURE
 }
@@ -126,10 +135,10 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             file,
             detailed_exitcode,
         } => {
-            let pipelines = manifest::load(&file)?;
+            let manifest = manifest::load_manifest(&file)?;
             let mut changes = false;
-            for pipeline in &pipelines {
-                changes |= runtime()?.block_on(cli::plan(pipeline, &mut stdout))?;
+            for pipeline in &manifest.pipelines {
+                changes |= runtime()?.block_on(cli::plan(pipeline, &manifest.secrets, &mut stdout))?;
             }
             if detailed_exitcode && changes {
                 return Ok(ExitCode::from(CHANGES_PENDING));
@@ -140,14 +149,26 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             output,
             timeout,
         } => {
-            for pipeline in &manifest::load(&file)? {
-                let status = runtime()?.block_on(cli::apply(pipeline, timeout, &mut io::stderr()))?;
+            let manifest = manifest::load_manifest(&file)?;
+            for pipeline in &manifest.pipelines {
+                let status = runtime()?.block_on(cli::apply(
+                    pipeline,
+                    &manifest.secrets,
+                    timeout,
+                    &mut io::stderr(),
+                ))?;
                 stdout.write_all(cli::render_status(pipeline, &status, output).as_bytes())?;
             }
         }
         Command::Destroy { file, timeout } => {
-            for pipeline in &manifest::load(&file)? {
-                runtime()?.block_on(cli::destroy(pipeline, timeout, &mut io::stderr()))?;
+            let manifest = manifest::load_manifest(&file)?;
+            for pipeline in &manifest.pipelines {
+                runtime()?.block_on(cli::destroy(
+                    pipeline,
+                    &manifest.secrets,
+                    timeout,
+                    &mut io::stderr(),
+                ))?;
                 writeln!(stdout, "ImagePipeline {}: destroyed", pipeline_label(pipeline))?;
             }
         }

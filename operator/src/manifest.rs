@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
 use crate::{
@@ -41,6 +43,16 @@ pub enum ManifestError {
         /// What is wrong with it.
         source: AdmissionError,
     },
+    /// A Secret document that is not a valid Secret.
+    #[error("{}: document {document}: not a valid v1 Secret: {source}", path.display())]
+    InvalidSecret {
+        /// The file.
+        path: PathBuf,
+        /// 1-based index of the YAML document in the file.
+        document: usize,
+        /// What is wrong with it.
+        source: serde_json::Error,
+    },
     /// Nothing in the file.
     #[error("{} holds no ImagePipeline", path.display())]
     Empty {
@@ -49,44 +61,88 @@ pub enum ManifestError {
     },
 }
 
+/// What a manifest file holds: ImagePipelines, and the Secrets they name
+/// (`kubectl apply -f` of the same file would make both).
+#[derive(Debug, Default)]
+pub struct Manifest {
+    pub pipelines: Vec<ImagePipeline>,
+    /// With `stringData` folded into `data`, as the apiserver does.
+    pub secrets: Vec<Secret>,
+}
+
 /// Reads every ImagePipeline in `path` (YAML, several documents allowed),
 /// checked as the apiserver would check them on create, with defaults applied.
 pub fn load(path: &Path) -> Result<Vec<ImagePipeline>, ManifestError> {
+    Ok(load_manifest(path)?.pipelines)
+}
+
+/// Like [`load`], keeping the Secrets of the file too.
+pub fn load_manifest(path: &Path) -> Result<Manifest, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(path, &text)
+    parse_manifest(path, &text)
 }
 
 /// Like [`load`], for text already in memory; `path` only names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<ImagePipeline>, ManifestError> {
+    Ok(parse_manifest(path, text)?.pipelines)
+}
+
+/// Like [`load_manifest`], for text already in memory.
+pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|source| ManifestError::Yaml {
         path: path.to_owned(),
         source: Box::new(source),
     })?;
     let admission = Admission::new();
-    let pipelines = documents
-        .into_iter()
-        .enumerate()
-        .filter(|(_, document)| !document.is_null())
-        .map(|(index, mut document)| {
-            default_namespace(&mut document);
-            admission
-                .admit(&document, None)
-                .map_err(|source| ManifestError::Rejected {
-                    path: path.to_owned(),
-                    document: index + 1,
-                    source,
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if pipelines.is_empty() {
+    let mut manifest = Manifest::default();
+    for (index, mut document) in documents.into_iter().enumerate() {
+        if document.is_null() {
+            continue;
+        }
+        default_namespace(&mut document);
+        if is_secret(&document) {
+            let secret = secret(document).map_err(|source| ManifestError::InvalidSecret {
+                path: path.to_owned(),
+                document: index + 1,
+                source,
+            })?;
+            manifest.secrets.push(secret);
+            continue;
+        }
+        let pipeline = admission
+            .admit(&document, None)
+            .map_err(|source| ManifestError::Rejected {
+                path: path.to_owned(),
+                document: index + 1,
+                source,
+            })?;
+        manifest.pipelines.push(pipeline);
+    }
+    if manifest.pipelines.is_empty() {
         return Err(ManifestError::Empty {
             path: path.to_owned(),
         });
     }
-    Ok(pipelines)
+    Ok(manifest)
+}
+
+fn is_secret(document: &Value) -> bool {
+    document.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && document.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+fn secret(document: Value) -> Result<Secret, serde_json::Error> {
+    let mut secret: Secret = serde_json::from_value(document)?;
+    if let Some(strings) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(Default::default);
+        for (key, value) in strings {
+            data.insert(key, ByteString(value.into_bytes()));
+        }
+    }
+    Ok(secret)
 }
 
 fn default_namespace(document: &mut Value) {

@@ -200,3 +200,33 @@ async fn a_partial_delete_objects_failure_keeps_the_bucket_and_is_retried() {
         "a bucket is never deleted half-emptied"
     );
 }
+
+#[tokio::test]
+async fn access_denied_is_asked_once_and_reported_as_refused_with_what_to_do() {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                <Message>User: arn:aws:sts::123456789012:assumed-role/operator is not authorized to perform: \
+                s3:CreateBucket</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>";
+    let denied: Rule = mock!(aws_sdk_s3::Client::create_bucket)
+        .sequence()
+        .http_status(403, Some(body.to_owned()))
+        .repeatedly()
+        .build();
+    let mut aws = clients().await;
+    aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&denied]);
+    let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
+    let mut observed = ObservedStorage::Absent;
+    let err = Storage::execute(&aws, &desired, &mut observed, &StorageStep::CreateBucket)
+        .await
+        .expect_err("denied");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Refused, "AccessDenied")
+    );
+    assert!(err.needs_person() && !err.is_terminal());
+    assert!(
+        err.message.contains("s3:CreateBucket") && err.message.contains("grant this permission"),
+        "{}",
+        err.message
+    );
+    assert_eq!(denied.num_calls(), 1, "a denied call is not retried by the SDK");
+}

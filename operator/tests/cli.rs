@@ -61,9 +61,17 @@ async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
     ] {
         assert!(stdout.contains(line), "plan shows {line:?}: {stdout}");
     }
+    // Nothing exists, so nothing can be updated: what a new resource is
+    // given right after its creation is part of its create line.
     assert!(
-        stdout.contains("to create,") && stdout.contains(" 0 to delete."),
+        stdout.contains(" to create, 0 to update, 0 to delete."),
         "{stdout}"
+    );
+    assert!(!stdout.contains("~ update"), "{stdout}");
+    let creates = stdout.matches("+ create ").count();
+    assert!(
+        stdout.contains(&format!("Plan: {creates} to create,")),
+        "the summary counts the resources listed: {stdout}"
     );
     assert!(
         stdout.contains("expire images/ after 7d"),
@@ -202,10 +210,82 @@ fn run_without_a_cluster_says_how_to_reach_one() {
         .env_remove("KUBERNETES_SERVICE_PORT")
         .output()
         .expect("run imagepipeline");
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // The controller's failure is a line of its log, which goes to stdout.
+    let output_text = text(&output.stdout) + &text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output_text}");
     assert!(
-        stderr.contains("cannot reach the Kubernetes API") && stderr.contains("KUBECONFIG"),
-        "{stderr}"
+        output_text.contains("cannot reach the Kubernetes API") && output_text.contains("KUBECONFIG"),
+        "{output_text}"
     );
+    assert_eq!(
+        occurrences(&output_text, "cannot reach the Kubernetes API"),
+        1,
+        "printed once: {output_text}"
+    );
+    assert!(
+        !output_text.contains('\u{1b}'),
+        "no colour codes in a pipe: {output_text}"
+    );
+}
+
+/// How many times `needle` appears in `haystack`.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn each_error_is_printed_once_and_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "spec: [unclosed\n").unwrap();
+    let unreachable = dir.path().join("unreachable.yaml");
+    std::fs::copy(repo_path("examples/imagepipeline.yaml"), &unreachable).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "plan",
+                "-f",
+                "operator/tests/fixtures/invalid/replication-factor-above-brokers.yaml",
+            ],
+            "must not exceed spec.kafka.brokers",
+        ),
+        (
+            &["plan", "-f", "crds/imagepipelines.imagepipeline.io.yaml"],
+            "expected apiVersion imagepipeline.io/v1alpha1 and kind ImagePipeline",
+        ),
+        (&["plan", "-f", broken.to_str().unwrap()], "is not valid YAML"),
+        (
+            &["plan", "-f", unreachable.to_str().unwrap()],
+            "cannot identify the AWS account",
+        ),
+    ];
+    for (args, message) in cases {
+        // Port 9 (discard) on loopback: nothing answers, so the SDK fails fast.
+        let output = Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
+            .args(args)
+            .current_dir(repo_path(""))
+            .env("AWS_ENDPOINT_URL", "https://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run imagepipeline");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            occurrences(&stderr, message),
+            1,
+            "{args:?}: the error is printed once:\n{stderr}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|line| line.starts_with("error: ")).count(),
+            1,
+            "{args:?}: one error, plainly:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{args:?}: no colour codes in a pipe:\n{stderr}"
+        );
+    }
 }

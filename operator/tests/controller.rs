@@ -20,6 +20,7 @@ use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::controller::metrics::Metrics;
+use imagepipeline_operator::controller::reconcile::{Interval, NextPass};
 use imagepipeline_operator::controller::run::{WATCHED, elect_leader, run_controller};
 use imagepipeline_operator::controller::{
     AwsSource, Context, Error, EventPublisher, FINALIZER, OwnedStores, OwnedWriters, Timing, reconcile,
@@ -776,8 +777,12 @@ async fn deletion_of_a_ready_pipeline() -> Vec<Recorded> {
                 assert_eq!(action, Action::await_change());
                 break;
             }
-            Err(Error::CleanupPending { message, blocked }) => {
-                assert!(!blocked, "moto deletes everything: {message}");
+            Err(Error::CleanupPending { message, next }) => {
+                assert_eq!(
+                    next,
+                    NextPass::After(Interval::Progress),
+                    "moto deletes everything: {message}"
+                );
                 assert!(!finalizer_removed);
             }
             Err(other) => panic!("cleanup failed: {other}"),

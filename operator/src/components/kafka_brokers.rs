@@ -11,7 +11,7 @@
 //!
 //! [`kafka_broker_setup`]: super::kafka_broker_setup
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataEndpointState,
@@ -19,6 +19,7 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
+use super::instance_offering::check_offered;
 use super::kafka_broker_setup::{
     self as setup, BrokerSetup, DATA_VOLUME_DEVICE, bootstrap_servers, encode_user_data, place_brokers,
 };
@@ -27,7 +28,7 @@ use super::network::layout::subnet_cidrs;
 use super::sdk::{failed, tag_filter, tag_specification, terminate_instances};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
+use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
 use crate::engine::{
     Action, COMPONENT_TAG, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs,
     PipelineContext, Readiness,
@@ -61,6 +62,21 @@ pub struct ManagedBrokers {
     pub volume_gib: i32,
     pub security_group: String,
     pub brokers: Vec<DesiredBroker>,
+}
+
+impl ManagedBrokers {
+    /// What the spec names for a launch, for errors that it is missing.
+    fn references(&self) -> Vec<SpecReference<'_>> {
+        let mut references = vec![SpecReference::new(
+            Lookup::InstanceType,
+            "spec.kafka.instanceType",
+            &self.instance_type,
+        )];
+        if let ImageSource::Spec { id, field } = &self.image {
+            references.push(SpecReference::new(Lookup::Image, field, id));
+        }
+        references
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,6 +334,8 @@ impl Component for KafkaBrokers {
                     Some(Err(err)) => return Err(err.clone()),
                     None => return Err(not_managed(&action)),
                 };
+                let zone = BTreeSet::from([broker.availability_zone.clone()]);
+                check_offered(aws, &managed.instance_type, &zone, "spec.kafka.instanceType").await?;
                 let out = launch(aws, desired, managed, broker, image, client_token).await;
                 match out {
                     Ok(out) => {
@@ -342,7 +360,11 @@ impl Component for KafkaBrokers {
                             ),
                         ))
                     }
-                    Err(err) => Err(classify(&format!("launch {action}"), err)),
+                    Err(err) => Err(classify_with(
+                        &format!("launch {action}"),
+                        &managed.references(),
+                        err,
+                    )),
                 }
             }
             KafkaStep::Start { id, .. } => aws

@@ -5,7 +5,7 @@
 use aws_sdk_ec2::types::{Filter, ImageState};
 
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
+use crate::aws::errors::{Lookup, SpecReference, classify, code, missing};
 use crate::engine::ComponentError;
 
 /// AWS's public parameter holding the id of the newest Amazon Linux 2023 AMI
@@ -81,12 +81,9 @@ pub async fn resolve(aws: &AwsClients, source: &ImageSource) -> Result<ResolvedI
             id,
             root_device: AL2023_ROOT_DEVICE.to_owned(),
         }),
-        (None, ImageSource::Spec { field, .. }) => Err(ComponentError::terminal(
-            "ImageNotFound",
-            format!(
-                "{field}: AMI {id} does not exist or is not available in this region and account; \
-                 give an AMI id from `aws ec2 describe-images`"
-            ),
+        (None, ImageSource::Spec { field, .. }) => Err(missing(
+            SpecReference::new(Lookup::Image, field, &id),
+            "no available image of that id in this region and account",
         )),
     }
 }

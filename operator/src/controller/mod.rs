@@ -11,9 +11,9 @@
 
 mod events;
 pub mod metrics;
-mod reconcile;
+pub mod reconcile;
 pub mod run;
-mod secrets;
+pub mod secrets;
 pub mod services;
 
 use std::collections::HashMap;
@@ -54,6 +54,20 @@ pub struct Timing {
     pub progress_interval: Duration,
     /// First and largest delay after an error, per pipeline.
     pub error_backoff: (Duration, Duration),
+    /// After AWS refused the operator (AccessDenied, a quota): long enough
+    /// not to hammer AWS with calls that cannot succeed, short enough that a
+    /// fixed policy is noticed without a spec change.
+    pub refused_recheck: Duration,
+}
+
+impl Timing {
+    pub fn interval(&self, interval: reconcile::Interval) -> Duration {
+        match interval {
+            reconcile::Interval::Resync => self.requeue_after,
+            reconcile::Interval::Progress => self.progress_interval,
+            reconcile::Interval::Refused => self.refused_recheck,
+        }
+    }
 }
 
 impl Default for Timing {
@@ -62,6 +76,7 @@ impl Default for Timing {
             requeue_after: Duration::from_secs(300),
             progress_interval: Duration::from_secs(15),
             error_backoff: (Duration::from_secs(5), Duration::from_secs(300)),
+            refused_recheck: Duration::from_secs(600),
         }
     }
 }
@@ -258,7 +273,10 @@ pub enum Error {
     /// Not a failure: the AWS resources are still being removed, and the
     /// finalizer must stay until they are.
     #[error("cleanup is not finished: {message}")]
-    CleanupPending { message: String, blocked: bool },
+    CleanupPending {
+        message: String,
+        next: reconcile::NextPass,
+    },
 }
 
 impl Error {
@@ -269,7 +287,7 @@ impl Error {
         }
     }
 
-    fn missing_secret(field: &'static str, namespace: &str, name: &str, problem: &str) -> Self {
+    pub(crate) fn missing_secret(field: &'static str, namespace: &str, name: &str, problem: &str) -> Self {
         Self::Secret {
             field,
             namespace: namespace.to_owned(),

@@ -25,7 +25,10 @@ use super::services::{
 use super::{Context, Error, FIELD_MANAGER, FINALIZER, key};
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
 use crate::engine::status::{ExtraCondition, Lifecycle, StatusContext, pipeline_status};
-use crate::engine::{Action as ChangeAction, ComponentState, Engine, Owner, PassReport, PipelineContext};
+use crate::engine::{
+    Action as ChangeAction, ComponentState, Engine, EngineError, ErrorKind, Owner, PassReport,
+    PipelineContext,
+};
 
 /// Reconciles one pipeline: the finalizer first, then apply (or observe,
 /// when paused) or, once deleted, cleanup.
@@ -66,7 +69,13 @@ pub async fn reconcile(pipeline: Arc<ImagePipeline>, ctx: Arc<Context>) -> Resul
 /// growing, jittered delays per pipeline otherwise.
 pub fn error_policy(pipeline: Arc<ImagePipeline>, error: &Error, ctx: Arc<Context>) -> Action {
     match error {
-        Error::CleanupPending { blocked: false, .. } => Action::requeue(ctx.timing.progress_interval),
+        Error::CleanupPending {
+            next: NextPass::After(interval),
+            ..
+        } => Action::requeue(ctx.timing.interval(*interval)),
+        Error::Engine(EngineError::Identity(err)) if err.kind == ErrorKind::Refused => {
+            Action::requeue(ctx.timing.interval(Interval::Refused))
+        }
         _ => Action::requeue(ctx.next_backoff(&pipeline)),
     }
 }
@@ -137,20 +146,53 @@ async fn apply(pipeline: &ImagePipeline, api: &Api<ImagePipeline>, ctx: &Context
     let ready = status.phase == Some(Phase::Ready);
     write_status(api, pipeline, status, ctx).await?;
 
-    let retrying = report
-        .components
-        .iter()
-        .any(|c| matches!(&c.state, ComponentState::Failed(err) if !err.is_terminal()));
-    if retrying {
-        return Ok(Action::requeue(ctx.next_backoff(pipeline)));
+    match next_pass(&report, ready) {
+        NextPass::Backoff => Ok(Action::requeue(ctx.next_backoff(pipeline))),
+        NextPass::After(interval) => {
+            ctx.reset_backoff(pipeline);
+            Ok(Action::requeue(ctx.timing.interval(interval)))
+        }
     }
-    ctx.reset_backoff(pipeline);
-    // A terminal error waits for a spec change (which triggers a reconcile
-    // at once); the periodic pass still looks for drift.
-    if ready || report.terminal_error().is_some() {
-        Ok(Action::requeue(ctx.timing.requeue_after))
+}
+
+/// When the next pass of a pipeline runs, from how this one ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextPass {
+    /// AWS was unavailable or throttled us: growing, jittered delays.
+    Backoff,
+    After(Interval),
+}
+
+/// The fixed waits of [`super::Timing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interval {
+    /// Everything as specified, or a terminal error that waits for a spec
+    /// change (which triggers a reconcile at once): only the drift check.
+    Resync,
+    /// AWS is still creating or deleting something.
+    Progress,
+    /// AWS refuses the caller (permission, quota): a person must act, so the
+    /// call is not repeated in a loop.
+    Refused,
+}
+
+/// Pure: what a pass's outcome means for the next one. Refusals outrank
+/// retryable errors, so a denied call is never part of a backoff loop.
+pub fn next_pass(report: &PassReport, ready: bool) -> NextPass {
+    let failed_with = |kind: ErrorKind| {
+        report
+            .components
+            .iter()
+            .any(|c| matches!(&c.state, ComponentState::Failed(err) if err.kind == kind))
+    };
+    if failed_with(ErrorKind::Refused) {
+        NextPass::After(Interval::Refused)
+    } else if failed_with(ErrorKind::Retryable) {
+        NextPass::Backoff
+    } else if ready || failed_with(ErrorKind::Terminal) {
+        NextPass::After(Interval::Resync)
     } else {
-        Ok(Action::requeue(ctx.timing.progress_interval))
+        NextPass::After(Interval::Progress)
     }
 }
 
@@ -191,7 +233,7 @@ async fn cleanup(pipeline: &ImagePipeline, api: &Api<ImagePipeline>, ctx: &Conte
         write_status(api, pipeline, status, ctx).await?;
         return Err(Error::CleanupPending {
             message: message.to_owned(),
-            blocked: true,
+            next: NextPass::Backoff,
         });
     }
 
@@ -199,7 +241,16 @@ async fn cleanup(pipeline: &ImagePipeline, api: &Api<ImagePipeline>, ctx: &Conte
     let report = Box::pin(engine.destroy(&pipeline_ctx)).await;
     let mut events = change_events(&report);
     let failures = failure_events(pipeline, &report, "Cleanup");
-    let blocked = !failures.is_empty();
+    let next = if failures.is_empty() {
+        NextPass::After(Interval::Progress)
+    } else {
+        match next_pass(&report, false) {
+            // A terminal error stays until the spec changes; retry it like
+            // any other blocked cleanup.
+            NextPass::After(Interval::Resync) => NextPass::Backoff,
+            next => next,
+        }
+    };
     events.extend(failures.into_iter().map(|mut event| {
         event.reason = "CleanupBlocked".to_owned();
         event
@@ -233,7 +284,7 @@ async fn cleanup(pipeline: &ImagePipeline, api: &Api<ImagePipeline>, ctx: &Conte
         // The Kubernetes objects go with the pipeline: they are its dependents.
         Ok(Action::await_change())
     } else {
-        Err(Error::CleanupPending { message, blocked })
+        Err(Error::CleanupPending { message, next })
     }
 }
 
@@ -486,5 +537,60 @@ async fn publish(ctx: &Context, pipeline: &ImagePipeline, events: &[PipelineEven
         if let Err(err) = ctx.events.publish(pipeline, event).await {
             tracing::warn!(pipeline = key(pipeline), reason = event.reason, error = %err, "cannot publish an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod next_pass_tests {
+    use super::*;
+    use crate::engine::{ComponentError, ComponentKind, ComponentReport};
+
+    fn report(states: Vec<ComponentState>) -> PassReport {
+        PassReport {
+            components: states
+                .into_iter()
+                .zip(ComponentKind::ALL)
+                .map(|(state, kind)| ComponentReport {
+                    kind,
+                    state,
+                    changes: vec![],
+                })
+                .collect(),
+            ..PassReport::default()
+        }
+    }
+
+    fn failed(kind: ErrorKind) -> ComponentState {
+        ComponentState::Failed(ComponentError::new(kind, "Reason", "message"))
+    }
+
+    #[test]
+    fn a_refused_call_waits_for_the_long_recheck_even_beside_a_retryable_failure() {
+        let refused = report(vec![failed(ErrorKind::Retryable), failed(ErrorKind::Refused)]);
+        assert_eq!(next_pass(&refused, false), NextPass::After(Interval::Refused));
+        assert_eq!(
+            super::super::Timing::default().interval(Interval::Refused),
+            std::time::Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn retryable_failures_back_off_terminal_ones_wait_for_a_change_and_progress_is_polled() {
+        assert_eq!(
+            next_pass(&report(vec![failed(ErrorKind::Retryable)]), false),
+            NextPass::Backoff
+        );
+        assert_eq!(
+            next_pass(&report(vec![failed(ErrorKind::Terminal)]), false),
+            NextPass::After(Interval::Resync)
+        );
+        assert_eq!(
+            next_pass(&report(vec![ComponentState::Waiting("cluster".into())]), false),
+            NextPass::After(Interval::Progress)
+        );
+        assert_eq!(
+            next_pass(&report(vec![ComponentState::Ready]), true),
+            NextPass::After(Interval::Resync)
+        );
     }
 }

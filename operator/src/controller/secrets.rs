@@ -30,9 +30,40 @@ pub enum SecretUse {
     Delete,
 }
 
+/// Where Secrets are read: the cluster (the controller) or the manifest file
+/// (the CLI).
+pub trait SecretSource {
+    /// The Secret `name` of the pipeline's namespace, if there is one.
+    fn get(&self, name: &str) -> impl Future<Output = Result<Option<Secret>, Error>> + Send;
+    /// Makes the generated keys Secret; only [`SecretUse::Apply`] asks.
+    fn create(&self, secret: &Secret) -> impl Future<Output = Result<(), Error>> + Send;
+    /// How a missing Secret is described: where it was looked for.
+    fn absent(&self) -> &'static str;
+}
+
+impl SecretSource for Api<Secret> {
+    async fn get(&self, name: &str) -> Result<Option<Secret>, Error> {
+        self.get_opt(name)
+            .await
+            .map_err(|source| Error::kube(format!("read Secret {name}"), source))
+    }
+
+    async fn create(&self, secret: &Secret) -> Result<(), Error> {
+        let name = secret.name_any();
+        Api::create(self, &PostParams::default(), secret)
+            .await
+            .map(drop)
+            .map_err(|source| Error::kube(format!("create Secret {name}"), source))
+    }
+
+    fn absent(&self) -> &'static str {
+        "does not exist"
+    }
+}
+
 /// Fills the context's master user and API keys from their Secrets.
 pub async fn resolve(
-    secrets: &Api<Secret>,
+    secrets: &impl SecretSource,
     pipeline: &ImagePipeline,
     ctx: &mut PipelineContext,
     usage: SecretUse,
@@ -41,20 +72,15 @@ pub async fn resolve(
     let analytics = &ctx.spec.analytics;
     if let (true, Some(reference)) = (analytics.enabled, &analytics.master_user_secret_ref) {
         let field = "spec.analytics.masterUserSecretRef";
-        ctx.master_user = match secrets.get_opt(&reference.name).await {
-            Err(source) => {
-                return Err(Error::kube(
-                    format!("read Secret {namespace}/{}", reference.name),
-                    source,
-                ));
-            }
+        ctx.master_user = match secrets.get(&reference.name).await {
+            Err(err) => return Err(err),
             Ok(None) if usage == SecretUse::Delete => Some(placeholder_user()),
             Ok(None) => {
                 return Err(Error::missing_secret(
                     field,
                     &namespace,
                     &reference.name,
-                    "does not exist",
+                    secrets.absent(),
                 ));
             }
             Ok(Some(secret)) => {
@@ -78,10 +104,7 @@ pub async fn resolve(
 
     let keys = api_keys_secret(ctx);
     let user_given = ctx.spec.upload_api.api_keys_secret_ref.is_some();
-    let found = secrets
-        .get_opt(&keys.name)
-        .await
-        .map_err(|source| Error::kube(format!("read Secret {namespace}/{}", keys.name), source))?;
+    let found = secrets.get(&keys.name).await?;
     ctx.upload_api_keys = match (found, usage) {
         (Some(secret), _) => match value(&secret, &keys.key) {
             Some(text) if !text.trim().is_empty() => Some(SecretText::new(text)),
@@ -101,17 +124,14 @@ pub async fn resolve(
                 "spec.uploadApi.apiKeysSecretRef",
                 &namespace,
                 &keys.name,
-                "does not exist",
+                secrets.absent(),
             ));
         }
         (None, SecretUse::Observe) => None,
         (None, SecretUse::Apply) => {
             let generated = generated_keys_secret(pipeline, &keys.name, &keys.key);
             let text = value(&generated, &keys.key);
-            secrets
-                .create(&PostParams::default(), &generated)
-                .await
-                .map_err(|source| Error::kube(format!("create Secret {namespace}/{}", keys.name), source))?;
+            secrets.create(&generated).await?;
             text.map(SecretText::new)
         }
     };

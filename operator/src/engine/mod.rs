@@ -91,6 +91,10 @@ pub enum ErrorKind {
     /// AWS was unavailable, throttled us, or is still settling: retried with
     /// backoff.
     Retryable,
+    /// The spec may be right, but AWS refuses the caller (a missing
+    /// permission, bad credentials, a used-up quota) until a person changes
+    /// the account: checked again only after a long pause, never in a loop.
+    Refused,
 }
 
 /// Why a component could not converge, in words for a status condition.
@@ -122,6 +126,12 @@ impl ComponentError {
 
     pub fn is_terminal(&self) -> bool {
         self.kind == ErrorKind::Terminal
+    }
+
+    /// Whether a person must act (change the spec or the account) before
+    /// another try can succeed.
+    pub fn needs_person(&self) -> bool {
+        self.kind != ErrorKind::Retryable
     }
 }
 
@@ -179,6 +189,55 @@ impl Change {
         self.fields.push(text.into());
         self
     }
+}
+
+/// Plan shows one line per resource. The settings a resource gets right after
+/// it is created (its tags, encryption, lifecycle rules) are separate calls,
+/// but to a reader they are part of creating it: such updates become fields
+/// of the create, showing only the value they set.
+pub fn fold_into_creates(changes: Vec<Change>) -> Vec<Change> {
+    let mut folded: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let creating = folded.iter_mut().find(|earlier| {
+            earlier.action == Action::Create
+                && change.action == Action::Update
+                && aspect_of(&change.resource, &earlier.resource).is_some()
+        });
+        let Some(create) = creating else {
+            folded.push(change);
+            continue;
+        };
+        let aspect = aspect_of(&change.resource, &create.resource).unwrap_or_default();
+        if change.fields.is_empty() && !aspect.is_empty() {
+            create.fields.push(aspect.to_owned());
+        }
+        for field in &change.fields {
+            // `name: observed → desired`: nothing is observed yet.
+            let field = match (field.split_once(": "), field.rsplit_once(" → ")) {
+                (Some((name, _)), Some((_, desired))) => format!("{name}: {desired}"),
+                _ => field.clone(),
+            };
+            // Named once: `lifecycle rules: …`, not `lifecycle rules: rules: …`.
+            let field = match field.split_once(": ") {
+                _ if aspect.is_empty() => field,
+                Some((name, value)) if aspect.ends_with(name) => format!("{aspect}: {value}"),
+                _ if field.starts_with(aspect.trim_end_matches('s')) => field,
+                _ => format!("{aspect}: {field}"),
+            };
+            create.fields.push(field);
+        }
+    }
+    folded
+}
+
+/// What part of `created` the resource `updated` names (`tags` of
+/// `S3 bucket photos tags`), or `None` when it names something else.
+fn aspect_of<'a>(updated: &'a str, created: &str) -> Option<&'a str> {
+    let rest = updated.strip_prefix(created)?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    rest.strip_prefix(": ").or_else(|| rest.strip_prefix(' '))
 }
 
 /// A field difference for tag maps: which keys are added, changed, removed.
@@ -326,4 +385,46 @@ pub trait Component {
 
     /// Pure: what this component contributes to the outputs and the status.
     fn publish(desired: &Self::Desired, observed: &Self::Observed, outputs: &mut Outputs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_of_a_resource_being_created_are_fields_of_its_create() {
+        let observed = BTreeMap::new();
+        let desired = BTreeMap::from([("team".to_owned(), "media".to_owned())]);
+        let mut tags = Change::new(Action::Update, "S3 bucket photos tags");
+        tags.fields = tag_changes(&observed, &desired);
+        let changes = vec![
+            Change::new(Action::Create, "S3 bucket photos"),
+            tags,
+            Change::new(Action::Update, "S3 bucket photos default encryption").field(
+                "algorithm",
+                "(none)",
+                "AES256",
+            ),
+            Change::new(Action::Update, "S3 bucket photos lifecycle rules")
+                .note("rules: expire images/ after 7d"),
+            Change::new(Action::Create, "IAM role firehose"),
+            Change::new(Action::Update, "IAM role firehose: inline policy"),
+            // Another resource whose name merely starts the same way.
+            Change::new(Action::Update, "S3 bucket photos-archive tags"),
+            Change::new(Action::Delete, "S3 bucket photos old rule"),
+        ];
+        let folded = fold_into_creates(changes);
+        assert_eq!(folded.len(), 4, "{folded:#?}");
+        assert_eq!(
+            folded[0].fields,
+            vec![
+                "tag team: media",
+                "default encryption: algorithm: AES256",
+                "lifecycle rules: expire images/ after 7d",
+            ]
+        );
+        assert_eq!(folded[1].fields, vec!["inline policy"]);
+        assert_eq!(folded[2].resource, "S3 bucket photos-archive tags");
+        assert_eq!(folded[3].action, Action::Delete);
+    }
 }

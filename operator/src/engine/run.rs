@@ -7,6 +7,7 @@ use crate::aws::errors::classify;
 use crate::components::{Analytics, Delivery, KafkaBrokers, Metadata, Network, Storage, UploadTier};
 use crate::engine::{
     Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
+    fold_into_creates,
 };
 
 /// How often one pass re-observes and acts on a component before giving up
@@ -60,9 +61,11 @@ impl PassReport {
         self.components.iter().all(|c| c.state == ComponentState::Removed)
     }
 
+    /// The first error a retry cannot fix: a terminal one, or AWS refusing
+    /// the caller.
     pub fn terminal_error(&self) -> Option<(ComponentKind, &ComponentError)> {
         self.components.iter().find_map(|c| match &c.state {
-            ComponentState::Failed(err) if err.is_terminal() => Some((c.kind, err)),
+            ComponentState::Failed(err) if err.needs_person() => Some((c.kind, err)),
             _ => None,
         })
     }
@@ -251,7 +254,9 @@ impl Engine {
                 break;
             }
             if goal == Goal::Converge(Mode::Plan) {
-                changes.extend(steps.iter().map(|step| C::describe(&desired, step)));
+                changes.extend(fold_into_creates(
+                    steps.iter().map(|step| C::describe(&desired, step)).collect(),
+                ));
                 C::publish(&desired, &observed, outputs);
                 return Ok(ComponentState::ChangesPending);
             }

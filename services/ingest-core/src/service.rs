@@ -53,9 +53,14 @@ impl PipelineArgs {
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`), as JSON lines
 /// when asked.
 pub fn init_logging(json: bool) {
-    let logs = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    );
+    use std::io::IsTerminal;
+    // Colour codes only where a person reads them: never into a pipe, a file
+    // or a log collector.
+    let logs = tracing_subscriber::fmt()
+        .with_ansi(!json && std::io::stdout().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        );
     if json {
         logs.json().init();
     } else {
@@ -63,14 +68,17 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// The process's exit code for how `service` ended; a failure is logged
-/// and printed, so it shows even before logging is set up.
+/// The process's exit code for how `service` ended. A failure is printed
+/// once: as a log line when logging is set up, else on standard error.
 pub fn exit_code(service: &str, result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err}");
-            eprintln!("{service}: {err}");
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!("{err}");
+            } else {
+                eprintln!("{service}: {err}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -27,7 +27,7 @@ use super::ownership;
 use super::sdk::{deleted, ec2_tag_list, ec2_tags, failed, tag_filter, tag_specification};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
+use crate::aws::errors::{Lookup, SpecReference, classify, code, missing};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs, PipelineContext, Readiness,
     SubnetOutput, removed_tag_keys, tag_changes,
@@ -471,12 +471,9 @@ impl Component for Network {
     ) -> Result<Vec<NetworkStep>, ComponentError> {
         if desired.cluster_vpc_id.is_some() && observed.cluster.is_none() {
             let id = desired.cluster_vpc_id.as_deref().unwrap_or_default();
-            return Err(ComponentError::terminal(
-                "ClusterVpcNotFound",
-                format!(
-                    "spec.network.clusterVpcId {id} is not a VPC in this account and region; \
-                     set it to the VPC of the Kubernetes cluster, or remove it"
-                ),
+            return Err(missing(
+                SpecReference::new(Lookup::Vpc, "spec.network.clusterVpcId", id),
+                "no VPC of that id in this account and region",
             ));
         }
         let mut steps = Vec::new();

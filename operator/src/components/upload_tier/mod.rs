@@ -40,6 +40,7 @@ use observe::{
 };
 
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
+use super::instance_offering::check_offered;
 use super::machine_image::{self, ImageSource, ResolvedImage};
 use super::sdk::{deleted, ec2_tag_list, failed, tag_specification, terminate_instances};
 use super::upload_instance_setup::{
@@ -48,7 +49,7 @@ use super::upload_instance_setup::{
 use super::{built, ownership};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
-use crate::aws::errors::code;
+use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness, SecretText,
 };
@@ -106,6 +107,8 @@ pub struct DesiredApiKeys {
 pub struct DesiredLaunchTemplate {
     pub name: String,
     pub instance_type: String,
+    /// The zones of the group's subnets, each of which must offer the type.
+    pub zones: BTreeSet<String>,
     /// Base64 of the first-boot script.
     pub user_data: String,
     pub security_group: String,
@@ -151,6 +154,14 @@ impl DesiredListener {
         self.certificate_arn
             .as_ref()
             .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()])
+    }
+
+    /// What the spec names for this listener, for errors that it is missing.
+    fn references(&self) -> Vec<SpecReference<'_>> {
+        self.certificate_arn
+            .iter()
+            .map(|arn| SpecReference::new(Lookup::Certificate, "spec.uploadApi.certificateArn", arn))
+            .collect()
     }
 }
 
@@ -461,6 +472,11 @@ impl Component for UploadTier {
             launch_template: DesiredLaunchTemplate {
                 name: name.clone(),
                 instance_type: spec.instance_type.clone(),
+                zones: upstream
+                    .public_subnets
+                    .iter()
+                    .map(|s| s.availability_zone.clone())
+                    .collect(),
                 user_data: setup::user_data_base64(&config),
                 security_group: upstream.upload_security_group.clone().unwrap_or_default(),
             },
@@ -791,6 +807,7 @@ impl Component for UploadTier {
             }
             UploadTierStep::CreateLaunchTemplate => {
                 let settings = desired.launch_settings(resolved_image(observed)?);
+                check_instance_type(aws, desired).await?;
                 let out = aws
                     .ec2
                     .create_launch_template()
@@ -816,6 +833,7 @@ impl Component for UploadTier {
             }
             UploadTierStep::CreateLaunchTemplateVersion { .. } => {
                 let settings = desired.launch_settings(resolved_image(observed)?);
+                check_instance_type(aws, desired).await?;
                 let template = observed
                     .launch_template
                     .as_mut()
@@ -938,7 +956,7 @@ impl Component for UploadTier {
                     .send()
                     .await
                     .map(drop)
-                    .map_err(failed("create", &action))
+                    .map_err(|err| classify_with(&format!("create {action}"), &listener.references(), err))
             }
             UploadTierStep::UpdateListener { arn } => {
                 let listener = &desired.listener;
@@ -955,7 +973,7 @@ impl Component for UploadTier {
                     .send()
                     .await
                     .map(drop)
-                    .map_err(failed("update", &action))
+                    .map_err(|err| classify_with(&format!("update {action}"), &listener.references(), err))
             }
             UploadTierStep::DeleteListener { arn, .. } => deleted(
                 aws.elbv2.delete_listener().listener_arn(arn).send().await,
@@ -1412,6 +1430,19 @@ fn missing(what: &str) -> ComponentError {
         "NotFoundYet",
         format!("the {what} of the upload tier is not visible yet; the next pass continues"),
     )
+}
+
+/// Before a launch template asks for an instance type: AWS would accept it
+/// and fail every launch in a zone that lacks it.
+async fn check_instance_type(aws: &AwsClients, desired: &DesiredUploadTier) -> Result<(), ComponentError> {
+    let template = &desired.launch_template;
+    check_offered(
+        aws,
+        &template.instance_type,
+        &template.zones,
+        "spec.uploadApi.instanceType",
+    )
+    .await
 }
 
 fn resolved_image(observed: &ObservedUploadTier) -> Result<&ResolvedImage, ComponentError> {

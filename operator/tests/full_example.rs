@@ -1,0 +1,278 @@
+//! `examples/full.yaml`, which sets every field, applied as a user would with
+//! the `imagepipeline` binary: the AMI, certificate, cluster VPC and Secrets
+//! it names are made in the emulator first and put in its place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use imagepipeline_e2e::AwsEmulator;
+
+/// The placeholders of `examples/full.yaml`.
+const EXAMPLE_AMI: &str = "ami-0123456789abcdef0";
+const EXAMPLE_VPC: &str = "vpc-0a1b2c3d4e5f67890";
+const EXAMPLE_CERTIFICATE: &str =
+    "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+
+/// The Secrets the example names, as a user would add them to the file.
+const SECRETS: &str = "---
+apiVersion: v1
+kind: Secret
+metadata: { name: photos-upload-keys, namespace: media }
+stringData:
+  api-keys: |
+    ci:0123456789abcdef0123456789abcdef
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: photos-warehouse-admin, namespace: media }
+stringData: { username: analyst_admin, password: Correct-Horse-Battery-9 }
+";
+
+/// What the example names, made in the emulator.
+struct Made {
+    ami: String,
+    vpc: String,
+    certificate: String,
+}
+
+async fn make_what_the_example_names(emulator: &AwsEmulator) -> Made {
+    let config = emulator.sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let ami = ec2
+        .register_image()
+        .name("imagepipeline-full-example")
+        .root_device_name("/dev/xvda")
+        .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+        .virtualization_type("hvm")
+        .send()
+        .await
+        .expect("RegisterImage")
+        .image_id()
+        .expect("an image id")
+        .to_owned();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.100.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("a VPC id")
+        .to_owned();
+    let certificate = aws_sdk_acm::Client::new(&config)
+        .request_certificate()
+        .domain_name("images.example.com")
+        .send()
+        .await
+        .expect("RequestCertificate")
+        .certificate_arn()
+        .expect("a certificate ARN")
+        .to_owned();
+    Made {
+        ami,
+        vpc,
+        certificate,
+    }
+}
+
+/// The example with `made` in place of its placeholders, and the Secrets.
+fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
+    let example = std::fs::read_to_string(imagepipeline_e2e::repo_root().join("examples/full.yaml"))
+        .expect("read examples/full.yaml");
+    for placeholder in [EXAMPLE_AMI, EXAMPLE_VPC, EXAMPLE_CERTIFICATE] {
+        assert!(
+            example.contains(placeholder),
+            "the example still names {placeholder}"
+        );
+    }
+    let text = example
+        .replace(EXAMPLE_AMI, &made.ami)
+        .replace(EXAMPLE_VPC, &made.vpc)
+        .replace(EXAMPLE_CERTIFICATE, certificate)
+        + SECRETS;
+    let path = dir.join("full.yaml");
+    std::fs::write(&path, text).expect("write the manifest");
+    path
+}
+
+fn imagepipeline(emulator: &AwsEmulator, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
+        .args(args)
+        .envs(emulator.env())
+        .output()
+        .expect("run imagepipeline")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_policies() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let made = make_what_the_example_names(&emulator).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = manifest(dir.path(), &made, &made.certificate);
+    let file = file.to_str().unwrap();
+
+    let started = Instant::now();
+    let apply = imagepipeline(&emulator, &["apply", "-f", file, "-o", "json"]);
+    let (stdout, stderr) = (text(&apply.stdout), text(&apply.stderr));
+    assert!(apply.status.success(), "{stdout}{stderr}");
+    println!(
+        "apply of both pipelines of the full example: {:?}",
+        started.elapsed()
+    );
+    let statuses: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("one JSON status per pipeline");
+    assert_eq!(statuses.len(), 2, "{stdout}");
+    for status in &statuses {
+        assert_eq!(status["phase"], "Ready", "{status:#}");
+    }
+    let photos = &statuses[0];
+    assert_eq!(photos["endpoints"]["bucket"], "media-photos-eu-west-1");
+    assert_eq!(photos["endpoints"]["table"], "media-photos");
+    assert!(
+        photos["endpoints"]["uploadUrl"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("https://")),
+        "the certificate makes the listener HTTPS: {photos:#}"
+    );
+
+    let plan = imagepipeline(&emulator, &["plan", "-f", file, "--detailed-exitcode"]);
+    let plan_text = text(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "{plan_text}{}", text(&plan.stderr));
+    assert_eq!(
+        plan_text
+            .matches("Plan: 0 to create, 0 to update, 0 to delete.")
+            .count(),
+        2,
+        "{plan_text}"
+    );
+
+    // photos is `deletionPolicy: Retain`, photos-shared-kafka `Delete`.
+    let destroy = imagepipeline(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
+    assert!(
+        destroy.status.success(),
+        "{}{}",
+        text(&destroy.stdout),
+        text(&destroy.stderr)
+    );
+    assert_eq!(
+        emulator
+            .resources_owned_by("media/photos-shared-kafka")
+            .await
+            .unwrap(),
+        Vec::<String>::new(),
+        "Delete leaves nothing"
+    );
+    let retained = emulator.resources_owned_by("media/photos").await.unwrap();
+    assert!(
+        retained.contains(&"bucket media-photos-eu-west-1".to_owned())
+            && retained.contains(&"table media-photos".to_owned()),
+        "Retain keeps the data: {retained:?}"
+    );
+    assert!(
+        retained
+            .iter()
+            .all(|r| r.starts_with("bucket ") || r.starts_with("table ") || r.contains("snapshot")),
+        "Retain keeps nothing that runs or stands on the deleted network: {retained:?}"
+    );
+
+    // The same pipeline with Delete takes the retained data back and removes it.
+    let with_delete = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("deletionPolicy: Retain", "deletionPolicy: Delete");
+    std::fs::write(file, with_delete).unwrap();
+    let apply = imagepipeline(&emulator, &["apply", "-f", file]);
+    assert!(apply.status.success(), "{}", text(&apply.stderr));
+    let destroy = imagepipeline(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
+    assert!(destroy.status.success(), "{}", text(&destroy.stderr));
+    let left: Vec<String> = emulator
+        .resources_owned_by("media/photos")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| !r.contains("snapshot"))
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "Delete leaves nothing but earlier snapshots"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_the_field() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let made = make_what_the_example_names(&emulator).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The example's own placeholder: a well-formed ARN of no certificate.
+    let file = manifest(dir.path(), &made, EXAMPLE_CERTIFICATE);
+
+    let started = Instant::now();
+    let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+    let elapsed = started.elapsed();
+    let stderr = text(&apply.stderr);
+    assert_eq!(apply.status.code(), Some(1), "{stderr}");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "stopped after {elapsed:?}: {stderr}"
+    );
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains("spec.uploadApi.certificateArn")
+            && error.contains(EXAMPLE_CERTIFICATE)
+            && error.contains("CertificateNotFound"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}
+
+/// `c8a.large` is offered in eu-west-1a and eu-west-1b but not eu-west-1c
+/// (the emulator holds AWS's published offerings).
+#[tokio::test]
+async fn an_instance_type_a_zone_lacks_stops_apply_naming_the_field_and_the_zone() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let dir = tempfile::tempdir().unwrap();
+    for (field, spec) in [
+        (
+            "spec.uploadApi.instanceType",
+            "uploadApi: { instanceType: c8a.large }",
+        ),
+        ("spec.kafka.instanceType", "kafka: { instanceType: c8a.large }"),
+    ] {
+        let file = dir.path().join("pipeline.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: {{ name: zones }}\n\
+                 spec:\n  region: eu-west-1\n  analytics: {{ enabled: false }}\n  \
+                 network: {{ availabilityZones: [eu-west-1a, eu-west-1b, eu-west-1c] }}\n  {spec}\n"
+            ),
+        )
+        .unwrap();
+        let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+        let stderr = text(&apply.stderr);
+        assert_eq!(apply.status.code(), Some(1), "{stderr}");
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default();
+        assert!(
+            error.contains(&format!("{field} c8a.large"))
+                && error.contains("not offered in eu-west-1c")
+                && error.contains("InstanceTypeNotOffered"),
+            "{stderr}"
+        );
+        let destroy = imagepipeline(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
+        assert!(destroy.status.success(), "{}", text(&destroy.stderr));
+    }
+}

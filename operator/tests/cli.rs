@@ -289,3 +289,35 @@ fn each_error_is_printed_once_and_without_colour_codes() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_cli_takes_the_secrets_a_spec_names_from_the_manifest_file() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("pipeline.yaml");
+    let pipeline = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: keyed }\n\
+                    spec:\n  region: eu-west-1\n  network: { availabilityZones: [eu-west-1a, eu-west-1b] }\n  \
+                    analytics: { masterUserSecretRef: { name: keyed-admin } }\n";
+    std::fs::write(&manifest, pipeline).unwrap();
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", manifest.to_str().unwrap()]);
+    let stderr = text(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "spec.analytics.masterUserSecretRef: Secret default/keyed-admin is not in the manifest file"
+        ),
+        "{stderr}"
+    );
+
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: { name: keyed-admin }\n\
+                  stringData: { username: admin, password: Correct-Horse-Battery-9 }\n";
+    std::fs::write(&manifest, format!("{pipeline}{secret}")).unwrap();
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", manifest.to_str().unwrap()]);
+    let stdout = text(&plan.stdout);
+    assert!(plan.status.success(), "{stdout}{}", text(&plan.stderr));
+    assert!(stdout.contains("+ create Redshift cluster"), "{stdout}");
+    assert!(
+        !stdout.contains("Correct-Horse"),
+        "the password is never printed: {stdout}"
+    );
+}

@@ -236,43 +236,97 @@ async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_th
     assert!(!stderr.contains("retrying"), "{stderr}");
 }
 
-/// `c8a.large` is offered in eu-west-1a and eu-west-1b but not eu-west-1c
-/// (the emulator holds AWS's published offerings).
+/// Each value the spec names that AWS does not have stops `apply` at once
+/// with the field, the value and the condition reason. (`c8a.large` is
+/// offered in eu-west-1a and eu-west-1b but not eu-west-1c: the emulator holds
+/// AWS's published offerings.)
 #[tokio::test]
-async fn an_instance_type_a_zone_lacks_stops_apply_naming_the_field_and_the_zone() {
+async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
     let emulator = AwsEmulator::start().await.expect("moto server starts");
     let dir = tempfile::tempdir().unwrap();
-    for (field, spec) in [
+    let cases = [
         (
-            "spec.uploadApi.instanceType",
             "uploadApi: { instanceType: c8a.large }",
+            "spec.uploadApi.instanceType c8a.large",
+            "InstanceTypeNotOffered",
+            "not offered in eu-west-1c",
         ),
-        ("spec.kafka.instanceType", "kafka: { instanceType: c8a.large }"),
-    ] {
+        (
+            "kafka: { instanceType: c8a.large }",
+            "spec.kafka.instanceType c8a.large",
+            "InstanceTypeNotOffered",
+            "not offered in eu-west-1c",
+        ),
+        (
+            "uploadApi: { amiId: ami-0000000000000dead }",
+            "spec.uploadApi.amiId ami-0000000000000dead",
+            "ImageNotFound",
+            "latest Amazon Linux 2023",
+        ),
+        (
+            "kafka: { amiId: ami-0000000000000dead }",
+            "spec.kafka.amiId ami-0000000000000dead",
+            "ImageNotFound",
+            "describe-images",
+        ),
+    ];
+    for (spec, names, reason, advice) in cases {
         let file = dir.path().join("pipeline.yaml");
         std::fs::write(
             &file,
             format!(
-                "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: {{ name: zones }}\n\
+                "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: {{ name: missing }}\n\
                  spec:\n  region: eu-west-1\n  analytics: {{ enabled: false }}\n  \
                  network: {{ availabilityZones: [eu-west-1a, eu-west-1b, eu-west-1c] }}\n  {spec}\n"
             ),
         )
         .unwrap();
+        let started = Instant::now();
         let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
         let stderr = text(&apply.stderr);
-        assert_eq!(apply.status.code(), Some(1), "{stderr}");
+        assert_eq!(apply.status.code(), Some(1), "{spec}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(60), "{spec}: {stderr}");
         let error = stderr
             .lines()
             .find(|l| l.starts_with("error: "))
             .unwrap_or_default();
         assert!(
-            error.contains(&format!("{field} c8a.large"))
-                && error.contains("not offered in eu-west-1c")
-                && error.contains("InstanceTypeNotOffered"),
-            "{stderr}"
+            error.contains(names) && error.contains(reason) && error.contains(advice),
+            "{spec}: {stderr}"
         );
         let destroy = imagepipeline(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
         assert!(destroy.status.success(), "{}", text(&destroy.stderr));
     }
+
+    // The cluster VPC is looked up before anything is made.
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: peered }\n\
+         spec:\n  region: eu-west-1\n  \
+         network: { availabilityZones: [eu-west-1a, eu-west-1b], clusterVpcId: vpc-0000000000000dead }\n",
+    )
+    .unwrap();
+    let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+    let stderr = text(&apply.stderr);
+    assert_eq!(apply.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec.network.clusterVpcId vpc-0000000000000dead does not exist")
+            && stderr.contains("ClusterVpcNotFound"),
+        "{stderr}"
+    );
+    let made = emulator.resources_owned_by("default/peered").await.unwrap();
+    assert!(
+        !made
+            .iter()
+            .any(|r| r.starts_with("vpc ") || r.starts_with("subnet ")),
+        "no network is made: {made:?}"
+    );
+    let destroy = imagepipeline(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
+    assert!(destroy.status.success(), "{}", text(&destroy.stderr));
+    assert_eq!(
+        emulator.resources_owned_by("default/peered").await.unwrap(),
+        Vec::<String>::new(),
+        "destroy removes what the other components made"
+    );
 }

@@ -27,7 +27,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p3
+MOTO_PATCH_LEVEL=p4
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -93,6 +93,9 @@ SH
 #     a group's instances from the template version it names, and makes
 #     RunInstances honour ClientToken and terminations release the primary
 #     network interface (see that file).
+# p4: scripts/moto/server.py also refuses, as AWS does, to delete a subnet, a
+#     security group, a VPC or a Redshift subnet group something still uses,
+#     and keeps a final snapshot's retention period (see that file).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -211,6 +211,20 @@ async fn redshift(
             ));
         }
     }
+    // What a retained warehouse leaves: snapshots outlive their cluster.
+    let snapshots = redshift
+        .describe_cluster_snapshots()
+        .send()
+        .await
+        .map_err(HarnessError::aws("DescribeClusterSnapshots"))?;
+    for snapshot in snapshots.snapshots() {
+        if owned(redshift_tags(snapshot.tags())) {
+            found.push(format!(
+                "snapshot {}",
+                snapshot.snapshot_identifier().unwrap_or_default()
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -51,8 +51,9 @@ enum Command {
         #[arg(long, default_value = "45m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Delete what `apply` made; with `deletionPolicy: Retain` the bucket, table
-    /// and cluster stay, tagged as retained.
+    /// Delete what `apply` made; with `deletionPolicy: Retain` the bucket and
+    /// table stay, and the Redshift cluster's data stays as a final snapshot,
+    /// all tagged as retained.
     Destroy {
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
         file: PathBuf,

@@ -693,40 +693,6 @@ async fn destroy_leaves_nothing_owned_behind() {
 }
 
 #[tokio::test]
-async fn destroy_with_retain_keeps_bucket_table_and_cluster_and_tags_them_retained() {
-    let fx =
-        Fixture::new(&MINIMAL.replace("region: eu-west-1", "region: eu-west-1\n  deletionPolicy: Retain"))
-            .await;
-    fx.apply_until_ready().await;
-    fx.destroy_until_removed().await;
-    let left = owned_by_photos(&fx.emulator).await;
-    // The cluster keeps its security group: AWS refuses to delete a group in use.
-    assert_eq!(
-        kinds(&left),
-        ["bucket", "cluster", "security group", "table"],
-        "{left:#?}"
-    );
-    let bucket = fx.ctx.bucket_name();
-    let tags = fx
-        .aws()
-        .s3
-        .get_bucket_tagging()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        tags.tag_set()
-            .iter()
-            .any(|t| t.key() == RETAINED_TAG && t.value() == "true")
-    );
-    // Destroying again is a no-op: retained resources are left alone.
-    fx.calls().reset();
-    fx.destroy_until_removed().await;
-    assert_eq!(fx.calls().successful_mutations(), 0);
-}
-
-#[tokio::test]
 async fn a_bucket_of_another_pipeline_is_a_terminal_error_without_retries() {
     let emulator = AwsEmulator::start().await.expect("moto server starts");
     let first = pipeline(&MINIMAL.replace("tags: { team: media }", "storage: { bucketName: shared-photos }"));

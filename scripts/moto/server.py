@@ -39,6 +39,20 @@ deleted when the instance terminates, which frees its private address. moto
 5.2.5 keeps it "in-use" forever, so a VPC that held an instance could never
 be emptied and a fixed broker address never launched again; the last patch
 marks the interfaces an instance made itself as deleted on termination.
+
+AWS refuses to delete what something still stands on, and moto 5.2.5 deletes
+it anyway, so a teardown in the wrong order passes here and never finishes on
+AWS. The dependency patches refuse as AWS does: DeleteSubnet answers
+DependencyViolation while a network interface is in the subnet or a Redshift
+cluster's subnet group holds it; DeleteSecurityGroup while a network interface
+or a Redshift cluster uses the group; DeleteVpc while a security group other
+than the default one is left in it (moto checks only subnets and route
+tables); DeleteClusterSubnetGroup answers InvalidClusterSubnetGroupStateFault
+while a cluster is in the group. moto removes a Redshift cluster at
+DeleteCluster, so every cluster it still lists is live. moto's DeleteCluster
+already takes the final snapshot, with the cluster's tags, but drops
+FinalClusterSnapshotRetentionPeriod; the snapshot now reports it as
+ManualSnapshotRetentionPeriod (-1, kept until deleted, when not given).
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -54,14 +68,20 @@ from moto.autoscaling.models import (
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
-from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.exceptions import DependencyViolationError, EC2ClientError
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.models.security_groups import SecurityGroupBackend
+from moto.ec2.models.subnets import SubnetBackend
+from moto.ec2.models.vpcs import VPCBackend
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.utils import parse_user_data
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
 from moto.moto_api._internal import mock_random as random
+from moto.redshift.exceptions import RedshiftClientError
+from moto.redshift.models import RedshiftBackend, redshift_backends
+from moto.redshift.responses import RedshiftResponse
 from moto.s3.models import FakeBucket
 from moto.server import main
 
@@ -346,6 +366,99 @@ def prep_nics(self, nic_spec, *args, **kwargs):
 
 
 Instance.prep_nics = prep_nics
+
+
+def redshift_of(ec2_backend):
+    """The Redshift backend of the same account and region."""
+    return redshift_backends[ec2_backend.account_id][ec2_backend.region_name]
+
+
+def clusters_in_subnet(ec2_backend, subnet_id):
+    redshift = redshift_of(ec2_backend)
+    for cluster in redshift.clusters.values():
+        group = redshift.subnet_groups.get(cluster.cluster_subnet_group_name)
+        if group is not None and subnet_id in group.subnet_ids:
+            yield cluster
+
+
+def group_ids(eni):
+    return {getattr(group, "id", group) for group in eni.group_set}
+
+
+_delete_subnet = SubnetBackend.delete_subnet
+
+
+def delete_subnet(self, subnet_id):
+    in_use = any(eni.subnet.id == subnet_id for eni in self.enis.values())
+    if in_use or any(clusters_in_subnet(self, subnet_id)):
+        raise DependencyViolationError(
+            f"The subnet '{subnet_id}' has dependencies and cannot be deleted."
+        )
+    return _delete_subnet(self, subnet_id)
+
+
+SubnetBackend.delete_subnet = delete_subnet
+
+_delete_security_group = SecurityGroupBackend.delete_security_group
+
+
+def delete_security_group(self, name=None, group_id=None):
+    group = self.get_security_group_by_name_or_id(group_id or name)
+    if group is not None:
+        in_use = any(group.id in group_ids(eni) for eni in self.enis.values())
+        clusters = redshift_of(self).clusters.values()
+        if in_use or any(group.id in (c.vpc_security_group_ids or []) for c in clusters):
+            raise DependencyViolationError(f"resource {group.id} has a dependent object")
+    return _delete_security_group(self, name=name, group_id=group_id)
+
+
+SecurityGroupBackend.delete_security_group = delete_security_group
+
+_delete_vpc = VPCBackend.delete_vpc
+
+
+def delete_vpc(self, vpc_id):
+    if any(group.name != "default" for group in self.groups.get(vpc_id, {}).values()):
+        raise DependencyViolationError(
+            f"The vpc '{vpc_id}' has dependencies and cannot be deleted."
+        )
+    return _delete_vpc(self, vpc_id)
+
+
+VPCBackend.delete_vpc = delete_vpc
+
+_delete_cluster_subnet_group = RedshiftBackend.delete_cluster_subnet_group
+
+
+def delete_cluster_subnet_group(self, subnet_identifier):
+    for cluster in self.clusters.values():
+        if cluster.cluster_subnet_group_name == subnet_identifier:
+            raise RedshiftClientError(
+                "InvalidClusterSubnetGroupStateFault",
+                f"The cluster subnet group {subnet_identifier} cannot be deleted because "
+                f"it is in use by cluster {cluster.cluster_identifier}.",
+            )
+    return _delete_cluster_subnet_group(self, subnet_identifier)
+
+
+RedshiftBackend.delete_cluster_subnet_group = delete_cluster_subnet_group
+
+_response_delete_cluster = RedshiftResponse.delete_cluster
+
+
+def response_delete_cluster(self):
+    result = _response_delete_cluster(self)
+    snapshot = self.redshift_backend.snapshots.get(
+        self._get_param("FinalClusterSnapshotIdentifier") or ""
+    )
+    if snapshot is not None and self._get_bool_param("SkipFinalClusterSnapshot") is False:
+        snapshot.manual_snapshot_retention_period = self._get_int_param(
+            "FinalClusterSnapshotRetentionPeriod", -1
+        )
+    return result
+
+
+RedshiftResponse.delete_cluster = response_delete_cluster
 
 if __name__ == "__main__":
     main()

@@ -96,9 +96,15 @@ pub struct ImagePipelineSpec {
         .message("spec.tags keys must not start with 'aws:' (reserved by AWS) or 'imagepipeline.io/' (reserved by the operator)"))]
     pub tags: BTreeMap<String, String>,
 
-    /// What happens to the bucket, the table and the Redshift cluster when the
-    /// ImagePipeline is deleted. `Delete` removes them; `Retain` keeps them,
-    /// tagged as retained. Compute, network and IAM are always removed.
+    /// What happens to the pipeline's data when the ImagePipeline is deleted.
+    /// `Delete` removes the bucket, the table and the Redshift cluster.
+    /// `Retain` keeps the bucket and the table, and deletes the Redshift cluster
+    /// after AWS has taken a final snapshot of it, because a running cluster
+    /// would hold the subnets and security group it stands on. The snapshot,
+    /// `<cluster>-final-<UTC yyyymmddhhmmss>`, is kept until you delete it, is
+    /// listed in `status.resources` and named in the deletion's event. What is
+    /// kept is tagged `imagepipeline.io/retained=true` and stands on nothing the
+    /// deletion removes. Compute, network and IAM are always removed.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -145,7 +151,8 @@ pub enum DeletionPolicy {
     /// Delete the bucket (with its objects), the table and the Redshift cluster.
     #[default]
     Delete,
-    /// Keep the bucket, the table and the Redshift cluster, tagged as retained.
+    /// Keep the bucket and the table, and the Redshift cluster's data as a final
+    /// snapshot taken before the cluster is deleted; all tagged as retained.
     Retain,
 }
 

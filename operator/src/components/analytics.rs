@@ -2,17 +2,23 @@
 //! the private subnets, with a role that can read the pipeline's bucket and
 //! table, and the analysis schema created through the Redshift Data API.
 //! With `analytics.enabled: false` nothing exists, and what did is removed.
+//! `deletionPolicy: Retain` keeps the warehouse's data as a final snapshot
+//! (see `analytics/final_snapshot.rs`); the cluster and what it stands on go.
+
+mod final_snapshot;
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, ResourceType};
 use aws_sdk_redshift::types::Tag;
 use aws_sdk_redshiftdata::types::StatusString;
+use final_snapshot::ObservedSnapshot;
+use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::ownership;
-use super::sdk::{ec2_tags, tag_specification};
+use super::sdk::{deleted, ec2_tags, tag_specification};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -26,8 +32,13 @@ use crate::engine::{
 const SCHEMA_VERSION_TAG: &str = "imagepipeline.io/schema-version";
 const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
 const SCHEMA_VERSION: &str = "1";
+/// A manual snapshot's retention period that means kept until deleted.
+const KEPT_UNTIL_DELETED: i32 = -1;
 const MASTER_USERNAME: &str = "imagepipeline_admin";
 const AVAILABLE: &str = "available";
+/// DeleteCluster with a final snapshot: first the snapshot is taken, then the
+/// cluster is deleted. Either way a deletion is under way and is waited for.
+const TAKING_FINAL_SNAPSHOT: &str = "final-snapshot";
 const DELETING: &str = "deleting";
 
 pub struct Analytics;
@@ -55,6 +66,8 @@ pub struct DesiredCluster {
     pub database: String,
     pub master_user: Option<MasterUser>,
     pub schema_sql: String,
+    /// The ARN of one of its snapshots is this followed by the snapshot's id.
+    pub snapshot_arn_prefix: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -65,6 +78,11 @@ pub struct ObservedAnalytics {
     pub cluster: Option<ObservedCluster>,
     /// Status of the schema statement recorded on the cluster, if one runs.
     pub schema_statement: Option<String>,
+    /// The newest final snapshot of the cluster, looked up only when the
+    /// cluster is gone or being deleted.
+    pub final_snapshot: Option<ObservedSnapshot>,
+    /// When this was observed: the time a final snapshot taken now is named after.
+    pub observed_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -116,7 +134,18 @@ pub enum AnalyticsStep {
     },
     BootstrapSchema,
     MarkSchemaBootstrapped,
-    DeleteCluster,
+    /// With `final_snapshot`, the identifier of the snapshot AWS takes first
+    /// and keeps; without, the data goes with the cluster.
+    DeleteCluster {
+        final_snapshot: Option<String>,
+    },
+    /// Marks the kept final snapshot as retained, as the bucket and the table are.
+    SetSnapshotTags {
+        id: String,
+        arn: String,
+        observed: BTreeMap<String, String>,
+        desired: BTreeMap<String, String>,
+    },
     DeleteSubnetGroup,
     DeleteSecurityGroup {
         id: String,
@@ -184,6 +213,7 @@ impl Component for Analytics {
             ),
             cluster: DesiredCluster {
                 arn: ctx.arn("redshift", &format!("cluster:{id}")),
+                snapshot_arn_prefix: ctx.arn("redshift", &format!("snapshot:{id}/")),
                 id,
                 node_type: spec.node_type.clone(),
                 nodes: spec.nodes,
@@ -205,7 +235,19 @@ impl Component for Analytics {
             role: iam_role::observe(aws, &desired.role).await?,
             cluster: observe_cluster(aws, &desired.cluster.id).await?,
             schema_statement: None,
+            final_snapshot: None,
+            observed_at: Timestamp::now(),
         };
+        if observed
+            .cluster
+            .as_ref()
+            .is_none_or(ObservedCluster::is_being_deleted)
+        {
+            let cluster = &desired.cluster;
+            observed.final_snapshot =
+                final_snapshot::observe(aws, &cluster.id, &desired.owner, &cluster.snapshot_arn_prefix)
+                    .await?;
+        }
         if let Some(id) = observed
             .cluster
             .as_ref()
@@ -252,7 +294,7 @@ impl Component for Analytics {
             steps.push(AnalyticsStep::CreateCluster);
             return Ok(steps);
         };
-        if cluster.status == DELETING {
+        if cluster.is_being_deleted() {
             return Err(ComponentError::retryable(
                 "ClusterDeleting",
                 format!(
@@ -308,47 +350,34 @@ impl Component for Analytics {
     ) -> (Vec<AnalyticsStep>, Option<String>) {
         let owner = &desired.owner;
         let mine = |tags: &BTreeMap<String, String>| ownership::is_ours(tags, owner);
+        // The cluster goes first under either policy: its subnet group, its
+        // security group and the network's subnets cannot go while it stands
+        // on them.
         if let Some(cluster) = observed.cluster.as_ref().filter(|c| mine(&c.tags)) {
-            match policy {
-                DeletionPolicy::Delete if cluster.status == DELETING => {
-                    return (
-                        vec![],
-                        Some(format!(
-                            "Redshift cluster {} is being deleted",
-                            desired.cluster.id
-                        )),
-                    );
-                }
-                DeletionPolicy::Delete => return (vec![AnalyticsStep::DeleteCluster], None),
-                DeletionPolicy::Retain => {
-                    if let Some(retained) = ownership::missing_retained_tags(&cluster.tags, &desired.tags) {
-                        return (
-                            vec![AnalyticsStep::SetClusterTags {
-                                observed: cluster.tags.clone(),
-                                desired: retained,
-                            }],
-                            None,
-                        );
-                    }
-                }
+            if cluster.is_being_deleted() {
+                let waiting = deletion_under_way(desired, cluster, observed.final_snapshot.as_ref());
+                return (vec![], Some(waiting));
             }
+            let final_snapshot = (policy == DeletionPolicy::Retain)
+                .then(|| final_snapshot::identifier(&desired.cluster.id, observed.observed_at));
+            return (vec![AnalyticsStep::DeleteCluster { final_snapshot }], None);
         }
         let mut steps = Vec::new();
-        // A retained cluster keeps running without its subnet group in the
-        // emulator; on AWS the subnets under it cannot be deleted, which the
-        // network issue's deletion waits must report.
+        if policy == DeletionPolicy::Retain
+            && let Some(snapshot) = &observed.final_snapshot
+            && let Some(retained) = ownership::missing_retained_tags(&snapshot.tags, &desired.tags)
+        {
+            steps.push(AnalyticsStep::SetSnapshotTags {
+                id: snapshot.id.clone(),
+                arn: snapshot.arn.clone(),
+                observed: snapshot.tags.clone(),
+                desired: retained,
+            });
+        }
         if observed.subnet_group.as_ref().is_some_and(|g| mine(&g.tags)) {
             steps.push(AnalyticsStep::DeleteSubnetGroup);
         }
-        // A retained cluster keeps its security group, which AWS would not
-        // delete while the cluster uses it.
-        let cluster_retained =
-            policy == DeletionPolicy::Retain && observed.cluster.as_ref().is_some_and(|c| mine(&c.tags));
-        if let Some(group) = observed
-            .security_group
-            .as_ref()
-            .filter(|g| mine(&g.tags) && !cluster_retained)
-        {
+        if let Some(group) = observed.security_group.as_ref().filter(|g| mine(&g.tags)) {
             steps.push(AnalyticsStep::DeleteSecurityGroup { id: group.id.clone() });
         }
         if let Some(role) = observed.role.as_ref().filter(|r| mine(&r.tags)) {
@@ -538,20 +567,28 @@ impl Component for Analytics {
                 let tag = BTreeMap::from([(SCHEMA_VERSION_TAG.to_owned(), SCHEMA_VERSION.to_owned())]);
                 set_redshift_tags(aws, &desired.cluster.arn, None, &tag, &action).await
             }
-            AnalyticsStep::DeleteCluster => {
-                // Delete means delete: Retain is how a user keeps the data.
-                match redshift
-                    .delete_cluster()
-                    .cluster_identifier(cluster_id)
-                    .skip_final_cluster_snapshot(true)
-                    .send()
-                    .await
-                {
+            AnalyticsStep::DeleteCluster { final_snapshot } => {
+                let request = redshift.delete_cluster().cluster_identifier(cluster_id);
+                let request = match final_snapshot {
+                    Some(snapshot) => request
+                        .skip_final_cluster_snapshot(false)
+                        .final_cluster_snapshot_identifier(snapshot)
+                        .final_cluster_snapshot_retention_period(KEPT_UNTIL_DELETED),
+                    // Delete means delete: Retain is how a user keeps the data.
+                    None => request.skip_final_cluster_snapshot(true),
+                };
+                match request.send().await {
                     Ok(_) => Ok(()),
                     Err(err) if code(&err) == Some("ClusterNotFound") => Ok(()),
                     Err(err) => Err(classify(&action, err)),
                 }
             }
+            AnalyticsStep::SetSnapshotTags {
+                arn,
+                observed: old,
+                desired: tags,
+                ..
+            } => set_redshift_tags(aws, arn, Some(old), tags, &action).await,
             AnalyticsStep::DeleteSubnetGroup => {
                 match redshift
                     .delete_cluster_subnet_group()
@@ -564,13 +601,13 @@ impl Component for Analytics {
                     Err(err) => Err(classify(&action, err)),
                 }
             }
-            AnalyticsStep::DeleteSecurityGroup { id } => {
-                match aws.ec2.delete_security_group().group_id(id).send().await {
-                    Ok(_) => Ok(()),
-                    Err(err) if code(&err) == Some("InvalidGroup.NotFound") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
+            // The cluster's network interfaces outlive it by minutes on AWS;
+            // until they are released the group is reported as blocked.
+            AnalyticsStep::DeleteSecurityGroup { id } => deleted(
+                aws.ec2.delete_security_group().group_id(id).send().await,
+                &["InvalidGroup.NotFound"],
+                &action,
+            ),
         }
     }
 
@@ -642,8 +679,27 @@ impl Component for Analytics {
                 format!("{cluster} schema version"),
             )
             .field(SCHEMA_VERSION_TAG, "(none)", SCHEMA_VERSION),
-            AnalyticsStep::DeleteCluster => {
+            AnalyticsStep::DeleteCluster { final_snapshot: None } => {
                 Change::new(Action::Delete, cluster).note("without a final snapshot")
+            }
+            // The snapshot is named in the resource: the controller's Deleted
+            // event and the CLI's progress line show only that.
+            AnalyticsStep::DeleteCluster {
+                final_snapshot: Some(snapshot),
+            } => Change::new(
+                Action::Delete,
+                format!("{cluster} (data kept in final snapshot {snapshot})"),
+            )
+            .note("deletionPolicy Retain: the snapshot is kept, tagged retained, until you delete it"),
+            AnalyticsStep::SetSnapshotTags {
+                id,
+                observed,
+                desired: tags,
+                ..
+            } => {
+                let mut change = Change::new(Action::Update, format!("Redshift snapshot {id} tags"));
+                change.fields = tag_changes(observed, tags);
+                change
             }
             AnalyticsStep::DeleteSubnetGroup => Change::new(
                 Action::Delete,
@@ -694,6 +750,42 @@ impl Component for Analytics {
                 Some(desired.cluster.arn.clone()),
             );
         }
+        // Once the cluster is gone under Retain, this is where its data is:
+        // `kubectl get ipl -o yaml` lists it with the retained bucket and table.
+        if let Some(snapshot) = &observed.final_snapshot {
+            outputs.resource(
+                Self::KIND,
+                "AWS::Redshift::ClusterSnapshot",
+                &snapshot.id,
+                Some(snapshot.arn.clone()),
+            );
+        }
+    }
+}
+
+impl ObservedCluster {
+    fn is_being_deleted(&self) -> bool {
+        matches!(self.status.as_str(), TAKING_FINAL_SNAPSHOT | DELETING)
+    }
+}
+
+/// What a teardown waits for while AWS deletes the cluster.
+fn deletion_under_way(
+    desired: &DesiredAnalytics,
+    cluster: &ObservedCluster,
+    snapshot: Option<&ObservedSnapshot>,
+) -> String {
+    let name = format!("Redshift cluster {}", desired.cluster.id);
+    match (cluster.status.as_str(), snapshot) {
+        (TAKING_FINAL_SNAPSHOT, Some(snapshot)) => {
+            format!("{name} is taking its final snapshot {}", snapshot.id)
+        }
+        (TAKING_FINAL_SNAPSHOT, None) => format!("{name} is taking its final snapshot"),
+        (_, Some(snapshot)) => format!(
+            "{name} is being deleted; its final snapshot {} is kept",
+            snapshot.id
+        ),
+        (_, None) => format!("{name} is being deleted"),
     }
 }
 
@@ -963,8 +1055,13 @@ spec:
                 schema_statement_id: Some("statement-1".into()),
             }),
             schema_statement: Some(StatusString::Finished.as_str().into()),
+            final_snapshot: None,
+            observed_at: DELETION_TIME.parse().unwrap(),
         }
     }
+
+    /// When the teardowns below observe; final snapshots are named after it.
+    const DELETION_TIME: &str = "2026-03-04T05:06:07Z";
 
     #[test]
     fn disabled_analytics_builds_nothing_and_removes_what_it_built() {
@@ -981,7 +1078,7 @@ spec:
         let built = as_desired(&desired);
         assert_eq!(
             Analytics::converge(&desired, &built),
-            Ok(vec![AnalyticsStep::DeleteCluster])
+            Ok(vec![AnalyticsStep::DeleteCluster { final_snapshot: None }])
         );
     }
 
@@ -1106,5 +1203,159 @@ spec:
                 "{observed:?}"
             );
         }
+    }
+
+    fn retained(analytics: &str) -> DesiredAnalytics {
+        let mut desired = desired(analytics);
+        desired.policy = DeletionPolicy::Retain;
+        desired
+    }
+
+    fn final_snapshot_id(desired: &DesiredAnalytics) -> String {
+        format!("{}-final-20260304050607", desired.cluster.id)
+    }
+
+    /// The pipeline after AWS deleted the cluster and kept its final snapshot
+    /// with the cluster's tags.
+    fn cluster_gone_snapshot_kept(desired: &DesiredAnalytics) -> ObservedAnalytics {
+        let mut observed = as_desired(desired);
+        observed.cluster = None;
+        observed.final_snapshot = Some(ObservedSnapshot {
+            id: final_snapshot_id(desired),
+            arn: format!(
+                "{}{}",
+                desired.cluster.snapshot_arn_prefix,
+                final_snapshot_id(desired)
+            ),
+            tags: desired.tags.clone(),
+        });
+        observed
+    }
+
+    #[test]
+    fn retain_deletes_the_cluster_with_a_final_snapshot_the_change_names() {
+        let desired = retained("{}");
+        let (steps, waiting) = Analytics::teardown(&desired, &as_desired(&desired), DeletionPolicy::Retain);
+        let snapshot = final_snapshot_id(&desired);
+        assert_eq!(
+            (steps.as_slice(), waiting),
+            (
+                &[AnalyticsStep::DeleteCluster {
+                    final_snapshot: Some(snapshot.clone())
+                }][..],
+                None
+            )
+        );
+        // The controller's Deleted event and the CLI show the resource text.
+        let change = Analytics::describe(&desired, &steps[0]);
+        assert_eq!(change.action, Action::Delete);
+        assert!(
+            change.resource.contains(&desired.cluster.id) && change.resource.contains(&snapshot),
+            "{change:?}"
+        );
+    }
+
+    #[test]
+    fn delete_deletes_the_cluster_without_a_final_snapshot() {
+        let desired = desired("{}");
+        let (steps, waiting) = Analytics::teardown(&desired, &as_desired(&desired), DeletionPolicy::Delete);
+        assert_eq!(
+            (steps, waiting),
+            (vec![AnalyticsStep::DeleteCluster { final_snapshot: None }], None)
+        );
+    }
+
+    #[test]
+    fn nothing_under_the_cluster_is_touched_while_aws_deletes_it() {
+        let desired = retained("{}");
+        let snapshot = final_snapshot_id(&desired);
+        let cases = [
+            (TAKING_FINAL_SNAPSHOT, "is taking its final snapshot"),
+            (DELETING, "is being deleted; its final snapshot"),
+        ];
+        for policy in [DeletionPolicy::Retain, DeletionPolicy::Delete] {
+            for (status, says) in cases {
+                let mut observed = cluster_gone_snapshot_kept(&desired);
+                observed.cluster = as_desired(&desired).cluster;
+                observed.cluster.as_mut().unwrap().status = status.into();
+                let (steps, waiting) = Analytics::teardown(&desired, &observed, policy);
+                assert_eq!(steps, [], "{policy:?} {status}");
+                let waiting = waiting.unwrap_or_default();
+                assert!(
+                    waiting.contains(says) && waiting.contains(&snapshot),
+                    "{policy:?} {status}: {waiting}"
+                );
+            }
+        }
+        // Nor is a cluster made again while the old one is still going.
+        let mut deleting = as_desired(&desired);
+        deleting.cluster.as_mut().unwrap().status = TAKING_FINAL_SNAPSHOT.into();
+        let err = Analytics::converge(&desired, &deleting).unwrap_err();
+        assert_eq!(err.reason, "ClusterDeleting");
+    }
+
+    #[test]
+    fn once_the_cluster_is_gone_retain_marks_its_snapshot_and_removes_what_it_stood_on() {
+        let desired = retained("{}");
+        let observed = cluster_gone_snapshot_kept(&desired);
+        let (steps, waiting) = Analytics::teardown(&desired, &observed, DeletionPolicy::Retain);
+        assert_eq!(waiting, None);
+        let mut retained_tags = desired.tags.clone();
+        retained_tags.insert(crate::engine::RETAINED_TAG.into(), "true".into());
+        let snapshot = final_snapshot_id(&desired);
+        assert_eq!(
+            steps[..3],
+            [
+                AnalyticsStep::SetSnapshotTags {
+                    id: snapshot.clone(),
+                    arn: format!(
+                        "arn:aws:redshift:eu-west-1:123456789012:snapshot:{}/{snapshot}",
+                        desired.cluster.id
+                    ),
+                    observed: desired.tags.clone(),
+                    desired: retained_tags.clone(),
+                },
+                AnalyticsStep::DeleteSubnetGroup,
+                AnalyticsStep::DeleteSecurityGroup {
+                    id: "sg-warehouse".into()
+                },
+            ]
+        );
+        assert!(
+            steps[3..].iter().all(|s| matches!(s, AnalyticsStep::Role(_))) && steps.len() > 3,
+            "{steps:?}"
+        );
+
+        // Marked, with the rest gone: removed, and the snapshot is in the status.
+        let mut done = ObservedAnalytics {
+            final_snapshot: observed.final_snapshot.clone(),
+            ..ObservedAnalytics::default()
+        };
+        done.final_snapshot.as_mut().unwrap().tags = retained_tags;
+        assert_eq!(
+            Analytics::teardown(&desired, &done, DeletionPolicy::Retain),
+            (vec![], None)
+        );
+        let mut outputs = Outputs::default();
+        Analytics::publish(&desired, &done, &mut outputs);
+        let listed: Vec<(&str, &str)> = outputs
+            .resources
+            .iter()
+            .map(|r| (r.type_.as_str(), r.id.as_str()))
+            .collect();
+        assert_eq!(listed, [("AWS::Redshift::ClusterSnapshot", snapshot.as_str())]);
+    }
+
+    #[test]
+    fn delete_leaves_a_snapshot_an_earlier_retain_kept_as_it_is() {
+        let desired = desired("{}");
+        let observed = cluster_gone_snapshot_kept(&desired);
+        let (steps, _) = Analytics::teardown(&desired, &observed, DeletionPolicy::Delete);
+        assert!(
+            !steps
+                .iter()
+                .any(|s| matches!(s, AnalyticsStep::SetSnapshotTags { .. })),
+            "{steps:?}"
+        );
     }
 }

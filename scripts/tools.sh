@@ -27,7 +27,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p4
+MOTO_PATCH_LEVEL=p5
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -96,6 +96,8 @@ SH
 # p4: scripts/moto/server.py also refuses, as AWS does, to delete a subnet, a
 #     security group, a VPC or a Redshift subnet group something still uses,
 #     and keeps a final snapshot's retention period (see that file).
+# p5: scripts/moto/server.py also names scaling policies within their Auto
+#     Scaling group, as AWS does, and deletes them with the group.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

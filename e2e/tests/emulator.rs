@@ -200,3 +200,96 @@ async fn a_network_interface_holds_its_subnet_and_security_group_until_it_is_del
         .expect("DeleteNetworkInterface");
     assert_eq!(network.delete_all().await, [None, None, None]);
 }
+
+/// The CPU target of the policy named `cpu` of `group`, if there is one.
+async fn cpu_target(autoscaling: &aws_sdk_autoscaling::Client, group: &str) -> Option<f64> {
+    autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(group)
+        .policy_names("cpu")
+        .send()
+        .await
+        .expect("DescribePolicies")
+        .scaling_policies()
+        .iter()
+        .find_map(|p| p.target_tracking_configuration().and_then(|c| c.target_value()))
+}
+
+#[tokio::test]
+async fn scaling_policies_are_named_within_their_group_and_go_with_it() {
+    use aws_sdk_autoscaling::types::{
+        LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
+    };
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let config = emulator.sdk_config().await;
+    let network = Network::new(&emulator).await;
+    network
+        .ec2
+        .create_launch_template()
+        .launch_template_name("upload")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let autoscaling = aws_sdk_autoscaling::Client::new(&config);
+    for (group, target) in [("first", 50.0), ("second", 60.0)] {
+        autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name("upload")
+                    .build(),
+            )
+            .min_size(0)
+            .max_size(1)
+            .desired_capacity(0)
+            .vpc_zone_identifier(&network.subnet)
+            .send()
+            .await
+            .expect("CreateAutoScalingGroup");
+        autoscaling
+            .put_scaling_policy()
+            .auto_scaling_group_name(group)
+            .policy_name("cpu")
+            .policy_type("TargetTrackingScaling")
+            .target_tracking_configuration(
+                TargetTrackingConfiguration::builder()
+                    .predefined_metric_specification(
+                        PredefinedMetricSpecification::builder()
+                            .predefined_metric_type(MetricType::AsgAverageCpuUtilization)
+                            .build(),
+                    )
+                    .target_value(target)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutScalingPolicy");
+    }
+    assert_eq!(
+        cpu_target(&autoscaling, "first").await,
+        Some(50.0),
+        "each group keeps its own"
+    );
+    assert_eq!(cpu_target(&autoscaling, "second").await, Some(60.0));
+
+    autoscaling
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name("first")
+        .force_delete(true)
+        .send()
+        .await
+        .expect("DeleteAutoScalingGroup");
+    assert_eq!(
+        cpu_target(&autoscaling, "first").await,
+        None,
+        "gone with its group"
+    );
+    assert_eq!(cpu_target(&autoscaling, "second").await, Some(60.0));
+}

@@ -53,6 +53,11 @@ DeleteCluster, so every cluster it still lists is live. moto's DeleteCluster
 already takes the final snapshot, with the cluster's tags, but drops
 FinalClusterSnapshotRetentionPeriod; the snapshot now reports it as
 ManualSnapshotRetentionPeriod (-1, kept until deleted, when not given).
+Auto Scaling names a scaling policy within its group; moto 5.2.5 keyed
+policies by name alone, so two pipelines' groups replaced each other's
+policy. A patch keys them by group and name, and deletes a group's policies
+with the group, as AWS does.
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -66,7 +71,7 @@ from moto.autoscaling.models import (
     InstanceState,
 )
 from moto.autoscaling.responses import AutoScalingResponse
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
 from moto.ec2.exceptions import DependencyViolationError, EC2ClientError
 from moto.ec2.models.instances import Instance
@@ -459,6 +464,63 @@ def response_delete_cluster(self):
 
 
 RedshiftResponse.delete_cluster = response_delete_cluster
+
+# Scaling policies: AWS names a policy within its Auto Scaling group and
+# deletes a group's policies with it. moto 5.2.5 keys them by name alone, so
+# two groups' policies of one name replace each other (DescribePolicies of
+# one group then finds none), and a deleted group's policies linger.
+_put_scaling_policy = AutoScalingBackend.put_scaling_policy
+
+
+def put_scaling_policy(self, name, *args, **kwargs):
+    policy = _put_scaling_policy(self, name, *args, **kwargs)
+    self.policies.pop(name, None)
+    self.policies[(policy.auto_scaling_group_name, name)] = policy
+    return policy
+
+
+def delete_policy(self, name, group_name=None):
+    for key, policy in list(self.policies.items()):
+        if policy.name == name and group_name in (None, policy.auto_scaling_group_name):
+            del self.policies[key]
+
+
+def execute_policy(self, name, group_name=None):
+    for policy in list(self.policies.values()):
+        if policy.name == name and group_name in (None, policy.auto_scaling_group_name):
+            policy.execute()
+
+
+_delete_auto_scaling_group = AutoScalingBackend.delete_auto_scaling_group
+
+
+def delete_auto_scaling_group(self, group_name):
+    _delete_auto_scaling_group(self, group_name)
+    for key, policy in list(self.policies.items()):
+        if policy.auto_scaling_group_name == group_name:
+            del self.policies[key]
+
+
+def response_delete_policy(self):
+    self.autoscaling_backend.delete_policy(
+        self._get_param("PolicyName"), self._get_param("AutoScalingGroupName")
+    )
+    return EmptyResult()
+
+
+def response_execute_policy(self):
+    self.autoscaling_backend.execute_policy(
+        self._get_param("PolicyName"), self._get_param("AutoScalingGroupName")
+    )
+    return EmptyResult()
+
+
+AutoScalingBackend.put_scaling_policy = put_scaling_policy
+AutoScalingBackend.delete_policy = delete_policy
+AutoScalingBackend.execute_policy = execute_policy
+AutoScalingBackend.delete_auto_scaling_group = delete_auto_scaling_group
+AutoScalingResponse.delete_policy = response_delete_policy
+AutoScalingResponse.execute_policy = response_execute_policy
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::components::{kafka_broker_setup, upload_instance_setup};
 use imagepipeline_operator::engine::status::{StatusContext, pipeline_status};
 use imagepipeline_operator::engine::{
-    ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext, RETAINED_TAG,
+    ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext,
 };
 use imagepipeline_operator::manifest;
 use support::MINIMAL;

@@ -230,3 +230,31 @@ async fn access_denied_is_asked_once_and_reported_as_refused_with_what_to_do() {
     );
     assert_eq!(denied.num_calls(), 1, "a denied call is not retried by the SDK");
 }
+
+#[tokio::test]
+async fn a_bucket_name_another_account_holds_is_terminal_and_names_the_field() {
+    for (status, why) in [
+        (403, "belongs to another AWS account"),
+        (301, "exists in another region"),
+    ] {
+        let taken: Rule = mock!(aws_sdk_s3::Client::head_bucket)
+            .sequence()
+            .http_status(status, None)
+            .repeatedly()
+            .build();
+        let mut aws = clients().await;
+        aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&taken]);
+        let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
+        let observed = Storage::observe(&aws, &desired).await.expect("an answer");
+        let err = Storage::converge(&desired, &observed).expect_err("the name is taken");
+        assert_eq!(
+            (err.kind, err.reason.as_str()),
+            (ErrorKind::Terminal, "BucketNameTaken")
+        );
+        assert!(
+            err.message.contains(why) && err.message.contains("spec.storage.bucketName"),
+            "{}",
+            err.message
+        );
+    }
+}

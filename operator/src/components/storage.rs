@@ -608,7 +608,9 @@ async fn empty_bucket(aws: &AwsClients, bucket: &str) -> Result<(), ComponentErr
 fn name_taken(bucket: &str, status: u16) -> ComponentError {
     let why = match status {
         301 => "exists in another region",
-        _ => "belongs to another AWS account",
+        // HeadBucket answers 403 without a body, so a missing s3:ListBucket
+        // on our own bucket looks the same.
+        _ => "belongs to another AWS account (or the operator is denied s3:ListBucket on it)",
     };
     ComponentError::terminal(
         "BucketNameTaken",

@@ -1,40 +1,12 @@
 //! The `imagepipeline` command as a user runs it.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-};
+use std::process::Command;
 
+use command::{imagepipeline, imagepipeline_on, repo_path, text};
 use imagepipeline_e2e::AwsEmulator;
 
-/// A file of this checkout (not `env!("CARGO_MANIFEST_DIR")`: checkouts
-/// share a target folder, so a test binary may come from another checkout).
-fn repo_path(relative: &str) -> PathBuf {
-    imagepipeline_e2e::repo_root().join(relative)
-}
-
-fn imagepipeline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("run imagepipeline")
-}
-
-/// Runs `imagepipeline` against an AWS emulator through the SDK's standard
-/// variables, as a user would against LocalStack or moto.
-fn imagepipeline_on(emulator: &AwsEmulator, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .envs(emulator.env())
-        .output()
-        .expect("run imagepipeline")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+#[path = "support/command.rs"]
+mod command;
 
 #[tokio::test]
 async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {

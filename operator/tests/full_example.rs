@@ -3,10 +3,13 @@
 //! it names are made in the emulator first and put in its place.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use command::{imagepipeline_on, repo_path, text};
 use imagepipeline_e2e::AwsEmulator;
+
+#[path = "support/command.rs"]
+mod command;
 
 /// The placeholders of `examples/full.yaml`.
 const EXAMPLE_AMI: &str = "ami-0123456789abcdef0";
@@ -79,8 +82,7 @@ async fn make_what_the_example_names(emulator: &AwsEmulator) -> Made {
 
 /// The example with `made` in place of its placeholders, and the Secrets.
 fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
-    let example = std::fs::read_to_string(imagepipeline_e2e::repo_root().join("examples/full.yaml"))
-        .expect("read examples/full.yaml");
+    let example = std::fs::read_to_string(repo_path("examples/full.yaml")).expect("read examples/full.yaml");
     for placeholder in [EXAMPLE_AMI, EXAMPLE_VPC, EXAMPLE_CERTIFICATE] {
         assert!(
             example.contains(placeholder),
@@ -97,18 +99,6 @@ fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
     path
 }
 
-fn imagepipeline(emulator: &AwsEmulator, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imagepipeline"))
-        .args(args)
-        .envs(emulator.env())
-        .output()
-        .expect("run imagepipeline")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[tokio::test]
 async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_policies() {
     let emulator = AwsEmulator::start().await.expect("moto server starts");
@@ -118,7 +108,7 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
     let file = file.to_str().unwrap();
 
     let started = Instant::now();
-    let apply = imagepipeline(&emulator, &["apply", "-f", file, "-o", "json"]);
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", file, "-o", "json"]);
     let (stdout, stderr) = (text(&apply.stdout), text(&apply.stderr));
     assert!(apply.status.success(), "{stdout}{stderr}");
     println!(
@@ -143,7 +133,7 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         "the certificate makes the listener HTTPS: {photos:#}"
     );
 
-    let plan = imagepipeline(&emulator, &["plan", "-f", file, "--detailed-exitcode"]);
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", file, "--detailed-exitcode"]);
     let plan_text = text(&plan.stdout);
     assert_eq!(plan.status.code(), Some(0), "{plan_text}{}", text(&plan.stderr));
     assert_eq!(
@@ -155,7 +145,7 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
     );
 
     // photos is `deletionPolicy: Retain`, photos-shared-kafka `Delete`.
-    let destroy = imagepipeline(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
+    let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
     assert!(
         destroy.status.success(),
         "{}{}",
@@ -184,9 +174,9 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         .unwrap()
         .replace("deletionPolicy: Retain", "deletionPolicy: Delete");
     std::fs::write(file, with_delete).unwrap();
-    let apply = imagepipeline(&emulator, &["apply", "-f", file]);
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", file]);
     assert!(apply.status.success(), "{}", text(&apply.stderr));
-    let destroy = imagepipeline(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
+    let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
     assert!(destroy.status.success(), "{}", text(&destroy.stderr));
     let left: Vec<String> = emulator
         .resources_owned_by("media/photos")
@@ -211,7 +201,7 @@ async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_th
     let file = manifest(dir.path(), &made, EXAMPLE_CERTIFICATE);
 
     let started = Instant::now();
-    let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", file.to_str().unwrap()]);
     let elapsed = started.elapsed();
     let stderr = text(&apply.stderr);
     assert_eq!(apply.status.code(), Some(1), "{stderr}");
@@ -278,7 +268,7 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
         )
         .unwrap();
         let started = Instant::now();
-        let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+        let apply = imagepipeline_on(&emulator, &["apply", "-f", file.to_str().unwrap()]);
         let stderr = text(&apply.stderr);
         assert_eq!(apply.status.code(), Some(1), "{spec}: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(60), "{spec}: {stderr}");
@@ -290,7 +280,7 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
             error.contains(names) && error.contains(reason) && error.contains(advice),
             "{spec}: {stderr}"
         );
-        let destroy = imagepipeline(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
+        let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
         assert!(destroy.status.success(), "{}", text(&destroy.stderr));
     }
 
@@ -303,7 +293,7 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
          network: { availabilityZones: [eu-west-1a, eu-west-1b], clusterVpcId: vpc-0000000000000dead }\n",
     )
     .unwrap();
-    let apply = imagepipeline(&emulator, &["apply", "-f", file.to_str().unwrap()]);
+    let apply = imagepipeline_on(&emulator, &["apply", "-f", file.to_str().unwrap()]);
     let stderr = text(&apply.stderr);
     assert_eq!(apply.status.code(), Some(1), "{stderr}");
     assert!(
@@ -318,7 +308,7 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
             .any(|r| r.starts_with("vpc ") || r.starts_with("subnet ")),
         "no network is made: {made:?}"
     );
-    let destroy = imagepipeline(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
+    let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file.to_str().unwrap()]);
     assert!(destroy.status.success(), "{}", text(&destroy.stderr));
     assert_eq!(
         emulator.resources_owned_by("default/peered").await.unwrap(),

@@ -176,8 +176,11 @@ where
     });
     match found {
         Some((missing, reference)) => {
-            let detail = err.message().map(str::to_owned).unwrap_or_default();
-            reference_error(missing, reference, action, &detail)
+            let said = err
+                .message()
+                .map(|message| format!("{action}: {message}"))
+                .unwrap_or_default();
+            reference_error(missing, reference, &said)
         }
         None => classify(action, err),
     }
@@ -190,39 +193,32 @@ pub fn missing(reference: SpecReference<'_>, detail: &str) -> ComponentError {
         .iter()
         .find(|m| m.lookup == reference.lookup)
         .expect("every Lookup has a MissingReference");
-    let SpecReference { field, value, .. } = reference;
-    ComponentError::terminal(
-        missing.reason,
-        format!(
-            "{field} {value} does not exist or cannot be used ({detail}); {}",
-            missing.what_to_do
-        ),
-    )
+    reference_error(missing, reference, detail)
 }
 
+/// `what_aws_said` goes in brackets after the field when there is any.
 fn reference_error(
     missing: &MissingReference,
     reference: SpecReference<'_>,
-    action: &str,
-    detail: &str,
+    what_aws_said: &str,
 ) -> ComponentError {
     let SpecReference { field, value, .. } = reference;
-    let detail = if detail.is_empty() {
+    let said = if what_aws_said.is_empty() {
         String::new()
     } else {
-        format!(" ({action}: {detail})")
+        format!(" ({what_aws_said})")
     };
     ComponentError::terminal(
         missing.reason,
         format!(
-            "{field} {value} does not exist or cannot be used{detail}; {}",
+            "{field} {value} does not exist or cannot be used{said}; {}",
             missing.what_to_do
         ),
     )
 }
 
 /// The classification itself, from what AWS answered.
-pub fn classify_code(action: &str, code: Option<&str>, status: Option<u16>, detail: &str) -> ComponentError {
+fn classify_code(action: &str, code: Option<&str>, status: Option<u16>, detail: &str) -> ComponentError {
     // A "not found" about an id the operator itself just made (a VPC, an
     // AMI) is AWS's eventual consistency, so without a spec reference the
     // codes of MISSING_REFERENCES are retried like any other.

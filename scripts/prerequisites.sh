@@ -28,7 +28,9 @@ command -v cargo >/dev/null || { echo "error: Rust is needed: install it from ht
 command -v cc >/dev/null || need build-essential "a C compiler, to build librdkafka from source"
 command -v cmake >/dev/null || need cmake "librdkafka is built with cmake (rdkafka's cmake-build feature)"
 command -v curl >/dev/null || need curl "make demo and the tool installs fetch over HTTP with it"
-echo '#include <curl/curl.h>' | cc -E - >/dev/null 2>&1 \
+# A here-string, not a pipe: with pipefail, a cc that exits before reading
+# its input would fail the echo with SIGPIPE and report headers missing.
+cc -E - <<<'#include <curl/curl.h>' >/dev/null 2>&1 \
   || need libcurl4-openssl-dev "librdkafka's build needs the libcurl headers"
 python3 -c 'import venv, ensurepip' 2>/dev/null \
   || need python3-venv "moto server and kubernetes-validate run in virtualenvs"

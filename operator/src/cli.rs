@@ -62,7 +62,7 @@ pub async fn engine_for(
     calls: CallLog,
 ) -> Result<(Engine, PipelineContext), CliError> {
     let aws = AwsClients::from_environment(&pipeline.spec.region, calls).await?;
-    let engine = Engine::new(aws);
+    let engine = crate::pipeline::engine(aws);
     let owner = Owner {
         namespace: pipeline.namespace().unwrap_or_default(),
         name: pipeline.name_any(),

@@ -11,4 +11,6 @@ pub mod components;
 pub mod controller;
 pub mod crd;
 pub mod engine;
+pub mod error;
 pub mod manifest;
+pub mod pipeline;

@@ -331,7 +331,7 @@ impl Fixture {
         &self,
         pipeline: &ImagePipeline,
     ) -> (Engine, imagepipeline_operator::engine::PipelineContext) {
-        let engine = Engine::new(self.aws().await);
+        let engine = imagepipeline_operator::pipeline::engine(self.aws().await);
         let owner = Owner {
             namespace: pipeline.namespace().unwrap(),
             name: pipeline.name_any(),

@@ -7,7 +7,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::engine::{ComponentError, ErrorKind};
+use crate::error::{ComponentError, ErrorKind};
 
 /// Error codes AWS uses when a caller exceeds a request rate.
 const THROTTLING_CODES: [&str; 8] = [

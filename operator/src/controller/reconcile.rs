@@ -295,7 +295,7 @@ async fn engine_for(
     ctx: &Context,
     usage: SecretUse,
 ) -> Result<(Engine, PipelineContext), Error> {
-    let engine = Engine::new(ctx.aws.clients_for(&pipeline.spec.region)?);
+    let engine = crate::pipeline::engine(ctx.aws.clients_for(&pipeline.spec.region)?);
     let owner = Owner {
         namespace: pipeline.namespace().unwrap_or_default(),
         name: pipeline.name_any(),

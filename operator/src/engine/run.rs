@@ -1,10 +1,14 @@
 //! Running the components: in dependency order to converge, in reverse order
 //! to tear down.
 
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
 use crate::api::v1alpha1::{DeletionPolicy, ImagePipelineSpec};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
-use crate::components::{Analytics, Delivery, KafkaBrokers, Metadata, Network, Storage, UploadTier};
 use crate::engine::{
     Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
     fold_into_creates,
@@ -89,15 +93,74 @@ pub enum Mode {
     Plan,
 }
 
-/// The reconcile engine: AWS clients plus the order of the components.
-#[derive(Clone, Debug)]
+/// A component as the engine runs it, whatever its own types are. The
+/// engine knows components only through this: the composition root
+/// (`crate::pipeline`) hands it the list.
+pub trait RunComponent: Send + Sync {
+    fn kind(&self) -> ComponentKind;
+    /// Components whose outputs this one needs.
+    fn depends_on(&self) -> &'static [ComponentKind];
+    /// Drives the component towards `goal`, recording the changes made (or,
+    /// for a plan, pending).
+    fn drive<'a>(
+        &'a self,
+        aws: &'a AwsClients,
+        ctx: &'a PipelineContext,
+        outputs: &'a mut Outputs,
+        goal: Goal,
+        changes: &'a mut Vec<Change>,
+    ) -> BoxFuture<'a, Result<ComponentState, ComponentError>>;
+}
+
+/// A [`Component`] as the engine runs it.
+pub fn component<C: Component + 'static>() -> Arc<dyn RunComponent> {
+    Arc::new(Steps::<C>(PhantomData))
+}
+
+struct Steps<C>(PhantomData<fn() -> C>);
+
+impl<C: Component + 'static> RunComponent for Steps<C> {
+    fn kind(&self) -> ComponentKind {
+        C::KIND
+    }
+
+    fn depends_on(&self) -> &'static [ComponentKind] {
+        C::DEPENDS_ON
+    }
+
+    fn drive<'a>(
+        &'a self,
+        aws: &'a AwsClients,
+        ctx: &'a PipelineContext,
+        outputs: &'a mut Outputs,
+        goal: Goal,
+        changes: &'a mut Vec<Change>,
+    ) -> BoxFuture<'a, Result<ComponentState, ComponentError>> {
+        Box::pin(drive::<C>(aws, ctx, outputs, goal, changes))
+    }
+}
+
+/// The reconcile engine: AWS clients plus the components, in the order they
+/// are created.
+#[derive(Clone)]
 pub struct Engine {
     aws: AwsClients,
+    components: Arc<[Arc<dyn RunComponent>]>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<ComponentKind> = self.components.iter().map(|c| c.kind()).collect();
+        f.debug_struct("Engine").field("components", &kinds).finish()
+    }
 }
 
 impl Engine {
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
+    pub fn new(aws: AwsClients, components: Vec<Arc<dyn RunComponent>>) -> Self {
+        Self {
+            aws,
+            components: components.into(),
+        }
     }
 
     pub fn aws(&self) -> &AwsClients {
@@ -134,14 +197,14 @@ impl Engine {
     pub async fn destroy(&self, ctx: &PipelineContext) -> PassReport {
         let goal = Goal::TearDown(ctx.spec.deletion_policy);
         let mut report = PassReport::default();
-        for kind in ComponentKind::ALL.into_iter().rev() {
+        for component in self.components.iter().rev() {
             let blocker = report
                 .components
                 .iter()
                 .find(|c| c.state != ComponentState::Removed);
             let component = match blocker {
-                Some(blocker) => ComponentReport::blocked(kind, blocker.kind),
-                None => self.run(kind, ctx, &mut report.outputs, goal).await,
+                Some(blocker) => ComponentReport::blocked(component.kind(), blocker.kind),
+                None => self.run(component.as_ref(), ctx, &mut report.outputs, goal).await,
             };
             report.components.push(component);
         }
@@ -151,17 +214,20 @@ impl Engine {
 
     async fn converge_all(&self, ctx: &PipelineContext, mode: Mode) -> PassReport {
         let mut report = PassReport::default();
-        for kind in ComponentKind::ALL {
+        for component in self.components.iter() {
             // A plan looks past dependencies that do not exist yet, so it can
             // show everything a first apply would make.
-            let unready = Self::dependencies(kind)
+            let unready = component
+                .depends_on()
                 .iter()
                 .copied()
                 .find(|&dep| report.state_of(dep) != Some(&ComponentState::Ready));
             let component = match unready {
-                Some(dependency) if mode == Mode::Apply => ComponentReport::blocked(kind, dependency),
+                Some(dependency) if mode == Mode::Apply => {
+                    ComponentReport::blocked(component.kind(), dependency)
+                }
                 _ => {
-                    self.run(kind, ctx, &mut report.outputs, Goal::Converge(mode))
+                    self.run(component.as_ref(), ctx, &mut report.outputs, Goal::Converge(mode))
                         .await
                 }
             };
@@ -170,65 +236,37 @@ impl Engine {
         report
     }
 
-    fn dependencies(kind: ComponentKind) -> &'static [ComponentKind] {
-        match kind {
-            ComponentKind::Network => Network::DEPENDS_ON,
-            ComponentKind::Storage => Storage::DEPENDS_ON,
-            ComponentKind::Metadata => Metadata::DEPENDS_ON,
-            ComponentKind::Delivery => Delivery::DEPENDS_ON,
-            ComponentKind::UploadTier => UploadTier::DEPENDS_ON,
-            ComponentKind::Kafka => KafkaBrokers::DEPENDS_ON,
-            ComponentKind::Analytics => Analytics::DEPENDS_ON,
-        }
-    }
-
     async fn run(
         &self,
-        kind: ComponentKind,
-        ctx: &PipelineContext,
-        outputs: &mut Outputs,
-        goal: Goal,
-    ) -> ComponentReport {
-        match kind {
-            ComponentKind::Network => self.run_component::<Network>(ctx, outputs, goal).await,
-            ComponentKind::Storage => self.run_component::<Storage>(ctx, outputs, goal).await,
-            ComponentKind::Metadata => self.run_component::<Metadata>(ctx, outputs, goal).await,
-            ComponentKind::Delivery => self.run_component::<Delivery>(ctx, outputs, goal).await,
-            ComponentKind::UploadTier => self.run_component::<UploadTier>(ctx, outputs, goal).await,
-            ComponentKind::Kafka => self.run_component::<KafkaBrokers>(ctx, outputs, goal).await,
-            ComponentKind::Analytics => self.run_component::<Analytics>(ctx, outputs, goal).await,
-        }
-    }
-
-    async fn run_component<C: Component>(
-        &self,
+        component: &dyn RunComponent,
         ctx: &PipelineContext,
         outputs: &mut Outputs,
         goal: Goal,
     ) -> ComponentReport {
         let mut changes = Vec::new();
-        let state = self
-            .drive::<C>(ctx, outputs, goal, &mut changes)
+        let state = component
+            .drive(&self.aws, ctx, outputs, goal, &mut changes)
             .await
             .unwrap_or_else(ComponentState::Failed);
         ComponentReport {
-            kind: C::KIND,
+            kind: component.kind(),
             state,
             changes,
         }
     }
+}
 
-    /// Observes, acts on the steps towards `goal`, and observes again, until
-    /// no steps remain or the rounds run out.
-    async fn drive<C: Component>(
-        &self,
+/// Observes, acts on the steps towards `goal`, and observes again, until no
+/// steps remain or the rounds run out.
+async fn drive<C: Component>(
+        aws: &AwsClients,
         ctx: &PipelineContext,
         outputs: &mut Outputs,
         goal: Goal,
         changes: &mut Vec<Change>,
     ) -> Result<ComponentState, ComponentError> {
         let desired = C::desired(ctx, outputs)?;
-        let mut observed = C::observe(&self.aws, &desired).await?;
+        let mut observed = C::observe(aws, &desired).await?;
         for round in 0..=MAX_ROUNDS_PER_PASS {
             let (steps, settled) = match goal {
                 Goal::Converge(_) => {
@@ -262,17 +300,16 @@ impl Engine {
             }
             for step in &steps {
                 changes.push(C::describe(&desired, step));
-                C::execute(&self.aws, &desired, &mut observed, step).await?;
+                C::execute(aws, &desired, &mut observed, step).await?;
             }
-            observed = C::observe(&self.aws, &desired).await?;
+            observed = C::observe(aws, &desired).await?;
         }
         Err(not_settled(C::KIND))
-    }
 }
 
 /// What a pass drives each component towards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Goal {
+pub enum Goal {
     Converge(Mode),
     TearDown(DeletionPolicy),
 }

@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use imagepipeline_e2e::AwsEmulator;
 pub use imagepipeline_e2e::{free_loopback_address, http_client, metric};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
-use imagepipeline_operator::engine::{Engine, Owner};
+use imagepipeline_operator::engine::Owner;
 use imagepipeline_operator::manifest;
 use ingest_core::ImageType;
 use ingest_core::store::Targets;
@@ -43,7 +43,7 @@ spec:
         );
         let emulator = AwsEmulator::start().await.expect("moto server starts");
         let config = emulator.sdk_config().await;
-        let engine = Engine::new(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
+        let engine = imagepipeline_operator::pipeline::engine(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
         let spec = manifest::parse(Path::new("pipeline.yaml"), &manifest)
             .unwrap()
             .remove(0)

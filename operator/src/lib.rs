@@ -14,3 +14,4 @@ pub mod engine;
 pub mod error;
 pub mod manifest;
 pub mod pipeline;
+pub mod resources;

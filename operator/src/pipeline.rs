@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use crate::aws::AwsClients;
 use crate::components::{Analytics, Delivery, KafkaBrokers, Metadata, Network, Storage, UploadTier};
-use crate::engine::{Engine, RunComponent, component};
+use crate::engine::{Engine, RunComponent, component, declared};
 
 /// Every component, dependencies first.
 pub fn components() -> Vec<Arc<dyn RunComponent>> {
     vec![
-        component::<Network>(),
+        declared::<Network>(),
         component::<Storage>(),
         component::<Metadata>(),
         component::<Delivery>(),

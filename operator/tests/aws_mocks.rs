@@ -7,9 +7,11 @@ use std::time::Duration;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use aws_smithy_types::retry::RetryConfig;
 use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::components::network::security_groups::VpcRole;
 use imagepipeline_operator::components::storage::{ObservedStorage, StorageStep};
 use imagepipeline_operator::components::{Metadata, Network, Storage};
-use imagepipeline_operator::engine::{Component, ErrorKind, Outputs, Owner, PipelineContext};
+use imagepipeline_operator::engine::resource::Resource;
+use imagepipeline_operator::engine::{Component, Declared, ErrorKind, Outputs, Owner, PipelineContext};
 use imagepipeline_operator::manifest;
 
 /// Standard retries, three attempts, without the real backoff's seconds.
@@ -93,10 +95,12 @@ async fn ec2_request_limit_exceeded_is_retried_by_the_sdk_and_then_succeeds() {
         [&throttled_twice, &no_gateways, &no_peerings]
     );
     let desired = Network::desired(&context(), &Outputs::default()).unwrap();
-    let observed = Network::observe(&aws, &desired)
-        .await
-        .expect("the third attempt succeeds");
-    assert!(observed.vpcs.is_empty());
+    let mut observed = Vec::new();
+    for role in [VpcRole::Api, VpcRole::Kafka] {
+        let vpc = desired.vpc_resource(role);
+        observed.extend(vpc.find(&aws).await.expect("the third attempt succeeds"));
+    }
+    assert!(observed.is_empty());
     // Two throttled attempts and the answer for the API VPC, then the Kafka VPC's.
     assert_eq!(throttled_twice.num_calls(), 4);
 }
@@ -111,7 +115,9 @@ async fn ec2_throttling_that_outlasts_the_retries_is_a_retryable_throttled_error
     let mut aws = clients().await;
     aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&always_throttled]);
     let desired = Network::desired(&context(), &Outputs::default()).unwrap();
-    let err = Network::observe(&aws, &desired)
+    let err = desired
+        .vpc_resource(VpcRole::Api)
+        .find(&aws)
         .await
         .expect_err("throttled throughout");
     assert_eq!(

@@ -101,7 +101,9 @@ impl Fixture {
 
 async fn engine_for(emulator: &AwsEmulator, pipeline: &ImagePipeline) -> (Engine, PipelineContext) {
     let config = emulator.sdk_config().await;
-    let engine = imagepipeline_operator::pipeline::engine(AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"));
+    let engine = imagepipeline_operator::pipeline::engine(
+        AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
+    );
     let owner = Owner {
         namespace: pipeline.metadata.namespace.clone().unwrap(),
         name: pipeline.metadata.name.clone().unwrap(),

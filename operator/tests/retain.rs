@@ -64,7 +64,9 @@ impl Applied {
             .remove(0);
         let emulator = AwsEmulator::start().await.expect("moto server starts");
         let config = emulator.sdk_config().await;
-        let engine = imagepipeline_operator::pipeline::engine(AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"));
+        let engine = imagepipeline_operator::pipeline::engine(
+            AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
+        );
         let owner = Owner {
             namespace: "media".into(),
             name: "photos".into(),

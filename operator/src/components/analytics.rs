@@ -18,7 +18,6 @@ use serde_json::json;
 
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::ownership;
-use super::sdk::{deleted, ec2_tags, tag_specification};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -26,6 +25,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, MasterUser, OWNER_TAG, Outputs,
     PipelineContext, Readiness, removed_tag_keys, tag_changes,
 };
+use crate::resources::sdk::{deleted, ec2_tags, tag_specification};
 
 /// Cluster tags the operator keeps its own progress in; not user-visible
 /// configuration, so they are left out of tag drift.

@@ -25,7 +25,6 @@ use super::kafka_broker_setup::{
 };
 use super::machine_image::{self, ImageSource, ResolvedImage};
 use super::network::layout::subnet_cidrs;
-use super::sdk::{failed, tag_filter, tag_specification, terminate_instances};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
@@ -33,6 +32,7 @@ use crate::engine::{
     Action, COMPONENT_TAG, Change, Component, ComponentError, ComponentKind, OWNER_TAG, Outputs,
     PipelineContext, Readiness,
 };
+use crate::resources::sdk::{failed, tag_filter, tag_specification, terminate_instances};
 
 pub struct KafkaBrokers;
 

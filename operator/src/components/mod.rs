@@ -9,7 +9,6 @@ pub mod kafka_brokers;
 mod machine_image;
 pub mod metadata;
 pub mod network;
-mod sdk;
 pub mod storage;
 pub mod upload_instance_setup;
 pub mod upload_tier;

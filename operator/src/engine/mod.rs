@@ -7,6 +7,7 @@
 //! order, deletes in reverse order, and reports one condition per component.
 
 mod context;
+pub mod resource;
 mod run;
 pub mod status;
 
@@ -17,11 +18,17 @@ use std::future::Future;
 #[cfg(test)]
 pub(crate) use context::context_from_yaml;
 pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG, SecretText};
-pub use run::{ComponentReport, ComponentState, Engine, EngineError, Goal, Mode, PassReport, RunComponent, component};
+pub use run::{
+    ComponentReport, ComponentState, Declared, Engine, EngineError, Goal, Mode, PassReport, RunComponent,
+    component, declared,
+};
 
-pub use crate::error::{ComponentError, ErrorKind};
+/// AWS tags, key to value: the one shape every resource's tags take here.
+pub type Tags = BTreeMap<String, String>;
+
 use crate::api::v1alpha1::{AwsResource, DeletionPolicy};
 use crate::aws::AwsClients;
+pub use crate::error::{ComponentError, ErrorKind};
 
 /// The components, in the order they are created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -186,6 +193,11 @@ fn aspect_of<'a>(updated: &'a str, created: &str) -> Option<&'a str> {
         return Some("");
     }
     rest.strip_prefix(": ").or_else(|| rest.strip_prefix(' '))
+}
+
+/// One plan field: `name: observed → desired`.
+pub fn field(name: &str, observed: impl fmt::Display, desired: impl fmt::Display) -> String {
+    format!("{name}: {observed} → {desired}")
 }
 
 /// A field difference for tag maps: which keys are added, changed, removed.

@@ -4,11 +4,14 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use std::future::Future;
+
 use futures::future::BoxFuture;
 
 use crate::api::v1alpha1::{DeletionPolicy, ImagePipelineSpec};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
+use crate::engine::resource::{Walk, WalkMode};
 use crate::engine::{
     Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
     fold_into_creates,
@@ -140,6 +143,123 @@ impl<C: Component + 'static> RunComponent for Steps<C> {
     }
 }
 
+/// A component made of resources: it declares them, in the order they are
+/// made, to a [`Walk`], which creates, updates, finds or deletes them.
+pub trait Declared: Send + Sync + 'static {
+    const KIND: ComponentKind;
+    /// Components whose outputs this one needs.
+    const DEPENDS_ON: &'static [ComponentKind];
+
+    type Desired: Send + Sync;
+
+    /// Pure: what should exist, from the spec and the outputs of the
+    /// components this one depends on.
+    fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<Self::Desired, ComponentError>;
+
+    /// Declares each resource to `walk`, passing what earlier ones made to
+    /// later ones, and puts what later components use into `outputs`.
+    fn declare(
+        walk: &mut Walk<'_>,
+        desired: &Self::Desired,
+        outputs: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ComponentError>> + Send;
+}
+
+/// A [`Declared`] component as the engine runs it.
+pub fn declared<C: Declared>() -> Arc<dyn RunComponent> {
+    Arc::new(Resources::<C>(PhantomData))
+}
+
+struct Resources<C>(PhantomData<fn() -> C>);
+
+impl<C: Declared> RunComponent for Resources<C> {
+    fn kind(&self) -> ComponentKind {
+        C::KIND
+    }
+
+    fn depends_on(&self) -> &'static [ComponentKind] {
+        C::DEPENDS_ON
+    }
+
+    fn drive<'a>(
+        &'a self,
+        aws: &'a AwsClients,
+        ctx: &'a PipelineContext,
+        outputs: &'a mut Outputs,
+        goal: Goal,
+        changes: &'a mut Vec<Change>,
+    ) -> BoxFuture<'a, Result<ComponentState, ComponentError>> {
+        Box::pin(walk::<C>(aws, ctx, outputs, goal, changes))
+    }
+}
+
+/// Walks the component's resources until a walk finds nothing to change (or,
+/// tearing down, nothing left), at most [`MAX_ROUNDS_PER_PASS`] times. The
+/// last round only looks.
+async fn walk<C: Declared>(
+    aws: &AwsClients,
+    ctx: &PipelineContext,
+    outputs: &mut Outputs,
+    goal: Goal,
+    changes: &mut Vec<Change>,
+) -> Result<ComponentState, ComponentError> {
+    let desired = C::desired(ctx, outputs)?;
+    let owner = ctx.owner.tag_value();
+    for round in 0..=MAX_ROUNDS_PER_PASS {
+        let last = round == MAX_ROUNDS_PER_PASS;
+        let mode = match goal {
+            Goal::Converge(Mode::Apply) if !last => WalkMode::Apply,
+            Goal::Converge(_) => WalkMode::Plan,
+            Goal::TearDown(_) => WalkMode::Find,
+        };
+        let mut walk = Walk::new(aws, owner.clone(), mode);
+        let declared = C::declare(&mut walk, &desired, outputs).await;
+        let made = walk.take_changes();
+        let settled = || match walk.readiness() {
+            Readiness::Ready => ComponentState::Ready,
+            Readiness::Waiting(reason) => ComponentState::Waiting(reason),
+        };
+        match goal {
+            Goal::Converge(Mode::Plan) => {
+                declared?;
+                outputs.resources.extend(walk.listed(C::KIND));
+                if made.is_empty() {
+                    return Ok(settled());
+                }
+                changes.extend(fold_into_creates(made));
+                return Ok(ComponentState::ChangesPending);
+            }
+            Goal::Converge(Mode::Apply) => {
+                let unchanged = made.is_empty();
+                if !last {
+                    changes.extend(made);
+                }
+                declared?;
+                if unchanged {
+                    outputs.resources.extend(walk.listed(C::KIND));
+                    return Ok(settled());
+                }
+            }
+            Goal::TearDown(_) => {
+                declared?;
+                if !walk.found_any() {
+                    return Ok(ComponentState::Removed);
+                }
+                if last {
+                    break;
+                }
+                let held = walk.tear_down().await;
+                changes.extend(walk.take_changes());
+                if let Some(reason) = held? {
+                    outputs.resources.extend(walk.listed(C::KIND));
+                    return Ok(ComponentState::Waiting(reason));
+                }
+            }
+        }
+    }
+    Err(not_settled(C::KIND))
+}
+
 /// The reconcile engine: AWS clients plus the components, in the order they
 /// are created.
 #[derive(Clone)]
@@ -259,52 +379,52 @@ impl Engine {
 /// Observes, acts on the steps towards `goal`, and observes again, until no
 /// steps remain or the rounds run out.
 async fn drive<C: Component>(
-        aws: &AwsClients,
-        ctx: &PipelineContext,
-        outputs: &mut Outputs,
-        goal: Goal,
-        changes: &mut Vec<Change>,
-    ) -> Result<ComponentState, ComponentError> {
-        let desired = C::desired(ctx, outputs)?;
-        let mut observed = C::observe(aws, &desired).await?;
-        for round in 0..=MAX_ROUNDS_PER_PASS {
-            let (steps, settled) = match goal {
-                Goal::Converge(_) => {
-                    let settled = match C::readiness(&desired, &observed) {
-                        Readiness::Ready => ComponentState::Ready,
-                        Readiness::Waiting(reason) => ComponentState::Waiting(reason),
-                    };
-                    (C::converge(&desired, &observed)?, settled)
-                }
-                Goal::TearDown(policy) => {
-                    let (steps, waiting) = C::teardown(&desired, &observed, policy);
-                    (
-                        steps,
-                        waiting.map_or(ComponentState::Removed, ComponentState::Waiting),
-                    )
-                }
-            };
-            if steps.is_empty() {
-                C::publish(&desired, &observed, outputs);
-                return Ok(settled);
+    aws: &AwsClients,
+    ctx: &PipelineContext,
+    outputs: &mut Outputs,
+    goal: Goal,
+    changes: &mut Vec<Change>,
+) -> Result<ComponentState, ComponentError> {
+    let desired = C::desired(ctx, outputs)?;
+    let mut observed = C::observe(aws, &desired).await?;
+    for round in 0..=MAX_ROUNDS_PER_PASS {
+        let (steps, settled) = match goal {
+            Goal::Converge(_) => {
+                let settled = match C::readiness(&desired, &observed) {
+                    Readiness::Ready => ComponentState::Ready,
+                    Readiness::Waiting(reason) => ComponentState::Waiting(reason),
+                };
+                (C::converge(&desired, &observed)?, settled)
             }
-            if round == MAX_ROUNDS_PER_PASS {
-                break;
+            Goal::TearDown(policy) => {
+                let (steps, waiting) = C::teardown(&desired, &observed, policy);
+                (
+                    steps,
+                    waiting.map_or(ComponentState::Removed, ComponentState::Waiting),
+                )
             }
-            if goal == Goal::Converge(Mode::Plan) {
-                changes.extend(fold_into_creates(
-                    steps.iter().map(|step| C::describe(&desired, step)).collect(),
-                ));
-                C::publish(&desired, &observed, outputs);
-                return Ok(ComponentState::ChangesPending);
-            }
-            for step in &steps {
-                changes.push(C::describe(&desired, step));
-                C::execute(aws, &desired, &mut observed, step).await?;
-            }
-            observed = C::observe(aws, &desired).await?;
+        };
+        if steps.is_empty() {
+            C::publish(&desired, &observed, outputs);
+            return Ok(settled);
         }
-        Err(not_settled(C::KIND))
+        if round == MAX_ROUNDS_PER_PASS {
+            break;
+        }
+        if goal == Goal::Converge(Mode::Plan) {
+            changes.extend(fold_into_creates(
+                steps.iter().map(|step| C::describe(&desired, step)).collect(),
+            ));
+            C::publish(&desired, &observed, outputs);
+            return Ok(ComponentState::ChangesPending);
+        }
+        for step in &steps {
+            changes.push(C::describe(&desired, step));
+            C::execute(aws, &desired, &mut observed, step).await?;
+        }
+        observed = C::observe(aws, &desired).await?;
+    }
+    Err(not_settled(C::KIND))
 }
 
 /// What a pass drives each component towards.

@@ -43,7 +43,9 @@ spec:
         );
         let emulator = AwsEmulator::start().await.expect("moto server starts");
         let config = emulator.sdk_config().await;
-        let engine = imagepipeline_operator::pipeline::engine(AwsClients::from_sdk_config(&config, CallLog::new()).unwrap());
+        let engine = imagepipeline_operator::pipeline::engine(
+            AwsClients::from_sdk_config(&config, CallLog::new()).unwrap(),
+        );
         let spec = manifest::parse(Path::new("pipeline.yaml"), &manifest)
             .unwrap()
             .remove(0)

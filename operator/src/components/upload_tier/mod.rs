@@ -42,7 +42,6 @@ use observe::{
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::instance_offering::check_offered;
 use super::machine_image::{self, ImageSource, ResolvedImage};
-use super::sdk::{deleted, ec2_tag_list, failed, tag_specification, terminate_instances};
 use super::upload_instance_setup::{
     self as setup, IMDS_HOP_LIMIT, UPLOAD_PORT, UploadInstanceConfig, UploadTargets,
 };
@@ -53,6 +52,7 @@ use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness, SecretText,
 };
+use crate::resources::sdk::{deleted, ec2_tag_list, failed, tag_specification, terminate_instances};
 
 pub struct UploadTier;
 

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
-use crate::components::sdk::{ec2_tags, failed, tag_filter};
 use crate::engine::{COMPONENT_TAG, Component, ComponentError, OWNER_TAG, SecretText};
+use crate::resources::sdk::{ec2_tags, failed, tag_filter};
 
 pub(super) async fn observe_instance_profile(
     aws: &AwsClients,

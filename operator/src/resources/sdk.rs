@@ -103,3 +103,34 @@ pub(crate) async fn terminate_instances(
         &format!("terminate {what}"),
     )
 }
+
+/// Makes the tags of the EC2 resource `id` exactly `desired`.
+pub(crate) async fn set_ec2_tags(
+    aws: &AwsClients,
+    id: &str,
+    observed: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(), ComponentError> {
+    let stale: Vec<Tag> = crate::engine::removed_tag_keys(observed, desired)
+        .into_iter()
+        .map(|key| Tag::builder().key(key).build())
+        .collect();
+    if !stale.is_empty() {
+        aws.ec2
+            .delete_tags()
+            .resources(id)
+            .set_tags(Some(stale))
+            .send()
+            .await
+            .map_err(failed("untag", what))?;
+    }
+    aws.ec2
+        .create_tags()
+        .resources(id)
+        .set_tags(Some(ec2_tag_list(desired)))
+        .send()
+        .await
+        .map(drop)
+        .map_err(failed("tag", what))
+}

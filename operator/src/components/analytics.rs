@@ -9,7 +9,6 @@ mod final_snapshot;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
 use aws_sdk_redshift::types::Tag;
 use aws_sdk_redshiftdata::types::StatusString;
 use final_snapshot::ObservedSnapshot;
@@ -21,11 +20,12 @@ use super::ownership;
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
+use crate::engine::resource::{Ref, Resource};
 use crate::engine::{
-    Action, Change, Component, ComponentError, ComponentKind, MasterUser, OWNER_TAG, Outputs,
-    PipelineContext, Readiness, removed_tag_keys, tag_changes,
+    Action, Change, Component, ComponentError, ComponentKind, MasterUser, Outputs, PipelineContext,
+    Readiness, removed_tag_keys, tag_changes,
 };
-use crate::resources::sdk::{deleted, ec2_tags, tag_specification};
+use crate::resources::security_group::{GroupState, SecurityGroup};
 
 /// Cluster tags the operator keeps its own progress in; not user-visible
 /// configuration, so they are left out of tag drift.
@@ -57,6 +57,20 @@ pub struct DesiredAnalytics {
     pub cluster: DesiredCluster,
 }
 
+impl DesiredAnalytics {
+    /// The cluster's group: no inbound rules; brokers and clients reach the
+    /// cluster only through what its VPC routes allow.
+    fn security_group(&self) -> SecurityGroup {
+        SecurityGroup {
+            name: self.security_group.clone(),
+            description: "ImagePipeline warehouse; no inbound rules".to_owned(),
+            vpc_id: Ref::to(self.vpc_id.as_ref(), String::clone, "the Kafka VPC"),
+            rules: vec![],
+            tags: self.tags.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredCluster {
     pub id: String,
@@ -73,7 +87,7 @@ pub struct DesiredCluster {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedAnalytics {
     pub subnet_group: Option<ObservedSubnetGroup>,
-    pub security_group: Option<ObservedSecurityGroup>,
+    pub security_group: Option<GroupState>,
     pub role: Option<ObservedRole>,
     pub cluster: Option<ObservedCluster>,
     /// Status of the schema statement recorded on the cluster, if one runs.
@@ -88,12 +102,6 @@ pub struct ObservedAnalytics {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedSubnetGroup {
     pub subnet_ids: Vec<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedSecurityGroup {
-    pub id: String,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -231,7 +239,7 @@ impl Component for Analytics {
     ) -> Result<ObservedAnalytics, ComponentError> {
         let mut observed = ObservedAnalytics {
             subnet_group: observe_subnet_group(aws, &desired.subnet_group).await?,
-            security_group: observe_security_group(aws, desired).await?,
+            security_group: desired.security_group().find(aws).await?,
             role: iam_role::observe(aws, &desired.role).await?,
             cluster: observe_cluster(aws, &desired.cluster.id).await?,
             schema_statement: None,
@@ -442,26 +450,13 @@ impl Component for Analytics {
                 .await
             }
             AnalyticsStep::CreateSecurityGroup => {
-                let Some(vpc_id) = &desired.vpc_id else {
+                if desired.vpc_id.is_none() {
                     return Err(ComponentError::retryable(
                         "WaitingForNetwork",
                         "the private network has no VPC yet",
                     ));
-                };
-                let out = aws
-                    .ec2
-                    .create_security_group()
-                    .group_name(&desired.security_group)
-                    .description("ImagePipeline warehouse; no inbound rules")
-                    .vpc_id(vpc_id)
-                    .tag_specifications(tag_specification(ResourceType::SecurityGroup, &desired.tags))
-                    .send()
-                    .await
-                    .map_err(|err| classify(&action, err))?;
-                observed.security_group = Some(ObservedSecurityGroup {
-                    id: out.group_id().unwrap_or_default().to_owned(),
-                    tags: desired.tags.clone(),
-                });
+                }
+                observed.security_group = Some(desired.security_group().create(aws).await?);
                 Ok(())
             }
             AnalyticsStep::CreateCluster => {
@@ -603,11 +598,10 @@ impl Component for Analytics {
             }
             // The cluster's network interfaces outlive it by minutes on AWS;
             // until they are released the group is reported as blocked.
-            AnalyticsStep::DeleteSecurityGroup { id } => deleted(
-                aws.ec2.delete_security_group().group_id(id).send().await,
-                &["InvalidGroup.NotFound"],
-                &action,
-            ),
+            AnalyticsStep::DeleteSecurityGroup { .. } => match &observed.security_group {
+                Some(group) => desired.security_group().delete(aws, group).await,
+                None => Ok(()),
+            },
         }
     }
 
@@ -850,36 +844,6 @@ async fn observe_subnet_group(
     }
 }
 
-async fn observe_security_group(
-    aws: &AwsClients,
-    desired: &DesiredAnalytics,
-) -> Result<Option<ObservedSecurityGroup>, ComponentError> {
-    // Found by name and owner, not by VPC: teardown runs before the network
-    // component has told anyone the VPC's id.
-    let out = aws
-        .ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{OWNER_TAG}"))
-                .values(&desired.owner)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values(&desired.security_group)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|err| classify(&format!("look up security group {}", desired.security_group), err))?;
-    Ok(out.security_groups().first().map(|group| ObservedSecurityGroup {
-        id: group.group_id().unwrap_or_default().to_owned(),
-        tags: ec2_tags(group.tags()),
-    }))
-}
-
 async fn observe_cluster(aws: &AwsClients, id: &str) -> Result<Option<ObservedCluster>, ComponentError> {
     let out = match aws
         .redshift
@@ -1032,8 +996,9 @@ spec:
                 subnet_ids: desired.subnet_ids.clone(),
                 tags: desired.tags.clone(),
             }),
-            security_group: Some(ObservedSecurityGroup {
+            security_group: Some(GroupState {
                 id: "sg-warehouse".into(),
+                permissions: vec![],
                 tags: desired.tags.clone(),
             }),
             role: Some(ObservedRole {

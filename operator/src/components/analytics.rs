@@ -9,7 +9,6 @@ mod final_snapshot;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_redshift::types::Tag;
 use aws_sdk_redshiftdata::types::StatusString;
 use final_snapshot::ObservedSnapshot;
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +25,7 @@ use crate::engine::{
     Readiness, removed_tag_keys, tag_changes,
 };
 use crate::resources::security_group::{GroupState, SecurityGroup};
+use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Cluster tags the operator keeps its own progress in; not user-visible
 /// configuration, so they are left out of tag drift.
@@ -417,7 +417,7 @@ impl Component for Analytics {
                     .cluster_subnet_group_name(&desired.subnet_group)
                     .description("ImagePipeline warehouse subnets")
                     .set_subnet_ids(Some(desired.subnet_ids.clone()))
-                    .set_tags(Some(redshift_tags(&desired.tags)))
+                    .set_tags(Some(to_sdk(&desired.tags)?))
                     .send()
                     .await
                 {
@@ -472,7 +472,7 @@ impl Component for Analytics {
                     .cluster_subnet_group_name(&desired.subnet_group)
                     .set_vpc_security_group_ids(security_group.map(|id| vec![id]))
                     .iam_roles(&desired.role.arn)
-                    .set_tags(Some(redshift_tags(&desired.tags)));
+                    .set_tags(Some(to_sdk(&desired.tags)?));
                 request = if cluster.nodes > 1 {
                     request.cluster_type("multi-node").number_of_nodes(cluster.nodes)
                 } else {
@@ -837,7 +837,7 @@ async fn observe_subnet_group(
                     .filter_map(|s| s.subnet_identifier())
                     .map(str::to_owned)
                     .collect(),
-                tags: redshift_tag_map(group.tags()),
+                tags: from_sdk(group.tags()),
             })),
         Err(err) if code(&err) == Some("ClusterSubnetGroupNotFoundFault") => Ok(None),
         Err(err) => Err(classify(&format!("look up Redshift subnet group {name}"), err)),
@@ -857,7 +857,7 @@ async fn observe_cluster(aws: &AwsClients, id: &str) -> Result<Option<ObservedCl
         Err(err) => return Err(classify(&format!("look up Redshift cluster {id}"), err)),
     };
     Ok(out.clusters().first().map(|cluster| {
-        let mut tags = redshift_tag_map(cluster.tags());
+        let mut tags = from_sdk(cluster.tags());
         let schema_version = tags.remove(SCHEMA_VERSION_TAG);
         let schema_statement_id = tags.remove(SCHEMA_STATEMENT_TAG);
         ObservedCluster {
@@ -907,28 +907,11 @@ async fn set_redshift_tags(
     aws.redshift
         .create_tags()
         .resource_name(arn)
-        .set_tags(Some(redshift_tags(tags)))
+        .set_tags(Some(to_sdk(tags)?))
         .send()
         .await
         .map(drop)
         .map_err(|err| classify(action, err))
-}
-
-fn redshift_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn redshift_tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn sorted(ids: &[String]) -> Vec<&String> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_firehose::types::{
     BufferingHints, CompressionFormat, DeliveryStreamEncryptionConfigurationInput,
     DeliveryStreamEncryptionStatus, DeliveryStreamStatus, DeliveryStreamType,
-    ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, KeyType, Tag,
+    ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, KeyType,
 };
 use serde_json::json;
 
@@ -20,6 +20,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
     removed_tag_keys, tag_changes,
 };
+use crate::resources::tags::{from_sdk, to_sdk};
 
 pub const EVENTS_PREFIX: &str = "events/";
 pub const ERRORS_PREFIX: &str = "errors/";
@@ -245,7 +246,7 @@ impl Component for Delivery {
         match step {
             DeliveryStep::Role(step) => iam_role::execute(aws, &desired.role, &mut observed.role, step).await,
             DeliveryStep::CreateStream => {
-                let tags = firehose_tags(&stream.tags)?;
+                let tags = to_sdk(&stream.tags)?;
                 let result = firehose
                     .create_delivery_stream()
                     .delivery_stream_name(name)
@@ -312,7 +313,7 @@ impl Component for Delivery {
                         .await
                         .map_err(|err| classify(&action, err))?;
                 }
-                let tags = firehose_tags(&stream.tags)?;
+                let tags = to_sdk(&stream.tags)?;
                 firehose
                     .tag_delivery_stream()
                     .delivery_stream_name(name)
@@ -460,18 +461,8 @@ async fn observe_stream(
         destination_id: first.map(|d| d.destination_id().to_owned()).unwrap_or_default(),
         destination,
         encrypted,
-        tags: tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
-            .collect(),
+        tags: from_sdk(tags.tags()),
     }))
-}
-
-fn firehose_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
-    tags.iter()
-        .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-        .collect()
 }
 
 fn destination_config(d: &Destination) -> Result<ExtendedS3DestinationConfiguration, ComponentError> {

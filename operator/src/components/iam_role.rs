@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_iam::types::Tag;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use super::built;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{Action, Change, ComponentError, ComponentKind, Outputs, removed_tag_keys, tag_changes};
+use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Roles the operator makes live under this path, so an account's
 /// administrators can tell them apart and scope permission boundaries to it.
@@ -102,11 +101,7 @@ pub async fn observe(
     Ok(Some(ObservedRole {
         arn: role.arn().to_owned(),
         trust_policy: role.assume_role_policy_document().and_then(decode_policy),
-        tags: role
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect(),
+        tags: from_sdk(role.tags()),
         policy,
     }))
 }
@@ -157,7 +152,7 @@ pub async fn execute(
     let action = format!("{} (IAM role {name})", change(desired, step).resource);
     match step {
         RoleStep::Create => {
-            let tags = iam_tags(&desired.tags)?;
+            let tags = to_sdk(&desired.tags)?;
             match iam
                 .create_role()
                 .role_name(name)
@@ -212,7 +207,7 @@ pub async fn execute(
             }
             iam.tag_role()
                 .role_name(name)
-                .set_tags(Some(iam_tags(&desired.tags)?))
+                .set_tags(Some(to_sdk(&desired.tags)?))
                 .send()
                 .await
                 .map(drop)
@@ -272,12 +267,6 @@ pub fn publish(
     if let Some(role) = observed {
         outputs.resource(kind, "AWS::IAM::Role", &desired.name, Some(role.arn.clone()));
     }
-}
-
-pub(crate) fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
-    tags.iter()
-        .map(|(key, value)| built(Tag::builder().key(key).value(value).build()))
-        .collect()
 }
 
 #[cfg(test)]

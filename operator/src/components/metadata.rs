@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     PointInTimeRecoveryStatus, Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseStatus,
-    SseType, TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
+    SseType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 
 use super::{built, ownership};
@@ -19,6 +19,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
     removed_tag_keys, tag_changes,
 };
+use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Attribute names of the item contract (DESIGN.md, data contracts).
 pub const PARTITION_KEY: &str = "id";
@@ -133,11 +134,7 @@ impl Component for Metadata {
             .send()
             .await
             .map_err(|err| classify(&format!("read tags of DynamoDB table {name}"), err))?;
-        state.tags = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect();
+        state.tags = from_sdk(tags.tags());
         let ttl = db
             .describe_time_to_live()
             .table_name(name)
@@ -275,7 +272,7 @@ impl Component for Metadata {
             .is_some_and(|t| !t.is(TableStatus::Active));
         match step {
             MetadataStep::CreateTable => {
-                let tags = dynamodb_tags(&desired.tags)?;
+                let tags = to_sdk(&desired.tags)?;
                 let result = db
                     .create_table()
                     .table_name(name)
@@ -390,7 +387,7 @@ impl Component for Metadata {
                         .await
                         .map_err(|err| classify(&action, err))?;
                 }
-                let tags = dynamodb_tags(tags)?;
+                let tags = to_sdk(tags)?;
                 db.tag_resource()
                     .resource_arn(&arn)
                     .set_tags(Some(tags))
@@ -476,12 +473,6 @@ impl MetadataStep {
             MetadataStep::DeleteTable => Change::new(Action::Delete, ""),
         }
     }
-}
-
-fn dynamodb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ComponentError> {
-    tags.iter()
-        .map(|(k, v)| built(Tag::builder().key(k).value(v).build()))
-        .collect()
 }
 
 fn string_attribute(name: &str) -> Result<AttributeDefinition, ComponentError> {

@@ -41,20 +41,9 @@ pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentErro
 pub(crate) mod ownership {
     use std::collections::BTreeMap;
 
-    use crate::engine::{ComponentError, OWNER_TAG, RETAINED_TAG};
+    use crate::engine::{OWNER_TAG, RETAINED_TAG};
 
-    pub fn check(tags: &BTreeMap<String, String>, owner: &str, resource: &str) -> Result<(), ComponentError> {
-        match tags.get(OWNER_TAG) {
-            Some(other) if other != owner => Err(ComponentError::terminal(
-                "OwnedByAnotherPipeline",
-                format!(
-                    "{resource} already belongs to ImagePipeline {other} (tag {OWNER_TAG}); \
-                     give this pipeline another name for it or delete the other pipeline"
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
+    pub use crate::engine::resource::check_owner as check;
 
     pub fn is_ours(tags: &BTreeMap<String, String>, owner: &str) -> bool {
         tags.get(OWNER_TAG).is_some_and(|tag| tag == owner)

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
     CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule,
     LifecycleRuleFilter, ObjectIdentifier, ObjectOwnership, PublicAccessBlockConfiguration,
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, Tag, Tagging,
+    ServerSideEncryptionRule, Tagging,
 };
 use serde_json::{Value, json};
 
@@ -21,6 +21,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
     tag_changes,
 };
+use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Prefixes that expire after `retentionDays`: images, Firehose events, and
 /// the records Firehose could not deliver.
@@ -145,13 +146,7 @@ impl Component for Storage {
         }
         let mut config = BucketConfig::default();
         match s3.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(out) => {
-                config.tags = out
-                    .tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect()
-            }
+            Ok(out) => config.tags = from_sdk(out.tag_set()),
             Err(err) if code(&err) == Some("NoSuchTagSet") => {}
             Err(err) => return Err(classify(&format!("read tags of S3 bucket {bucket}"), err)),
         }
@@ -380,10 +375,7 @@ impl Component for Storage {
                     .map_err(|err| classify(&action, err))
             }
             StorageStep::SetTags { desired: tags, .. } => {
-                let tags = tags
-                    .iter()
-                    .map(|(key, value)| built(Tag::builder().key(key).value(value).build()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let tags = to_sdk(tags)?;
                 s3.put_bucket_tagging()
                     .bucket(bucket)
                     .tagging(built(Tagging::builder().set_tag_set(Some(tags)).build())?)

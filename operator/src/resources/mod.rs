@@ -9,4 +9,5 @@ pub mod route_table;
 pub(crate) mod sdk;
 pub mod security_group;
 pub mod subnet;
+pub mod tags;
 pub mod vpc;

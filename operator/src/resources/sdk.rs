@@ -9,6 +9,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use super::tags::to_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::ComponentError;
@@ -60,31 +61,15 @@ pub(crate) fn tag_filter(key: &str, value: &str) -> Filter {
     Filter::builder().name(format!("tag:{key}")).values(value).build()
 }
 
-pub(crate) fn ec2_tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
 pub(crate) fn tag_specification(
     resource_type: ResourceType,
     tags: &BTreeMap<String, String>,
 ) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(resource_type)
-        .set_tags(Some(ec2_tag_list(tags)))
+        // EC2 tags always build: the builder has no required field.
+        .set_tags(to_sdk(tags).ok())
         .build()
-}
-
-pub(crate) fn ec2_tags(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// Terminates instances; ones already gone count as terminated.
@@ -128,7 +113,7 @@ pub(crate) async fn set_ec2_tags(
     aws.ec2
         .create_tags()
         .resources(id)
-        .set_tags(Some(ec2_tag_list(desired)))
+        .set_tags(Some(to_sdk(desired)?))
         .send()
         .await
         .map(drop)

@@ -2,7 +2,8 @@
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
 
-use super::sdk::{deleted, ec2_tags, failed, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
@@ -153,7 +154,7 @@ pub async fn list(aws: &AwsClients, vpc_id: &str) -> Result<Vec<SubnetState>, Co
             availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
             cidr: s.cidr_block().unwrap_or_default().to_owned(),
             map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
-            tags: ec2_tags(s.tags()),
+            tags: from_sdk(s.tags()),
         })
         .collect();
     subnets.sort_by(|a, b| a.cidr.cmp(&b.cidr));

@@ -4,7 +4,8 @@
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::route_table::{RouteTableState, route_table_state};
-use super::sdk::{deleted, ec2_tags, failed, set_ec2_tags, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, set_ec2_tags, tag_filter, tag_specification};
+use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{OWNER_TAG, Tags, resource::Resource, tag_changes};
@@ -59,7 +60,7 @@ impl Resource for Vpc {
             .map(|vpc| VpcState {
                 id: vpc.vpc_id().unwrap_or_default().to_owned(),
                 cidr: vpc.cidr_block().unwrap_or_default().to_owned(),
-                tags: ec2_tags(vpc.tags()),
+                tags: from_sdk(vpc.tags()),
             }))
     }
 

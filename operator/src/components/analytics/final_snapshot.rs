@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::redshift_tag_map;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{ComponentError, OWNER_TAG};
+use crate::resources::tags::from_sdk as redshift_tag_map;
 
 /// Between the cluster's identifier and the time of the deletion.
 const INFIX: &str = "-final-";

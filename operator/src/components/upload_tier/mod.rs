@@ -42,17 +42,18 @@ use observe::{
 use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::instance_offering::check_offered;
 use super::machine_image::{self, ImageSource, ResolvedImage};
+use super::ownership;
 use super::upload_instance_setup::{
     self as setup, IMDS_HOP_LIMIT, UPLOAD_PORT, UploadInstanceConfig, UploadTargets,
 };
-use super::{built, ownership};
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
 use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness, SecretText,
 };
-use crate::resources::sdk::{deleted, ec2_tag_list, failed, tag_specification, terminate_instances};
+use crate::resources::sdk::{deleted, failed, tag_specification, terminate_instances};
+use crate::resources::tags::to_sdk;
 
 pub struct UploadTier;
 
@@ -738,7 +739,7 @@ impl Component for UploadTier {
                     .create_instance_profile()
                     .instance_profile_name(&profile.name)
                     .path(iam_role::ROLE_PATH);
-                for tag in iam_role::iam_tags(&desired.tags)? {
+                for tag in to_sdk::<aws_sdk_iam::types::Tag>(&desired.tags)? {
                     request = request.tags(tag);
                 }
                 match request.send().await {
@@ -789,11 +790,7 @@ impl Component for UploadTier {
                     .overwrite(*exists);
                 // SSM refuses tags together with an overwrite.
                 if !exists {
-                    for (key, value) in &desired.tags {
-                        request = request.tags(built(
-                            aws_sdk_ssm::types::Tag::builder().key(key).value(value).build(),
-                        )?);
-                    }
+                    request = request.set_tags(Some(to_sdk(&desired.tags)?));
                 }
                 match request.send().await {
                     Ok(_) => {}
@@ -865,9 +862,7 @@ impl Component for UploadTier {
                     .health_check_protocol(ProtocolEnum::Http)
                     .health_check_path(HEALTH_CHECK_PATH)
                     .matcher(Matcher::builder().http_code("200").build());
-                for tag in elb_tags(&desired.tags) {
-                    request = request.tags(tag);
-                }
+                request = request.set_tags(Some(to_sdk(&desired.tags)?));
                 // ELB answers a create of an identical existing group with it.
                 let out = request.send().await.map_err(failed("create", &action))?;
                 let arn = out
@@ -905,9 +900,7 @@ impl Component for UploadTier {
                     .scheme(LoadBalancerSchemeEnum::InternetFacing)
                     .set_subnets(Some(lb.subnets.iter().cloned().collect()))
                     .security_groups(&lb.security_group);
-                for tag in elb_tags(&desired.tags) {
-                    request = request.tags(tag);
-                }
+                request = request.set_tags(Some(to_sdk(&desired.tags)?));
                 let out = request.send().await.map_err(failed("create", &action))?;
                 let created = out.load_balancers().first();
                 observed.load_balancer = Some(ObservedLoadBalancer {
@@ -1488,23 +1481,13 @@ fn forward_to(target_group_arn: String) -> ListenerAction {
         .build()
 }
 
-fn elb_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
-    tags.iter()
-        .map(|(k, v)| {
-            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-        })
-        .collect()
-}
-
 fn launch_template_data(settings: &LaunchSettings) -> RequestLaunchTemplateData {
-    let tags = ec2_tag_list(&settings.tags);
+    // EC2 tags always build: the builder has no required field.
+    let tags: Option<Vec<aws_sdk_ec2::types::Tag>> = to_sdk(&settings.tags).ok();
     let tagged = |resource: ResourceType| {
         LaunchTemplateTagSpecificationRequest::builder()
             .resource_type(resource)
-            .set_tags(Some(tags.clone()))
+            .set_tags(tags.clone())
             .build()
     };
     RequestLaunchTemplateData::builder()

@@ -15,7 +15,8 @@ use super::{
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::{COMPONENT_TAG, Component, ComponentError, OWNER_TAG, SecretText};
-use crate::resources::sdk::{ec2_tags, failed, tag_filter};
+use crate::resources::sdk::{failed, tag_filter};
+use crate::resources::tags::from_sdk;
 
 pub(super) async fn observe_instance_profile(
     aws: &AwsClients,
@@ -95,10 +96,10 @@ pub(super) async fn observe_launch_template(
                 .iter()
                 .find(|spec| spec.resource_type() == Some(&ResourceType::Instance))
         })
-        .map(|spec| ec2_tags(spec.tags()))
+        .map(|spec| from_sdk(spec.tags()))
         .unwrap_or_default();
     Ok(Some(ObservedLaunchTemplate {
-        tags: ec2_tags(template.tags()),
+        tags: from_sdk(template.tags()),
         latest_version: latest.and_then(|v| v.version_number()).unwrap_or(1),
         latest: LaunchSettings {
             image_id: data.and_then(|d| d.image_id()).unwrap_or_default().to_owned(),
@@ -241,13 +242,7 @@ pub(super) async fn elb_resource_tags(
     Ok(out
         .tag_descriptions()
         .iter()
-        .flat_map(|d| d.tags())
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            )
-        })
+        .flat_map(|d| from_sdk(d.tags()))
         .collect())
 }
 
@@ -312,16 +307,7 @@ pub(super) async fn observe_group(
             .map(str::to_owned)
             .collect(),
         health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
-        tags: group
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect(),
+        tags: from_sdk(group.tags()),
         deleting: group.status().is_some_and(|s| s.starts_with("Delete")),
         instances: group
             .instances()

@@ -9,7 +9,8 @@ use aws_sdk_ec2::types::{Filter, ResourceType};
 
 pub use permission::{Permission, Source, ip_permission, permissions_of, rule_changes};
 
-use super::sdk::{deleted, ec2_tags, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::resource::{Ref, Resource};
@@ -133,7 +134,7 @@ impl Resource for SecurityGroup {
         Ok(groups.security_groups().first().map(|group| GroupState {
             id: group.group_id().unwrap_or_default().to_owned(),
             permissions: permissions_of(group.ip_permissions()),
-            tags: ec2_tags(group.tags()),
+            tags: from_sdk(group.tags()),
         }))
     }
 

@@ -14,7 +14,6 @@ use final_snapshot::ObservedSnapshot;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
-use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::ownership;
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::aws::AwsClients;
@@ -24,6 +23,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, MasterUser, Outputs, PipelineContext,
     Readiness, removed_tag_keys, tag_changes,
 };
+use crate::resources::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use crate::resources::security_group::{GroupState, SecurityGroup};
 use crate::resources::tags::{from_sdk, to_sdk};
 

@@ -11,7 +11,6 @@ use aws_sdk_firehose::types::{
 };
 use serde_json::json;
 
-use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::{built, ownership};
 use crate::api::v1alpha1::{Compression, DeletionPolicy};
 use crate::aws::AwsClients;
@@ -20,6 +19,7 @@ use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
     removed_tag_keys, tag_changes,
 };
+use crate::resources::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use crate::resources::tags::{from_sdk, to_sdk};
 
 pub const EVENTS_PREFIX: &str = "events/";

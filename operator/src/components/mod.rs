@@ -2,7 +2,6 @@
 
 pub mod analytics;
 pub mod delivery;
-mod iam_role;
 mod instance_offering;
 pub mod kafka_broker_setup;
 pub mod kafka_brokers;

@@ -12,9 +12,9 @@ use std::future::Future;
 
 use futures::future::BoxFuture;
 
-use crate::api::v1alpha1::AwsResource;
+use crate::api::v1alpha1::{AwsResource, DeletionPolicy};
 use crate::aws::AwsClients;
-use crate::engine::{Action, Change, ComponentKind, OWNER_TAG, Readiness, Tags};
+use crate::engine::{Action, Change, ComponentKind, OWNER_TAG, RETAINED_TAG, Readiness, Tags};
 use crate::error::ComponentError;
 
 /// One AWS resource as a component wants it. The value itself is the desired
@@ -71,6 +71,11 @@ pub trait Resource: Send + Sync {
     /// The id the status lists and later resources reference.
     fn id(observed: &Self::Observed) -> String;
 
+    /// Its ARN, when the status should show one.
+    fn arn(_observed: &Self::Observed) -> Option<String> {
+        None
+    }
+
     /// Its tags, when the kind has tags: checked for ownership when found.
     fn tags(_observed: &Self::Observed) -> Option<&Tags> {
         None
@@ -79,6 +84,38 @@ pub trait Resource: Send + Sync {
     /// Whether AWS has finished making it.
     fn readiness(&self, _observed: &Self::Observed) -> Readiness {
         Readiness::Ready
+    }
+
+    /// AWS is deleting it already (a cluster `deleting`, a table
+    /// `DELETING`): why a teardown waits instead of deleting it again.
+    fn going(&self, _observed: &Self::Observed) -> Option<String> {
+        None
+    }
+
+    /// It holds the pipeline's data: under `deletionPolicy: Retain` it is
+    /// kept, tagged as retained, instead of deleted.
+    const KEEPS_DATA: bool = false;
+
+    /// The tags it is made with; a kept resource keeps them and gains the
+    /// retained tag.
+    fn desired_tags(&self) -> Option<&Tags> {
+        None
+    }
+
+    /// Sets exactly `tags` on it. Resources that keep data implement it.
+    fn set_tags(
+        &self,
+        _aws: &AwsClients,
+        _observed: &Self::Observed,
+        _tags: &Tags,
+    ) -> impl Future<Output = Result<(), ComponentError>> + Send {
+        let label = self.label();
+        async move {
+            Err(ComponentError::terminal(
+                "InternalError",
+                format!("the operator cannot tag {label} as retained"),
+            ))
+        }
     }
 }
 
@@ -137,8 +174,13 @@ pub enum WalkMode {
 /// and to delete it in reverse order.
 trait Found: Send + Sync {
     fn label(&self) -> String;
-    fn listed(&self) -> Option<(&'static str, String)>;
+    fn listed(&self) -> Option<(&'static str, String, Option<String>)>;
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>>;
+    fn set_tags<'a>(
+        &'a self,
+        aws: &'a AwsClients,
+        tags: &'a Tags,
+    ) -> BoxFuture<'a, Result<(), ComponentError>>;
 }
 
 struct FoundResource<R: Resource> {
@@ -151,17 +193,27 @@ impl<R: Resource + Clone + 'static> Found for FoundResource<R> {
         self.desired.label()
     }
 
-    fn listed(&self) -> Option<(&'static str, String)> {
-        R::TYPE.map(|type_| (type_, R::id(&self.observed)))
+    fn listed(&self) -> Option<(&'static str, String, Option<String>)> {
+        R::TYPE.map(|type_| (type_, R::id(&self.observed), R::arn(&self.observed)))
     }
 
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>> {
         Box::pin(self.desired.delete(aws, &self.observed))
     }
+
+    fn set_tags<'a>(
+        &'a self,
+        aws: &'a AwsClients,
+        tags: &'a Tags,
+    ) -> BoxFuture<'a, Result<(), ComponentError>> {
+        Box::pin(self.desired.set_tags(aws, &self.observed, tags))
+    }
 }
 
 enum Entry {
     Resource(Box<dyn Found>),
+    /// Kept under `Retain`: given these tags instead of being deleted.
+    Retain(Box<dyn Found>, Tags),
     /// Teardown stops here, saying why, until the reason is gone.
     Hold(String),
 }
@@ -171,6 +223,8 @@ pub struct Walk<'a> {
     aws: &'a AwsClients,
     owner: String,
     mode: WalkMode,
+    /// What a teardown does with resources that keep data.
+    policy: DeletionPolicy,
     changes: Vec<Change>,
     entries: Vec<Entry>,
     waiting: Option<String>,
@@ -182,10 +236,17 @@ impl<'a> Walk<'a> {
             aws,
             owner: owner.into(),
             mode,
+            policy: DeletionPolicy::Delete,
             changes: Vec::new(),
             entries: Vec::new(),
             waiting: None,
         }
+    }
+
+    /// For a teardown: what becomes of the resources that keep data.
+    pub fn under(mut self, policy: DeletionPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn aws(&self) -> &'a AwsClients {
@@ -212,12 +273,21 @@ impl<'a> Walk<'a> {
             return self.create(desired, resolved).await;
         };
         if let Some(tags) = R::tags(&observed) {
-            check_owner(tags, &self.owner, &desired.label())?;
+            let owned = check_owner(tags, &self.owner, &desired.label());
+            if owned.is_err() && self.mode == WalkMode::Find {
+                // Another pipeline's: a teardown leaves it alone.
+                return Ok(Some(observed));
+            }
+            owned?;
         }
-        self.remember(desired, &observed);
         if self.mode == WalkMode::Find {
+            match desired.going(&observed) {
+                Some(reason) => self.entries.push(Entry::Hold(reason)),
+                None => self.keep_or_remember(desired, &observed),
+            }
             return Ok(Some(observed));
         }
+        self.remember(desired, &observed);
         let delta = desired.delta(&observed)?;
         if !delta.is_empty() {
             let mut change = Change::new(Action::Update, desired.label());
@@ -280,6 +350,25 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Under `Retain`, a resource that keeps data is tagged as retained
+    /// instead of deleted; once it is, the teardown has nothing left to do
+    /// with it.
+    fn keep_or_remember<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
+        let kept = self.policy == DeletionPolicy::Retain && R::KEEPS_DATA;
+        let (true, Some(tags)) = (kept, desired.desired_tags()) else {
+            return self.remember(desired, observed);
+        };
+        let mut retained = tags.clone();
+        retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
+        if R::tags(observed) != Some(&retained) {
+            let found = FoundResource {
+                desired: desired.clone(),
+                observed: observed.clone(),
+            };
+            self.entries.push(Entry::Retain(Box::new(found), retained));
+        }
+    }
+
     fn remember<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
         self.entries.push(Entry::Resource(Box::new(FoundResource {
             desired: desired.clone(),
@@ -302,7 +391,7 @@ impl<'a> Walk<'a> {
 
     /// Whether the walk found anything to tear down.
     pub fn found_any(&self) -> bool {
-        self.entries.iter().any(|e| matches!(e, Entry::Resource(_)))
+        self.entries.iter().any(|e| !matches!(e, Entry::Hold(_)))
     }
 
     /// The resources found or made, for the status.
@@ -310,19 +399,20 @@ impl<'a> Walk<'a> {
         self.entries
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Resource(found) => found.listed(),
+                Entry::Resource(found) | Entry::Retain(found, _) => found.listed(),
                 Entry::Hold(_) => None,
             })
-            .map(|(type_, id)| AwsResource {
+            .map(|(type_, id, arn)| AwsResource {
                 component: component.name().to_owned(),
                 type_: type_.to_owned(),
                 id,
-                arn: None,
+                arn,
             })
             .collect()
     }
 
-    /// Deletes what the walk found, last declared first. Stops at a hold,
+    /// Deletes what the walk found, last declared first (or, under `Retain`,
+    /// tags what keeps data as retained). Stops at a hold,
     /// returning its reason: what was declared before it must wait.
     pub async fn tear_down(&mut self) -> Result<Option<String>, ComponentError> {
         while let Some(entry) = self.entries.pop() {
@@ -331,6 +421,15 @@ impl<'a> Walk<'a> {
                 Entry::Resource(found) => {
                     self.changes.push(Change::new(Action::Delete, found.label()));
                     found.delete(self.aws).await?;
+                }
+                Entry::Retain(found, tags) => {
+                    let change = Change::new(Action::Update, format!("{} tags", found.label())).field(
+                        RETAINED_TAG,
+                        "(absent)",
+                        "true",
+                    );
+                    self.changes.push(change);
+                    found.set_tags(self.aws, &tags).await?;
                 }
             }
         }

@@ -213,6 +213,9 @@ async fn walk<C: Declared>(
             Goal::TearDown(_) => WalkMode::Find,
         };
         let mut walk = Walk::new(aws, owner.clone(), mode);
+        if let Goal::TearDown(policy) = goal {
+            walk = walk.under(policy);
+        }
         let declared = C::declare(&mut walk, &desired, outputs).await;
         let made = walk.take_changes();
         let settled = || match walk.readiness() {

@@ -3,6 +3,7 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod iam_role;
 pub mod internet_gateway;
 pub mod peering;
 pub mod route_table;

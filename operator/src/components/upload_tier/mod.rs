@@ -39,7 +39,6 @@ use observe::{
     observe_load_balancer, observe_tagged_instances, observe_target_group,
 };
 
-use super::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use super::instance_offering::check_offered;
 use super::machine_image::{self, ImageSource, ResolvedImage};
 use super::ownership;
@@ -52,6 +51,7 @@ use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
 use crate::engine::{
     Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness, SecretText,
 };
+use crate::resources::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use crate::resources::sdk::{deleted, failed, tag_specification, terminate_instances};
 use crate::resources::tags::to_sdk;
 

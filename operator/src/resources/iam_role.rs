@@ -1,5 +1,6 @@
-//! An IAM role with one inline policy: the shape both the Firehose delivery
-//! role and the Redshift role take. Components embed its steps in their own.
+//! An IAM role with one inline policy: the shape the Firehose delivery role,
+//! the upload instances' role and the Redshift role take. Found by its
+//! deterministic name.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
-use crate::engine::{Action, Change, ComponentError, ComponentKind, Outputs, removed_tag_keys, tag_changes};
+use crate::engine::resource::Resource;
+use crate::engine::{
+    Action, Change, ComponentError, ComponentKind, Outputs, Tags, field, removed_tag_keys, tag_changes,
+};
 use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Roles the operator makes live under this path, so an account's
@@ -266,6 +270,86 @@ pub fn publish(
 ) {
     if let Some(role) = observed {
         outputs.resource(kind, "AWS::IAM::Role", &desired.name, Some(role.arn.clone()));
+    }
+}
+
+impl Resource for DesiredRole {
+    type Observed = ObservedRole;
+    const TYPE: Option<&'static str> = Some("AWS::IAM::Role");
+
+    fn label(&self) -> String {
+        format!("IAM role {}", self.name)
+    }
+
+    async fn find(&self, aws: &AwsClients) -> Result<Option<ObservedRole>, ComponentError> {
+        observe(aws, self).await
+    }
+
+    fn delta(&self, observed: &ObservedRole) -> Result<Vec<String>, ComponentError> {
+        let mut fields = Vec::new();
+        if observed.trust_policy.as_ref() != Some(&self.trust_policy) {
+            fields.push("trust policy: who may assume the role differs from the spec".to_owned());
+        }
+        match &observed.policy {
+            None => fields.push(field(
+                &format!("policy {}", self.policy_name),
+                "(none)",
+                "as specified",
+            )),
+            Some(policy) if *policy != self.policy => fields.push(field(
+                &format!("policy {}", self.policy_name),
+                "(other statements)",
+                "as specified",
+            )),
+            Some(_) => {}
+        }
+        fields.extend(tag_changes(&observed.tags, &self.tags));
+        Ok(fields)
+    }
+
+    fn create_fields(&self) -> Vec<String> {
+        vec![format!("policy {}", self.policy_name)]
+    }
+
+    async fn create(&self, aws: &AwsClients) -> Result<ObservedRole, ComponentError> {
+        let mut made = None;
+        execute(aws, self, &mut made, &RoleStep::Create).await?;
+        execute(aws, self, &mut made, &RoleStep::PutPolicy { existed: false }).await?;
+        Ok(ObservedRole {
+            trust_policy: Some(self.trust_policy.clone()),
+            tags: self.tags.clone(),
+            policy: Some(self.policy.clone()),
+            ..made.unwrap_or_default()
+        })
+    }
+
+    async fn update(&self, aws: &AwsClients, observed: &ObservedRole) -> Result<(), ComponentError> {
+        let mut current = Some(observed.clone());
+        for step in converge(self, Some(observed)) {
+            execute(aws, self, &mut current, &step).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, aws: &AwsClients, observed: &ObservedRole) -> Result<(), ComponentError> {
+        let mut current = Some(observed.clone());
+        for step in teardown(Some(observed)) {
+            execute(aws, self, &mut current, &step).await?;
+        }
+        Ok(())
+    }
+
+    /// Its name: the last part of its ARN, after the path.
+    fn id(observed: &ObservedRole) -> String {
+        observed.arn.rsplit('/').next().unwrap_or_default().to_owned()
+    }
+
+    fn arn(observed: &ObservedRole) -> Option<String> {
+        Some(observed.arn.clone())
+    }
+
+    fn tags(observed: &ObservedRole) -> Option<&Tags> {
+        Some(&observed.tags)
     }
 }
 

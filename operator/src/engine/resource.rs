@@ -389,9 +389,9 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Whether the walk found anything to tear down.
+    /// Whether the walk found anything to tear down or wait for.
     pub fn found_any(&self) -> bool {
-        self.entries.iter().any(|e| !matches!(e, Entry::Hold(_)))
+        !self.entries.is_empty()
     }
 
     /// The resources found or made, for the status.

@@ -14,10 +14,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::apis::meta::v1::Condition};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+
+mod defaults;
+mod status;
+
+pub use status::{AwsResource, Endpoints, ImagePipelineStatus, Phase};
 
 /// Defaults that the reconciler applies to managed Kafka brokers. They are not
 /// schema defaults: see the module documentation.
@@ -176,7 +181,7 @@ pub struct NetworkSpec {
     pub availability_zones: Vec<String>,
 
     /// IPv4 CIDR of the upload API's VPC, /16 to /24. Immutable.
-    #[serde(default = "default_api_vpc_cidr")]
+    #[serde(default = "defaults::default_api_vpc_cidr")]
     #[schemars(length(max = 18))]
     #[x_kube(
         validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("spec.network.apiVpcCidr must be an IPv4 CIDR block such as 10.40.0.0/16"),
@@ -188,7 +193,7 @@ pub struct NetworkSpec {
 
     /// IPv4 CIDR of the Kafka VPC, /16 to /24; must not overlap `apiVpcCidr` or the
     /// cluster's VPC. Immutable.
-    #[serde(default = "default_kafka_vpc_cidr")]
+    #[serde(default = "defaults::default_kafka_vpc_cidr")]
     #[schemars(length(max = 18))]
     #[x_kube(
         validation = Rule::new("isCIDR(self) && cidr(self).ip().family() == 4").message("spec.network.kafkaVpcCidr must be an IPv4 CIDR block such as 10.41.0.0/16"),
@@ -225,7 +230,7 @@ pub struct UploadApiSpec {
     pub image: Option<String>,
 
     /// EC2 instance type of the upload API instances. Changing it rolls the instances.
-    #[serde(default = "default_upload_instance_type")]
+    #[serde(default = "defaults::default_upload_instance_type")]
     #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9-]+\.[a-z0-9-]+$"))]
     pub instance_type: String,
 
@@ -236,12 +241,12 @@ pub struct UploadApiSpec {
     pub ami_id: Option<String>,
 
     /// Smallest number of instances in the Auto Scaling Group.
-    #[serde(default = "default_min_size")]
+    #[serde(default = "defaults::default_min_size")]
     #[schemars(range(min = 0, max = 1000))]
     pub min_size: i32,
 
     /// Largest number of instances in the Auto Scaling Group.
-    #[serde(default = "default_max_size")]
+    #[serde(default = "defaults::default_max_size")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_size: i32,
 
@@ -253,17 +258,17 @@ pub struct UploadApiSpec {
 
     /// Average CPU utilisation, in percent, that the target-tracking scaling
     /// policy keeps the group at.
-    #[serde(default = "default_target_cpu_percent")]
+    #[serde(default = "defaults::default_target_cpu_percent")]
     #[schemars(range(min = 10, max = 90))]
     pub target_cpu_percent: i32,
 
     /// Largest image accepted, in bytes, through the API and from Kafka. At most 100 MiB.
-    #[serde(default = "default_max_image_bytes")]
+    #[serde(default = "defaults::default_max_image_bytes")]
     #[schemars(range(min = 1024, max = 104_857_600))]
     pub max_image_bytes: i64,
 
     /// Image types accepted, as MIME types; bytes must match the declared type.
-    #[serde(default = "default_allowed_content_types")]
+    #[serde(default = "defaults::default_allowed_content_types")]
     #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub allowed_content_types: Vec<ImageContentType>,
 
@@ -308,7 +313,7 @@ pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Key within the Secret.
-    #[serde(default = "default_api_keys_secret_key")]
+    #[serde(default = "defaults::default_api_keys_secret_key")]
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
@@ -361,17 +366,17 @@ pub struct KafkaSpec {
     pub bootstrap_servers: Option<Vec<String>>,
 
     /// Topic the stream-bridge consumes images from; dead letters go to `<topic>.dlq`.
-    #[serde(default = "default_topic")]
+    #[serde(default = "defaults::default_topic")]
     #[schemars(length(min = 1, max = 245), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub topic: String,
 
     /// Partitions of the topic (and of its dead-letter topic).
-    #[serde(default = "default_partitions")]
+    #[serde(default = "defaults::default_partitions")]
     #[schemars(range(min = 1, max = 10000))]
     pub partitions: i32,
 
     /// Replication factor of the topics; at most `brokers`.
-    #[serde(default = "default_replication_factor")]
+    #[serde(default = "defaults::default_replication_factor")]
     #[schemars(range(min = 1, max = 9))]
     pub replication_factor: i32,
 }
@@ -381,12 +386,12 @@ pub struct KafkaSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
     /// Longest time Firehose buffers events before writing an object, in seconds.
-    #[serde(default = "default_buffer_interval_seconds")]
+    #[serde(default = "defaults::default_buffer_interval_seconds")]
     #[schemars(range(min = 0, max = 900))]
     pub buffer_interval_seconds: i32,
 
     /// Largest buffer Firehose fills before writing an object, in MiB.
-    #[serde(default = "default_buffer_size_mib", rename = "bufferSizeMiB")]
+    #[serde(default = "defaults::default_buffer_size_mib", rename = "bufferSizeMiB")]
     #[schemars(range(min = 1, max = 128))]
     pub buffer_size_mib: i32,
 
@@ -440,7 +445,7 @@ pub struct StorageSpec {
 
     /// Days after which images (`images/`) and events (`events/`) expire from the
     /// bucket, and after which DynamoDB items expire (`expiresAt`). 1 to 3650.
-    #[serde(default = "default_retention_days")]
+    #[serde(default = "defaults::default_retention_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: i32,
 }
@@ -466,21 +471,21 @@ pub struct MetadataSpec {
 #[serde(rename_all = "camelCase")]
 pub struct AnalyticsSpec {
     /// Whether to run the Redshift cluster at all.
-    #[serde(default = "default_true")]
+    #[serde(default = "defaults::default_true")]
     pub enabled: bool,
 
     /// Redshift node type.
-    #[serde(default = "default_node_type")]
+    #[serde(default = "defaults::default_node_type")]
     #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9]+\.[a-z0-9]+$"))]
     pub node_type: String,
 
     /// Number of nodes; 1 makes a single-node cluster.
-    #[serde(default = "default_nodes")]
+    #[serde(default = "defaults::default_nodes")]
     #[schemars(range(min = 1, max = 128))]
     pub nodes: i32,
 
     /// Database the analysis schema is created in.
-    #[serde(default = "default_database")]
+    #[serde(default = "defaults::default_database")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z_][a-z0-9_$]*$"))]
     pub database: String,
 
@@ -522,7 +527,7 @@ pub struct ServicesSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// Number of pods.
-    #[serde(default = "default_service_replicas")]
+    #[serde(default = "defaults::default_service_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
 
@@ -537,96 +542,6 @@ pub struct ServiceSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
-/// Observed state of an ImagePipeline.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ImagePipelineStatus {
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-
-    /// Lifecycle phase of the pipeline as a whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-
-    /// `Ready`, plus one condition per component: `NetworkReady`, `StorageReady`,
-    /// `MetadataReady`, `DeliveryReady`, `UploadTierReady`, `KafkaReady`,
-    /// `AnalyticsReady`, `ServicesReady`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-
-    /// Where to reach the pipeline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<Endpoints>,
-
-    /// The AWS resources the operator made for this pipeline.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<AwsResource>,
-}
-
-/// Lifecycle phase of an ImagePipeline.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Accepted, not yet worked on.
-    Pending,
-    /// Components are being created or updated.
-    Provisioning,
-    /// Every component is ready.
-    Ready,
-    /// Was ready; at least one component is not.
-    Degraded,
-    /// `spec.paused` is true: observed, not changed.
-    Paused,
-    /// Being deleted.
-    Deleting,
-    /// Cannot proceed until the spec changes; see the conditions.
-    Failed,
-}
-
-/// Endpoints of a pipeline.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Endpoints {
-    /// Public URL of the upload API's load balancer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_url: Option<String>,
-    /// URL of the upload-api Service inside the cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_cluster_upload_url: Option<String>,
-    /// Comma-separated `host:port` list of the Kafka brokers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kafka_bootstrap: Option<String>,
-    /// Name of the S3 bucket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bucket: Option<String>,
-    /// Name of the DynamoDB table.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    /// Name of the Firehose delivery stream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery_stream: Option<String>,
-    /// `host:port/database` of the Redshift cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warehouse: Option<String>,
-}
-
-/// One AWS resource the operator made.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsResource {
-    /// Component it belongs to, for example `Storage`.
-    pub component: String,
-    /// CloudFormation-style resource type, for example `AWS::S3::Bucket`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Its identifier: name or id.
-    pub id: String,
-    /// Its ARN, where it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arn: Option<String>,
-}
-
 /// AWS allows 50 tags a resource; the operator keeps some for its own.
 const MAX_USER_TAGS: u32 = 40;
 
@@ -636,68 +551,6 @@ fn aws_tags_schema(_: &mut SchemaGenerator) -> Schema {
         "maxProperties": MAX_USER_TAGS,
         "additionalProperties": { "type": "string", "maxLength": 256 },
     })
-}
-
-fn default_api_vpc_cidr() -> String {
-    "10.40.0.0/16".into()
-}
-fn default_kafka_vpc_cidr() -> String {
-    "10.41.0.0/16".into()
-}
-fn default_upload_instance_type() -> String {
-    "t3.small".into()
-}
-fn default_min_size() -> i32 {
-    2
-}
-fn default_max_size() -> i32 {
-    6
-}
-fn default_target_cpu_percent() -> i32 {
-    60
-}
-fn default_max_image_bytes() -> i64 {
-    20 * 1024 * 1024
-}
-fn default_allowed_content_types() -> Vec<ImageContentType> {
-    use ImageContentType::*;
-    vec![Jpeg, Png, Webp, Gif]
-}
-fn default_api_keys_secret_key() -> String {
-    "api-keys".into()
-}
-fn default_topic() -> String {
-    "images".into()
-}
-fn default_partitions() -> i32 {
-    12
-}
-fn default_replication_factor() -> i32 {
-    3
-}
-fn default_buffer_interval_seconds() -> i32 {
-    60
-}
-fn default_buffer_size_mib() -> i32 {
-    5
-}
-fn default_retention_days() -> i32 {
-    7
-}
-fn default_true() -> bool {
-    true
-}
-fn default_node_type() -> String {
-    "ra3.xlplus".into()
-}
-fn default_nodes() -> i32 {
-    2
-}
-fn default_database() -> String {
-    "images".into()
-}
-fn default_service_replicas() -> i32 {
-    2
 }
 
 /// Each `Default` is what the schema defaults produce for an omitted section,

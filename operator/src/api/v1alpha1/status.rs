@@ -1,0 +1,95 @@
+//! What the operator reports: the status of an ImagePipeline.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of an ImagePipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePipelineStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Lifecycle phase of the pipeline as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// `Ready`, plus one condition per component: `NetworkReady`, `StorageReady`,
+    /// `MetadataReady`, `DeliveryReady`, `UploadTierReady`, `KafkaReady`,
+    /// `AnalyticsReady`, `ServicesReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Where to reach the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+
+    /// The AWS resources the operator made for this pipeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<AwsResource>,
+}
+
+/// Lifecycle phase of an ImagePipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, not yet worked on.
+    Pending,
+    /// Components are being created or updated.
+    Provisioning,
+    /// Every component is ready.
+    Ready,
+    /// Was ready; at least one component is not.
+    Degraded,
+    /// `spec.paused` is true: observed, not changed.
+    Paused,
+    /// Being deleted.
+    Deleting,
+    /// Cannot proceed until the spec changes; see the conditions.
+    Failed,
+}
+
+/// Endpoints of a pipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// Public URL of the upload API's load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
+    /// URL of the upload-api Service inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster_upload_url: Option<String>,
+    /// Comma-separated `host:port` list of the Kafka brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_bootstrap: Option<String>,
+    /// Name of the S3 bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Name of the DynamoDB table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Name of the Firehose delivery stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_stream: Option<String>,
+    /// `host:port/database` of the Redshift cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+}
+
+/// One AWS resource the operator made.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsResource {
+    /// Component it belongs to, for example `Storage`.
+    pub component: String,
+    /// CloudFormation-style resource type, for example `AWS::S3::Bucket`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Its identifier: name or id.
+    pub id: String,
+    /// Its ARN, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}

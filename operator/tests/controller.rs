@@ -27,6 +27,7 @@ use imagepipeline_operator::controller::{
 };
 use imagepipeline_operator::engine::{ComponentKind, Engine, Owner};
 use imagepipeline_operator::manifest;
+use ingest_core::contract::env;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -507,10 +508,13 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
 
     // The ConfigMap carries the endpoints under the contract's names.
     let config = &recorded.body(Method::PATCH, CONFIG_MAP_PATH)["data"];
-    assert_eq!(config["PIPELINE_BUCKET"], bucket.as_str());
-    assert_eq!(config["PIPELINE_TABLE"], table.as_str());
-    assert_eq!(config["PIPELINE_DELIVERY_STREAM"], stream.as_str());
-    assert_eq!(config["KAFKA_BOOTSTRAP_SERVERS"], bootstrap.as_str());
+    assert_eq!(config[env::BUCKET], bucket.as_str());
+    assert_eq!(config[env::TABLE], table.as_str());
+    assert_eq!(config[env::DELIVERY_STREAM], stream.as_str());
+    assert_eq!(
+        config[env::stream_bridge::KAFKA_BOOTSTRAP_SERVERS],
+        bootstrap.as_str()
+    );
     assert_eq!(config["AWS_REGION"], "eu-west-1");
     assert_eq!(config["AWS_ENDPOINT_URL"], fx.emulator.endpoint_url());
 

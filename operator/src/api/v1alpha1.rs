@@ -667,7 +667,7 @@ fn default_api_keys_secret_key() -> String {
     "api-keys".into()
 }
 fn default_topic() -> String {
-    "images".into()
+    ingest_core::contract::kafka::DEFAULT_TOPIC.into()
 }
 fn default_partitions() -> i32 {
     12

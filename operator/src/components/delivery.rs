@@ -21,8 +21,7 @@ use crate::engine::{
     removed_tag_keys, tag_changes,
 };
 
-pub const EVENTS_PREFIX: &str = "events/";
-pub const ERRORS_PREFIX: &str = "errors/";
+pub use ingest_core::contract::prefix::{ERRORS as ERRORS_PREFIX, EVENTS as EVENTS_PREFIX};
 
 pub struct Delivery;
 

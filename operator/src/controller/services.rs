@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use ingest_core::contract::env;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
@@ -56,6 +57,8 @@ const SPOOL_DIR: &str = "/var/spool/upload-api";
 const AWS_CA_DIR: &str = "/etc/imagepipeline/aws-ca";
 /// The key of that ConfigMap, as in Kubernetes' own `kube-root-ca.crt`.
 const AWS_CA_KEY: &str = "ca.crt";
+/// The SDK's standard variable of the region, set for both services.
+const AWS_REGION: &str = "AWS_REGION";
 /// Kubernetes object names are DNS labels here (Services need it).
 const MAX_NAME_LEN: usize = 63;
 
@@ -188,13 +191,13 @@ pub fn desired_services(
         image: Some(upload_config.image().to_owned()),
         args: None,
         env: Some(env(&[
-            ("UPLOAD_LISTEN", format!("0.0.0.0:{UPLOAD_PORT}")),
+            (env::upload_api::LISTEN, format!("0.0.0.0:{UPLOAD_PORT}")),
             (
-                "UPLOAD_API_KEYS_FILE",
+                env::upload_api::API_KEYS_FILE,
                 format!("{API_KEYS_DIR}/{API_KEYS_FILE_NAME}"),
             ),
-            ("UPLOAD_SPOOL_DIR", SPOOL_DIR.to_owned()),
-            ("UPLOAD_LOG_JSON", "true".to_owned()),
+            (env::upload_api::SPOOL_DIR, SPOOL_DIR.to_owned()),
+            (env::upload_api::LOG_JSON, "true".to_owned()),
         ])),
         ports: Some(vec![port("http", UPLOAD_PORT)]),
         volume_mounts: Some(vec![
@@ -270,11 +273,14 @@ pub fn desired_services(
                     .unwrap_or_else(|| DEFAULT_STREAM_BRIDGE_IMAGE.to_owned()),
             ),
             env: Some(env(&[
-                ("BRIDGE_LISTEN", format!("0.0.0.0:{BRIDGE_PORT}")),
+                (env::stream_bridge::LISTEN, format!("0.0.0.0:{BRIDGE_PORT}")),
                 // One group per pipeline: two pipelines may share a Kafka
                 // cluster and a topic name.
-                ("KAFKA_GROUP_ID", format!("imagepipeline-{namespace}-{name}")),
-                ("BRIDGE_LOG_JSON", "true".to_owned()),
+                (
+                    env::stream_bridge::KAFKA_GROUP_ID,
+                    format!("imagepipeline-{namespace}-{name}"),
+                ),
+                (env::stream_bridge::LOG_JSON, "true".to_owned()),
             ])),
             ports: Some(vec![port("metrics", BRIDGE_PORT)]),
             volume_mounts: Some(vec![mount("tmp", "/tmp", false)]),
@@ -340,30 +346,30 @@ fn endpoint_settings(
     outputs: &Outputs,
     settings: &ServiceSettings,
 ) -> BTreeMap<String, String> {
-    const SHARED: [&str; 7] = [
-        "PIPELINE_BUCKET",
-        "PIPELINE_TABLE",
-        "PIPELINE_DELIVERY_STREAM",
-        "PIPELINE_RETENTION_DAYS",
-        "PIPELINE_MAX_IMAGE_BYTES",
-        "PIPELINE_ALLOWED_CONTENT_TYPES",
-        "AWS_REGION",
-    ];
+    // What both services read of the upload instances' environment: the
+    // pipeline settings and the SDK's region.
+    let shared = |name: &str| env::ALL.contains(&name) || name == AWS_REGION;
     let mut data: BTreeMap<String, String> = upload_config
         .environment()
         .into_iter()
-        .filter(|(name, _)| SHARED.contains(name))
+        .filter(|(name, _)| shared(name))
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-    data.insert("KAFKA_TOPIC".into(), pipeline.spec.kafka.topic.clone());
+    data.insert(
+        env::stream_bridge::KAFKA_TOPIC.into(),
+        pipeline.spec.kafka.topic.clone(),
+    );
     let optional = [
-        ("KAFKA_BOOTSTRAP_SERVERS", outputs.kafka_bootstrap.clone()),
-        ("PIPELINE_UPLOAD_URL", outputs.upload_url.clone()),
         (
-            "PIPELINE_IN_CLUSTER_UPLOAD_URL",
+            env::stream_bridge::KAFKA_BOOTSTRAP_SERVERS,
+            outputs.kafka_bootstrap.clone(),
+        ),
+        (env::published::UPLOAD_URL, outputs.upload_url.clone()),
+        (
+            env::published::IN_CLUSTER_UPLOAD_URL,
             Some(in_cluster_upload_url(pipeline)),
         ),
-        ("PIPELINE_WAREHOUSE", outputs.warehouse.clone()),
+        (env::published::WAREHOUSE, outputs.warehouse.clone()),
         ("AWS_ENDPOINT_URL", settings.aws_endpoint_url.clone()),
     ];
     for (key, value) in optional {
@@ -723,18 +729,21 @@ spec:
         let services = desired(PIPELINE, &outputs(true)).unwrap();
         let data = services.config_map.data.unwrap();
         let expected = [
-            ("PIPELINE_BUCKET", "photos-bucket"),
-            ("PIPELINE_TABLE", "photos-table"),
-            ("PIPELINE_DELIVERY_STREAM", "photos-stream"),
-            ("PIPELINE_RETENTION_DAYS", "7"),
-            ("PIPELINE_MAX_IMAGE_BYTES", "20971520"),
-            ("PIPELINE_ALLOWED_CONTENT_TYPES", "image/jpeg,image/png"),
+            (env::BUCKET, "photos-bucket"),
+            (env::TABLE, "photos-table"),
+            (env::DELIVERY_STREAM, "photos-stream"),
+            (env::RETENTION_DAYS, "7"),
+            (env::MAX_IMAGE_BYTES, "20971520"),
+            (env::ALLOWED_CONTENT_TYPES, "image/jpeg,image/png"),
             ("AWS_REGION", "eu-west-1"),
-            ("KAFKA_BOOTSTRAP_SERVERS", "10.41.0.10:9092,10.41.1.10:9092"),
-            ("KAFKA_TOPIC", "images"),
-            ("PIPELINE_UPLOAD_URL", "http://photos-alb.example"),
             (
-                "PIPELINE_IN_CLUSTER_UPLOAD_URL",
+                env::stream_bridge::KAFKA_BOOTSTRAP_SERVERS,
+                "10.41.0.10:9092,10.41.1.10:9092",
+            ),
+            (env::stream_bridge::KAFKA_TOPIC, "images"),
+            (env::published::UPLOAD_URL, "http://photos-alb.example"),
+            (
+                env::published::IN_CLUSTER_UPLOAD_URL,
                 "http://photos-upload-api.media.svc",
             ),
             ("AWS_ENDPOINT_URL", "http://moto:5000"),
@@ -837,11 +846,11 @@ spec:
         let env = pod.containers[0].env.as_ref().unwrap();
         let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
         assert_eq!(
-            value("UPLOAD_API_KEYS_FILE").as_deref(),
+            value(env::upload_api::API_KEYS_FILE).as_deref(),
             Some("/run/secrets/imagepipeline/api-keys")
         );
         assert_eq!(
-            value("UPLOAD_SPOOL_DIR").as_deref(),
+            value(env::upload_api::SPOOL_DIR).as_deref(),
             Some("/var/spool/upload-api")
         );
         assert_eq!(services.upload_deployment.spec.replicas, Some(3));
@@ -866,7 +875,7 @@ spec:
             .env
             .iter()
             .flatten()
-            .find(|e| e.name == "KAFKA_GROUP_ID")
+            .find(|e| e.name == env::stream_bridge::KAFKA_GROUP_ID)
             .unwrap();
         assert_eq!(group.value.as_deref(), Some("imagepipeline-media-photos"));
         // The bridge has one replica here: no budget for it.

@@ -27,6 +27,7 @@ use imagepipeline_operator::controller::{
 };
 use imagepipeline_operator::engine::{ComponentKind, Engine, Owner};
 use imagepipeline_operator::manifest;
+use ingest_core::contract::env;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -507,10 +508,13 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
 
     // The ConfigMap carries the endpoints under the contract's names.
     let config = &recorded.body(Method::PATCH, CONFIG_MAP_PATH)["data"];
-    assert_eq!(config["PIPELINE_BUCKET"], bucket.as_str());
-    assert_eq!(config["PIPELINE_TABLE"], table.as_str());
-    assert_eq!(config["PIPELINE_DELIVERY_STREAM"], stream.as_str());
-    assert_eq!(config["KAFKA_BOOTSTRAP_SERVERS"], bootstrap.as_str());
+    assert_eq!(config[env::BUCKET], bucket.as_str());
+    assert_eq!(config[env::TABLE], table.as_str());
+    assert_eq!(config[env::DELIVERY_STREAM], stream.as_str());
+    assert_eq!(
+        config[env::stream_bridge::KAFKA_BOOTSTRAP_SERVERS],
+        bootstrap.as_str()
+    );
     assert_eq!(config["AWS_REGION"], "eu-west-1");
     assert_eq!(config["AWS_ENDPOINT_URL"], fx.emulator.endpoint_url());
 
@@ -842,6 +846,94 @@ async fn a_paused_pipeline() -> Vec<Recorded> {
 #[tokio::test]
 async fn a_paused_pipeline_is_observed_and_reported_and_nothing_is_changed() {
     a_paused_pipeline().await;
+}
+
+/// The reconcile failures the controller's metrics count, as exposed.
+fn failure_counts(ctx: &Context) -> Vec<String> {
+    ctx.metrics
+        .encode()
+        .lines()
+        .filter(|line| line.starts_with("imagepipeline_reconcile_failures_total"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A pipeline deleted while `spec.paused`: AWS untouched, the finalizer
+/// kept, `Ready` saying why, and a pending cleanup that is no failure.
+async fn a_paused_deletion() -> Vec<Recorded> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    let mut fx = Fixture::new().await;
+    let mut pipeline = with_finalizer(new_pipeline(&format!("{PIPELINE}  paused: true\n")));
+    pipeline.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let condition_of = |type_: &str, reason: &str| Condition {
+        type_: type_.to_owned(),
+        status: "True".to_owned(),
+        reason: reason.to_owned(),
+        message: format!("{type_} is ready"),
+        observed_generation: Some(1),
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    };
+    let pipeline = with_status(
+        pipeline,
+        Some(ImagePipelineStatus {
+            observed_generation: Some(1),
+            phase: Some(Phase::Ready),
+            conditions: vec![
+                condition_of("Ready", "AllComponentsReady"),
+                condition_of("StorageReady", "Ready"),
+            ],
+            ..ImagePipelineStatus::default()
+        }),
+    );
+
+    let script = vec![expect(Method::PATCH, STATUS_PATH, stored_status)];
+    let (result, first) = fx.reconcile(&pipeline, script).await;
+    match result {
+        Err(Error::CleanupPending { message, next }) => {
+            assert_eq!(next, NextPass::Backoff);
+            assert!(message.contains("spec.paused"), "{message}");
+        }
+        other => panic!("a paused cleanup waits: {other:?}"),
+    }
+    assert_eq!(
+        fx.calls.total(),
+        0,
+        "AWS is not touched: {:#?}",
+        fx.calls.counts()
+    );
+    assert!(
+        !first.calls.iter().any(|c| c.path == PIPELINE_PATH),
+        "the finalizer stays"
+    );
+    let status = first.status().expect("a status");
+    assert_eq!(status.phase, Some(Phase::Deleting));
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CleanupPaused")
+    );
+    assert_eq!(condition(&status, "StorageReady").reason, "Ready");
+    assert_eq!(first.event_reasons(), ["CleanupPaused"]);
+    assert_eq!(failure_counts(&fx.ctx), Vec::<String>::new());
+
+    // The next reconcile finds it so: no event, no status patch, no failure.
+    let pipeline = with_status(pipeline, Some(status));
+    let (result, second) = fx.reconcile(&pipeline, vec![]).await;
+    assert!(matches!(result, Err(Error::CleanupPending { .. })), "{result:?}");
+    assert!(second.events.is_empty(), "{:#?}", second.events);
+    assert_eq!(failure_counts(&fx.ctx), Vec::<String>::new());
+    let metrics = fx.ctx.metrics.encode();
+    assert!(
+        metrics.lines().any(|l| l == "imagepipeline_reconciles_total 2"),
+        "{metrics}"
+    );
+    vec![first, second]
+}
+
+#[tokio::test]
+async fn a_paused_deletion_keeps_everything_and_is_no_failed_reconcile() {
+    a_paused_deletion().await;
 }
 
 /// A terminal error: a condition and one event, then a wait for the spec.
@@ -1227,6 +1319,7 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
         lifecycle_of_a_new_pipeline().await,
         deletion_of_a_ready_pipeline().await,
         a_paused_pipeline().await,
+        a_paused_deletion().await,
         a_pipeline_with_a_terminal_error().await,
         a_missing_master_user_secret().await,
     ];

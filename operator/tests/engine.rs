@@ -15,6 +15,7 @@ use imagepipeline_operator::engine::{
     ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext,
 };
 use imagepipeline_operator::manifest;
+use ingest_core::contract;
 use support::MINIMAL;
 
 mod support;
@@ -141,9 +142,9 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
     assert_eq!(
         expiring,
         [
-            ("errors/".to_owned(), 7),
-            ("events/".to_owned(), 7),
-            ("images/".to_owned(), 7)
+            (contract::prefix::ERRORS.to_owned(), 7),
+            (contract::prefix::EVENTS.to_owned(), 7),
+            (contract::prefix::IMAGES.to_owned(), 7)
         ]
     );
     let encryption = aws
@@ -221,7 +222,7 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
     );
     assert_eq!(
         description.global_secondary_indexes()[0].index_name(),
-        Some("bySha256")
+        Some(contract::table::SHA256_INDEX)
     );
     assert_eq!(
         description
@@ -238,7 +239,7 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .await
         .unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
-    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+    assert_eq!(ttl.attribute_name(), Some(contract::table::TTL_ATTRIBUTE));
     assert_eq!(ttl.time_to_live_status().map(|s| s.as_str()), Some("ENABLED"));
     let backups = aws
         .dynamodb
@@ -269,8 +270,8 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .extended_s3_destination_description()
         .unwrap();
     assert_eq!(destination.bucket_arn(), format!("arn:aws:s3:::{bucket}"));
-    assert_eq!(destination.prefix(), Some("events/"));
-    assert_eq!(destination.error_output_prefix(), Some("errors/"));
+    assert_eq!(destination.prefix(), Some(contract::prefix::EVENTS));
+    assert_eq!(destination.error_output_prefix(), Some(contract::prefix::ERRORS));
     assert_eq!(destination.compression_format().as_str(), "GZIP");
     let hints = destination.buffering_hints().unwrap();
     assert_eq!(
@@ -383,7 +384,7 @@ async fn firehose_delivers_event_records_under_events() {
         .s3
         .list_objects_v2()
         .bucket(&bucket)
-        .prefix("events/")
+        .prefix(contract::prefix::EVENTS)
         .send()
         .await
         .unwrap();
@@ -609,7 +610,7 @@ async fn drift_is_shown_by_plan_and_put_back_by_apply() {
         .time_to_live_specification(
             aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
                 .enabled(false)
-                .attribute_name("expiresAt")
+                .attribute_name(contract::table::TTL_ATTRIBUTE)
                 .build()
                 .unwrap(),
         )
@@ -1111,14 +1112,17 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
     );
     let environment = upload_instance_setup::environment_from_user_data(&decoded(data.user_data().unwrap()))
         .expect("the user data writes the upload-api environment");
-    assert_eq!(environment["PIPELINE_BUCKET"], outputs.bucket.clone().unwrap());
-    assert_eq!(environment["PIPELINE_TABLE"], outputs.table.clone().unwrap());
     assert_eq!(
-        environment["PIPELINE_DELIVERY_STREAM"],
+        environment[contract::env::BUCKET],
+        outputs.bucket.clone().unwrap()
+    );
+    assert_eq!(environment[contract::env::TABLE], outputs.table.clone().unwrap());
+    assert_eq!(
+        environment[contract::env::DELIVERY_STREAM],
         outputs.delivery_stream.clone().unwrap()
     );
     assert_eq!(
-        environment["PIPELINE_MAX_IMAGE_BYTES"],
+        environment[contract::env::MAX_IMAGE_BYTES],
         (20 * 1024 * 1024).to_string()
     );
     // The API key is generated into SSM, never put into the user data.

@@ -22,8 +22,7 @@ use crate::engine::{
 use crate::resources::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
 use crate::resources::tags::{from_sdk, to_sdk};
 
-pub const EVENTS_PREFIX: &str = "events/";
-pub const ERRORS_PREFIX: &str = "errors/";
+pub use ingest_core::contract::prefix::{ERRORS as ERRORS_PREFIX, EVENTS as EVENTS_PREFIX};
 
 pub struct Delivery;
 

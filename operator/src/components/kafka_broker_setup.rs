@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use ingest_core::contract::kafka::dead_letter_topic;
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
@@ -233,7 +234,7 @@ impl BrokerSetup<'_> {
             script.push_str(&format!(
                 "TOPIC={topic}\nDLQ_TOPIC={dlq}\nPARTITIONS={partitions}\nREPLICATION_FACTOR={rf}\nBOOTSTRAP_SERVER={bootstrap}\n{CREATE_TOPICS}",
                 topic = shell_quote(&self.kafka.topic),
-                dlq = shell_quote(&format!("{}.dlq", self.kafka.topic)),
+                dlq = shell_quote(&dead_letter_topic(&self.kafka.topic)),
                 partitions = shell_quote(&self.kafka.partitions.to_string()),
                 rf = shell_quote(&self.kafka.replication_factor.to_string()),
                 bootstrap = shell_quote(&format!("{}:{BROKER_PORT}", node.private_ip)),

@@ -21,11 +21,8 @@ use crate::engine::{
 };
 use crate::resources::tags::{from_sdk, to_sdk};
 
-/// Attribute names of the item contract (DESIGN.md, data contracts).
-pub const PARTITION_KEY: &str = "id";
-pub const SHA256_ATTRIBUTE: &str = "sha256";
-pub const TTL_ATTRIBUTE: &str = "expiresAt";
-pub const SHA256_INDEX: &str = "bySha256";
+/// Attribute and index names of the item contract (DESIGN.md, data contracts).
+pub use ingest_core::contract::table::{PARTITION_KEY, SHA256_ATTRIBUTE, SHA256_INDEX, TTL_ATTRIBUTE};
 
 pub struct Metadata;
 

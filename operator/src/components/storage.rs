@@ -11,6 +11,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tagging,
 };
+use ingest_core::contract::prefix;
 use serde_json::{Value, json};
 
 use super::{built, ownership};
@@ -25,7 +26,7 @@ use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Prefixes that expire after `retentionDays`: images, Firehose events, and
 /// the records Firehose could not deliver.
-const EXPIRING_PREFIXES: [&str; 3] = ["images/", "events/", "errors/"];
+const EXPIRING_PREFIXES: [&str; 3] = [prefix::IMAGES, prefix::EVENTS, prefix::ERRORS];
 /// Multipart uploads abandoned by a crashed writer are removed after a day.
 const ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS: i32 = 1;
 const ABORT_RULE_ID: &str = "abort-incomplete-uploads";

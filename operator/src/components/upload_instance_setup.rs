@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use ingest_core::contract::env;
 use serde_json::{Value, json};
 
 use super::metadata::SHA256_INDEX;
@@ -36,7 +37,7 @@ pub const UPLOAD_PORT: u16 = 8080;
 pub const IMDS_HOP_LIMIT: i32 = 2;
 
 /// Key prefix of image objects, the only part of the bucket the instances touch.
-pub const IMAGES_PREFIX: &str = "images/";
+pub use ingest_core::contract::prefix::IMAGES as IMAGES_PREFIX;
 
 /// Where the API keys are inside the container (`UPLOAD_API_KEYS_FILE`).
 pub const CONTAINER_API_KEYS_FILE: &str = "/run/secrets/upload-api-keys";
@@ -144,18 +145,15 @@ impl UploadInstanceConfig {
     pub fn environment(&self) -> BTreeMap<&'static str, String> {
         let targets = &self.targets;
         BTreeMap::from([
-            ("UPLOAD_LISTEN", UPLOAD_LISTEN.to_owned()),
-            ("PIPELINE_BUCKET", targets.bucket.clone()),
-            ("PIPELINE_TABLE", targets.table.clone()),
-            ("PIPELINE_DELIVERY_STREAM", targets.delivery_stream.clone()),
-            ("PIPELINE_RETENTION_DAYS", self.retention_days.to_string()),
-            ("PIPELINE_MAX_IMAGE_BYTES", self.max_image_bytes.to_string()),
-            (
-                "PIPELINE_ALLOWED_CONTENT_TYPES",
-                self.allowed_content_types.clone(),
-            ),
-            ("UPLOAD_API_KEYS_FILE", CONTAINER_API_KEYS_FILE.to_owned()),
-            ("UPLOAD_SPOOL_DIR", CONTAINER_SPOOL_DIR.to_owned()),
+            (env::upload_api::LISTEN, UPLOAD_LISTEN.to_owned()),
+            (env::BUCKET, targets.bucket.clone()),
+            (env::TABLE, targets.table.clone()),
+            (env::DELIVERY_STREAM, targets.delivery_stream.clone()),
+            (env::RETENTION_DAYS, self.retention_days.to_string()),
+            (env::MAX_IMAGE_BYTES, self.max_image_bytes.to_string()),
+            (env::ALLOWED_CONTENT_TYPES, self.allowed_content_types.clone()),
+            (env::upload_api::API_KEYS_FILE, CONTAINER_API_KEYS_FILE.to_owned()),
+            (env::upload_api::SPOOL_DIR, CONTAINER_SPOOL_DIR.to_owned()),
             ("AWS_REGION", self.region.clone()),
         ])
     }

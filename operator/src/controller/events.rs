@@ -6,6 +6,8 @@
 //! resources under the same reason ("Created"), so each is published as its
 //! own event.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -13,7 +15,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource};
 
+use super::{Context, key};
 use crate::api::v1alpha1::ImagePipeline;
+use crate::engine::{Action as ChangeAction, ComponentState, PassReport};
 
 /// `reportingController` of every event.
 pub const REPORTING_CONTROLLER: &str = "imagepipeline.io/operator";
@@ -109,6 +113,74 @@ impl EventPublisher {
             reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
             reporting_instance: Some(self.instance.clone()),
             ..Event::default()
+        }
+    }
+}
+
+/// One event per component and kind of change, naming each resource.
+pub(super) fn change_events(report: &PassReport) -> Vec<PipelineEvent> {
+    let mut grouped: BTreeMap<(usize, ChangeAction), Vec<&str>> = BTreeMap::new();
+    for (index, component) in report.components.iter().enumerate() {
+        for change in &component.changes {
+            grouped
+                .entry((index, change.action))
+                .or_default()
+                .push(&change.resource);
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|((index, action), resources)| {
+            let (reason, verb) = match action {
+                ChangeAction::Create => ("Created", "Create"),
+                ChangeAction::Update => ("Updated", "Update"),
+                ChangeAction::Delete => ("Deleted", "Delete"),
+            };
+            let component = report.components[index].kind;
+            PipelineEvent::normal(reason, verb, format!("{component}: {}", resources.join("; ")))
+        })
+        .collect()
+}
+
+/// A warning per failing component whose condition says something new, so
+/// that a retry that fails the same way adds no event.
+pub(super) fn failure_events(
+    pipeline: &ImagePipeline,
+    report: &PassReport,
+    action: &str,
+) -> Vec<PipelineEvent> {
+    let previous = pipeline
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    report
+        .components
+        .iter()
+        .filter_map(|component| match &component.state {
+            ComponentState::Failed(err) => {
+                let type_ = component.kind.condition_type();
+                let known = previous
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.reason == err.reason && c.message == err.message);
+                (!known).then(|| {
+                    PipelineEvent::warning(
+                        &err.reason,
+                        action,
+                        format!("{}: {}", component.kind, err.message),
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events are for people; a failure to publish one is logged, not fatal.
+pub(super) async fn publish(ctx: &Context, pipeline: &ImagePipeline, events: &[PipelineEvent]) {
+    for event in events {
+        if let Err(err) = ctx.events.publish(pipeline, event).await {
+            tracing::warn!(pipeline = key(pipeline), reason = event.reason, error = %err, "cannot publish an event");
         }
     }
 }

@@ -13,6 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use kube::runtime::controller::Action;
+
+use super::Error;
 use crate::api::v1alpha1::Phase;
 use crate::aws::CallLog;
 
@@ -124,8 +127,16 @@ impl Metrics {
         self.reconciles.inc();
     }
 
-    pub fn reconcile_finished(&self, took: Duration) {
+    /// Records how a reconcile ended: how long it took and, when it
+    /// failed, the kind of error. A cleanup still in progress ends in
+    /// [`Error::CleanupPending`] but is no failure.
+    pub fn reconcile_ended(&self, took: Duration, result: &Result<Action, Error>) {
         self.duration.observe(took.as_secs_f64());
+        if let Err(err) = result
+            && err.is_failure()
+        {
+            self.reconcile_failed(err.kind());
+        }
     }
 
     pub fn reconcile_failed(&self, error: &'static str) {
@@ -195,5 +206,36 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn a_cleanup_in_progress_is_not_a_failed_reconcile() {
+        let metrics = Metrics::new(CallLog::new());
+        let took = Duration::from_millis(20);
+        let pending = Err(Error::CleanupPending {
+            message: "removing Storage".into(),
+            next: crate::controller::reconcile::NextPass::Backoff,
+        });
+        metrics.reconcile_ended(took, &pending);
+        metrics.reconcile_ended(took, &Ok(Action::await_change()));
+        let failures = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("imagepipeline_reconcile_failures_total"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let text = metrics.encode();
+        assert_eq!(failures(&text), Vec::<String>::new(), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l == "imagepipeline_reconcile_duration_seconds_count 2"),
+            "both reconciles are timed:\n{text}"
+        );
+
+        metrics.reconcile_ended(took, &Err(Error::Finalizer("conflict".into())));
+        assert_eq!(
+            failures(&metrics.encode()),
+            ["imagepipeline_reconcile_failures_total{error=\"finalizer\"} 1"]
+        );
     }
 }

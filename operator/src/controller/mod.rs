@@ -1,20 +1,26 @@
 //! `imagepipeline run`: the controller. Each reconcile of an ImagePipeline
-//! is one engine pass (apply, observe when paused, destroy when deleted),
-//! then the in-cluster services, then the status and events.
+//! reads what the spec references, makes one engine pass (apply, observe
+//! when paused, destroy when deleted), applies the in-cluster services,
+//! writes the status and decides when to come back.
 //!
-//! - [`reconcile`] and [`error_policy`]: what one reconcile does and when the
-//!   next one comes.
-//! - `services`: the Kubernetes objects of the services, pure.
+//! - [`reconcile`]: those steps, each a named function.
+//! - `requeue`: when the next reconcile comes ([`error_policy`] after an
+//!   error).
 //! - `secrets`: the Secrets the spec points at.
+//! - `services`: the Kubernetes objects of the services, built purely, then
+//!   applied.
+//! - `status`: the status, computed in one place.
 //! - `events`, `metrics`: what users see besides the status.
 //! - `run`: the process around it (leader election, watches, `/metrics`).
 
 mod events;
 pub mod metrics;
 pub mod reconcile;
+mod requeue;
 pub mod run;
 pub mod secrets;
 pub mod services;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,7 +34,8 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::{Client, ResourceExt};
 
 pub use events::{EventPublisher, REPORTING_CONTROLLER};
-pub use reconcile::{error_policy, reconcile};
+pub use reconcile::reconcile;
+pub use requeue::error_policy;
 
 use crate::api::v1alpha1::ImagePipeline;
 use crate::aws::{AwsClients, AwsConfigError, CallLog};
@@ -245,8 +252,8 @@ fn key(pipeline: &ImagePipeline) -> String {
     )
 }
 
-/// Why a reconcile did not finish; each kind is a label of
-/// `imagepipeline_reconcile_failures_total`.
+/// Why a reconcile did not finish; each kind but [`Error::CleanupPending`],
+/// which is no failure, is a label of `imagepipeline_reconcile_failures_total`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: cannot {action}: {source}")]
@@ -294,6 +301,12 @@ impl Error {
             name: name.to_owned(),
             problem: problem.to_owned(),
         }
+    }
+
+    /// Whether the reconcile failed. A cleanup still in progress only keeps
+    /// the finalizer: not counted, no warning event.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Error::CleanupPending { .. })
     }
 
     /// The metric label and event reason of this kind of error.

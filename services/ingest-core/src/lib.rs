@@ -1,9 +1,11 @@
 //! What upload-api and stream-bridge share (../shared/DESIGN.md, "Data
 //! contracts"): the image types they accept and how they are recognised, the
 //! ids, the S3 key layout, the DynamoDB item, the event record, and the
-//! operation that stores one image.
+//! operation that stores one image; and the names the operator must spell as
+//! the services do ([`contract`]).
 
 pub mod content;
+pub mod contract;
 pub mod image_type;
 pub mod record;
 pub mod service;

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::ImageType;
+use crate::contract::prefix;
 
 /// Image id: a UUIDv7, so ids sort by ingestion time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,7 +47,8 @@ impl fmt::Display for ImageId {
 pub fn object_key(id: ImageId, image_type: ImageType, ingested_at: Timestamp) -> String {
     let date = ingested_at.to_zoned(TimeZone::UTC).date();
     format!(
-        "images/{:04}/{:02}/{:02}/{id}.{}",
+        "{}{:04}/{:02}/{:02}/{id}.{}",
+        prefix::IMAGES,
         date.year(),
         date.month(),
         date.day(),

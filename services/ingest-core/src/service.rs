@@ -5,30 +5,31 @@
 use std::collections::BTreeSet;
 
 use crate::ImageType;
+use crate::contract::env;
 use crate::store::Targets;
 
 /// The settings both services take, flattened into each one's flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct PipelineArgs {
     /// S3 bucket of the pipeline.
-    #[arg(long, env = "PIPELINE_BUCKET")]
+    #[arg(long, env = env::BUCKET)]
     pub bucket: String,
     /// DynamoDB table of the pipeline.
-    #[arg(long, env = "PIPELINE_TABLE")]
+    #[arg(long, env = env::TABLE)]
     pub table: String,
     /// Firehose delivery stream of the pipeline.
-    #[arg(long, env = "PIPELINE_DELIVERY_STREAM")]
+    #[arg(long, env = env::DELIVERY_STREAM)]
     pub delivery_stream: String,
     /// Days an image is kept (sets `expiresAt`).
-    #[arg(long, env = "PIPELINE_RETENTION_DAYS", default_value_t = 7)]
+    #[arg(long, env = env::RETENTION_DAYS, default_value_t = 7)]
     pub retention_days: u32,
     /// Largest image accepted, in bytes.
-    #[arg(long, env = "PIPELINE_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    #[arg(long, env = env::MAX_IMAGE_BYTES, default_value_t = 20 * 1024 * 1024)]
     pub max_image_bytes: u64,
     /// Accepted image types, comma-separated MIME types.
     #[arg(
         long,
-        env = "PIPELINE_ALLOWED_CONTENT_TYPES",
+        env = env::ALLOWED_CONTENT_TYPES,
         value_delimiter = ',',
         default_value = "image/jpeg,image/png,image/webp,image/gif"
     )]

@@ -19,11 +19,11 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use jiff::Timestamp;
 
 use crate::content::Content;
+use crate::contract::prefix;
+use crate::contract::table::{PARTITION_KEY, SHA256_ATTRIBUTE, SHA256_INDEX, TTL_ATTRIBUTE};
 use crate::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key};
 use crate::{ImageInfo, ImageType};
 
-/// The DynamoDB index on `sha256` the operator creates.
-pub const SHA256_INDEX: &str = "bySha256";
 /// Object metadata key of the content's SHA-256 (`x-amz-meta-sha256`).
 pub const SHA256_METADATA: &str = "sha256";
 /// Objects above this size are uploaded in parts of this size.
@@ -230,7 +230,7 @@ impl Store {
             .put_item()
             .table_name(&self.targets.table)
             .set_item(Some(to_attributes(&item)))
-            .condition_expression("attribute_not_exists(id)")
+            .condition_expression(format!("attribute_not_exists({PARTITION_KEY})"))
             .send()
             .await;
         match put {
@@ -282,7 +282,7 @@ impl Store {
             .query()
             .table_name(&self.targets.table)
             .index_name(SHA256_INDEX)
-            .key_condition_expression("sha256 = :sha256")
+            .key_condition_expression(format!("{SHA256_ATTRIBUTE} = :sha256"))
             .expression_attribute_values(":sha256", AttributeValue::S(sha256.to_owned()))
             .send()
             .await
@@ -302,7 +302,7 @@ impl Store {
             .dynamodb
             .get_item()
             .table_name(&self.targets.table)
-            .key("id", AttributeValue::S(id.to_string()))
+            .key(PARTITION_KEY, AttributeValue::S(id.to_string()))
             .consistent_read(true)
             .send()
             .await
@@ -311,13 +311,13 @@ impl Store {
     }
 
     /// Whether DynamoDB and S3 answer with the permissions the services
-    /// have (item reads, object reads under `images/`). Any answer from S3,
+    /// have (item reads, object reads under [`prefix::IMAGES`]). Any answer from S3,
     /// a missing key included, counts as reachable.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.dynamodb
             .get_item()
             .table_name(&self.targets.table)
-            .key("id", AttributeValue::S("readiness-probe".to_owned()))
+            .key(PARTITION_KEY, AttributeValue::S("readiness-probe".to_owned()))
             .send()
             .await
             .map_err(|err| StoreError::from_sdk(Backend::DynamoDb, "answer a readiness probe", err))?;
@@ -325,7 +325,7 @@ impl Store {
             .s3
             .get_object()
             .bucket(&self.targets.bucket)
-            .key("images/readiness-probe")
+            .key(format!("{}readiness-probe", prefix::IMAGES))
             .send()
             .await
         {
@@ -443,8 +443,8 @@ fn to_attributes(item: &ImageItem) -> HashMap<String, AttributeValue> {
         Source::Stream => "stream",
     };
     HashMap::from([
-        ("id".to_owned(), s(&item.id.to_string())),
-        ("sha256".to_owned(), s(&item.sha256)),
+        (PARTITION_KEY.to_owned(), s(&item.id.to_string())),
+        (SHA256_ATTRIBUTE.to_owned(), s(&item.sha256)),
         ("contentType".to_owned(), s(&item.content_type)),
         ("bytes".to_owned(), n(item.bytes.to_string())),
         ("width".to_owned(), n(item.width.to_string())),
@@ -453,7 +453,7 @@ fn to_attributes(item: &ImageItem) -> HashMap<String, AttributeValue> {
         ("key".to_owned(), s(&item.key)),
         ("source".to_owned(), s(source)),
         ("ingestedAt".to_owned(), s(&item.ingested_at.to_string())),
-        ("expiresAt".to_owned(), n(item.expires_at.to_string())),
+        (TTL_ATTRIBUTE.to_owned(), n(item.expires_at.to_string())),
     ])
 }
 
@@ -469,10 +469,10 @@ fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> Result<Image
             .parse()
             .map_err(|_| StoreError::malformed(format!("{name} of the image item is not a number")))
     };
-    let id = field("id")?;
+    let id = field(PARTITION_KEY)?;
     Ok(ImageItem {
         id: ImageId::parse(id).ok_or_else(|| StoreError::malformed(format!("{id} is not an image id")))?,
-        sha256: field("sha256")?.to_owned(),
+        sha256: field(SHA256_ATTRIBUTE)?.to_owned(),
         content_type: field("contentType")?.to_owned(),
         bytes: u64::try_from(number("bytes")?).unwrap_or_default(),
         width: u32::try_from(number("width")?).unwrap_or_default(),
@@ -486,7 +486,7 @@ fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> Result<Image
         ingested_at: field("ingestedAt")?
             .parse()
             .map_err(|_| StoreError::malformed("ingestedAt of the image item is not RFC 3339".to_owned()))?,
-        expires_at: number("expiresAt")?,
+        expires_at: number(TTL_ATTRIBUTE)?,
     })
 }
 

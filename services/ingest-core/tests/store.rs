@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use ingest_core::contract::prefix;
 use ingest_core::record::{KafkaPosition, Source};
 use ingest_core::store::{Backend, Incoming, Store, Stored};
 use ingest_core::{Content, ImageType, Spool, sha256_hex};
@@ -59,7 +60,7 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
     };
 
     // S3: the object under the date layout, with its type and SHA-256.
-    assert!(item.key.starts_with("images/") && item.key.ends_with(&format!("{}.png", item.id)));
+    assert!(item.key.starts_with(prefix::IMAGES) && item.key.ends_with(&format!("{}.png", item.id)));
     let object = p.storage.object(&item.key).await;
     assert_eq!(object.content_type.as_deref(), Some("image/png"));
     assert_eq!(object.sha256, Some(sha256_hex(&content)));
@@ -76,7 +77,7 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
     assert_eq!(read.content_type, ImageType::Png.mime_type());
 
     // Firehose: one event line with the item's fields (moto delivers at once).
-    let events = p.storage.keys("events/").await;
+    let events = p.storage.keys(prefix::EVENTS).await;
     assert_eq!(events.len(), 1, "{events:?}");
     let event = p.storage.object(&events[0]).await.bytes;
     let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
@@ -90,8 +91,8 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
         .await
         .unwrap();
     assert_eq!(again, Stored::Existing(item));
-    assert_eq!(p.storage.keys("images/").await.len(), 1);
-    assert_eq!(p.storage.keys("events/").await.len(), 1);
+    assert_eq!(p.storage.keys(prefix::IMAGES).await.len(), 1);
+    assert_eq!(p.storage.keys(prefix::EVENTS).await.len(), 1);
     assert_eq!(p.storage.item_count().await, 1);
 }
 
@@ -137,7 +138,10 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
         .unwrap();
     let replay = p.store.store(&record, Timestamp::now()).await.unwrap();
     assert_eq!(replay.item().id, item.id);
-    assert_eq!(p.storage.keys("images/").await, std::slice::from_ref(&item.key));
+    assert_eq!(
+        p.storage.keys(prefix::IMAGES).await,
+        std::slice::from_ref(&item.key)
+    );
     assert_eq!(p.storage.item_count().await, 1);
 
     // Spooled but one part: a single PutObject streamed from the file.
@@ -179,6 +183,6 @@ async fn an_unreachable_backend_is_an_error_never_a_stored_image() {
         .await
         .expect_err("nothing is stored when AWS cannot be reached");
     assert_eq!(err.backend, Backend::DynamoDb, "the lookup comes first: {err}");
-    assert_eq!(p.storage.keys("images/").await, Vec::<String>::new());
+    assert_eq!(p.storage.keys(prefix::IMAGES).await, Vec::<String>::new());
     assert_eq!(p.storage.item_count().await, 0);
 }

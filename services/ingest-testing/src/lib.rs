@@ -13,6 +13,7 @@ use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::Owner;
 use imagepipeline_operator::manifest;
 use ingest_core::ImageType;
+use ingest_core::contract::prefix;
 use ingest_core::store::Targets;
 
 /// A pipeline's storage in a leased emulator, released on drop.
@@ -101,7 +102,7 @@ spec:
             .unwrap_or_else(|err| panic!("the emulator's endpoint {url} is not https://address:port: {err}"))
     }
 
-    /// Keys of the bucket's objects under `prefix` (`images/`, `events/`).
+    /// Keys of the bucket's objects under `prefix` ([`prefix::IMAGES`], [`prefix::EVENTS`]).
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
         let mut pages = self
@@ -157,10 +158,10 @@ spec:
     }
 
     /// The event records Firehose delivered, from every object under
-    /// `events/` (one object per delivery, one JSON line per event).
+    /// [`prefix::EVENTS`] (one object per delivery, one JSON line per event).
     pub async fn events(&self) -> Vec<serde_json::Value> {
         let mut events = Vec::new();
-        for key in self.keys("events/").await {
+        for key in self.keys(prefix::EVENTS).await {
             let object = self.object(&key).await;
             for line in object.bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 events.push(serde_json::from_slice(line).expect("an event is one JSON line"));
@@ -173,7 +174,7 @@ spec:
     /// writes.
     pub async fn written(&self) -> (usize, usize, usize) {
         (
-            self.keys("images/").await.len(),
+            self.keys(prefix::IMAGES).await.len(),
             self.item_count().await,
             self.events().await.len(),
         )

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use imagepipeline_e2e::KafkaBroker;
+use ingest_core::contract::kafka::{DEFAULT_TOPIC, dead_letter_topic};
 use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source};
 use ingest_core::store::{Incoming, Store};
 use ingest_core::{Content, ImageType};
@@ -36,7 +37,7 @@ use stream_bridge::events::EventBatcher;
 use stream_bridge::metrics::Metrics;
 use stream_bridge::record::Admission;
 
-const TOPIC: &str = "images";
+const TOPIC: &str = DEFAULT_TOPIC;
 const PARTITIONS: i32 = 6;
 const IMAGE_BYTES: usize = 100 * 1024;
 /// The bridge's default `--max-concurrent-stores`, and the baseline's
@@ -72,7 +73,7 @@ impl Phase {
 
 async fn fill_topic(kafka: &KafkaBroker, count: usize) -> Vec<Record> {
     kafka.create_topic(TOPIC, PARTITIONS as u32).await.unwrap();
-    kafka.create_topic(&format!("{TOPIC}.dlq"), 1).await.unwrap();
+    kafka.create_topic(&dead_letter_topic(TOPIC), 1).await.unwrap();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap_servers())
         .set("message.timeout.ms", "60000")

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
+use ingest_core::contract::env::stream_bridge;
+use ingest_core::contract::kafka;
 use ingest_core::service::PipelineArgs;
 
 #[derive(Clone, Debug, Parser)]
@@ -15,51 +17,51 @@ use ingest_core::service::PipelineArgs;
 )]
 pub struct Config {
     /// Address to serve health and metrics on.
-    #[arg(long, env = "BRIDGE_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = stream_bridge::LISTEN, default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     /// Kafka bootstrap servers, comma-separated host:port.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    #[arg(long, env = stream_bridge::KAFKA_BOOTSTRAP_SERVERS)]
     pub bootstrap_servers: String,
     /// Topic of images; poison records go to `<topic>.dlq`.
-    #[arg(long, env = "KAFKA_TOPIC", default_value = "images")]
+    #[arg(long, env = stream_bridge::KAFKA_TOPIC, default_value = kafka::DEFAULT_TOPIC)]
     pub topic: String,
     /// Consumer group.
-    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "imagepipeline-stream-bridge")]
+    #[arg(long, env = stream_bridge::KAFKA_GROUP_ID, default_value = "imagepipeline-stream-bridge")]
     pub group_id: String,
     /// How long the group waits for a silent member (a crashed bridge)
     /// before its partitions go to the others, in ms.
-    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
+    #[arg(long, env = stream_bridge::KAFKA_SESSION_TIMEOUT_MS, default_value_t = 45_000)]
     pub session_timeout_ms: u32,
     /// Records being stored at once, including those waiting for their
     /// Firehose batch; at the limit the bridge stops reading.
-    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_RECORDS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = stream_bridge::MAX_IN_FLIGHT_RECORDS, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight_records: u64,
     /// Records making S3 and DynamoDB calls at once.
-    #[arg(long, env = "BRIDGE_MAX_CONCURRENT_STORES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = stream_bridge::MAX_CONCURRENT_STORES, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_concurrent_stores: u64,
     /// Bytes of records stored at once; at the limit the bridge stops reading.
-    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = stream_bridge::MAX_IN_FLIGHT_BYTES, default_value_t = 256 * 1024 * 1024)]
     pub max_in_flight_bytes: usize,
     /// Longest time an event waits for its Firehose batch to fill, in ms.
-    #[arg(long, env = "BRIDGE_FIREHOSE_FLUSH_MS", default_value_t = 500)]
+    #[arg(long, env = stream_bridge::FIREHOSE_FLUSH_MS, default_value_t = 500)]
     pub firehose_flush_ms: u64,
     /// Longest time records in flight get to finish after SIGTERM, in
     /// seconds; keep it below the pod's termination grace period (30 s).
-    #[arg(long, env = "BRIDGE_DRAIN_TIMEOUT_SECONDS", default_value_t = 25)]
+    #[arg(long, env = stream_bridge::DRAIN_TIMEOUT_SECONDS, default_value_t = 25)]
     pub drain_timeout_seconds: u64,
     /// How often the lag metric is measured, in seconds.
-    #[arg(long, env = "BRIDGE_LAG_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = stream_bridge::LAG_INTERVAL_SECONDS, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lag_interval_seconds: u64,
     /// Log as JSON lines.
-    #[arg(long, env = "BRIDGE_LOG_JSON")]
+    #[arg(long, env = stream_bridge::LOG_JSON)]
     pub log_json: bool,
 }
 
 impl Config {
     pub fn dead_letter_topic(&self) -> String {
-        format!("{}.dlq", self.topic)
+        kafka::dead_letter_topic(&self.topic)
     }
 }
 
@@ -108,5 +110,23 @@ mod tests {
             let err = parse(&[flag, "0"]).unwrap_err();
             assert!(err.to_string().contains(flag), "{err}");
         }
+    }
+
+    #[test]
+    fn the_flags_read_exactly_the_contract_s_environment() {
+        use std::collections::BTreeSet;
+
+        use clap::CommandFactory;
+        let read: BTreeSet<String> = Config::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        let contract: BTreeSet<String> = [ingest_core::contract::env::ALL, stream_bridge::ALL]
+            .concat()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(read, contract);
     }
 }

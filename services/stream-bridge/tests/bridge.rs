@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use imagepipeline_e2e::KafkaBroker;
 use ingest_core::ImageType;
+use ingest_core::contract::prefix;
 use ingest_testing::{
     Outage, PipelineStorage, free_loopback_address, http_client, image, metric, metrics_text,
     wait_until_healthy,
@@ -386,7 +387,7 @@ async fn killed_at_random_points_and_restarted_the_bridge_stores_every_image_exa
     s.wait_for_images(images, Duration::from_secs(120)).await;
     s.wait_until_all_committed(Duration::from_secs(30)).await;
     // Distinct keys equal to the count: no image stored under two keys.
-    let keys = s.storage.keys("images/").await;
+    let keys = s.storage.keys(prefix::IMAGES).await;
     assert_eq!(
         keys.iter().collect::<BTreeSet<_>>().len(),
         images,
@@ -442,7 +443,7 @@ async fn during_an_aws_outage_nothing_is_committed_or_lost_and_the_bridge_catche
         "items written during the outage"
     );
     assert!(
-        s.storage.keys("images/").await.len() == batch,
+        s.storage.keys(prefix::IMAGES).await.len() == batch,
         "objects written during the outage"
     );
 
@@ -494,7 +495,7 @@ async fn two_bridges_in_one_group_split_the_partitions_and_store_every_image_onc
 
     s.wait_for_images(images, Duration::from_secs(120)).await;
     s.wait_until_all_committed(Duration::from_secs(30)).await;
-    let keys = s.storage.keys("images/").await;
+    let keys = s.storage.keys(prefix::IMAGES).await;
     assert_eq!(keys.iter().collect::<BTreeSet<_>>().len(), images);
     assert_eq!(s.storage.item_count().await, images);
     let (first, second) = (first.metrics().await, second.metrics().await);

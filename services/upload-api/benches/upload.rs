@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
+use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
 use ingest_testing::{
     PipelineStorage, free_loopback_address, http_client, peak_rss_mib, png, wait_until_healthy,
@@ -44,19 +45,19 @@ impl Direct {
         self.dynamodb
             .query()
             .table_name(&t.table)
-            .index_name("bySha256")
-            .key_condition_expression("sha256 = :sha256")
+            .index_name(table::SHA256_INDEX)
+            .key_condition_expression(format!("{} = :sha256", table::SHA256_ATTRIBUTE))
             .expression_attribute_values(":sha256", AttributeValue::S(sha256.clone()))
             .send()
             .await
             .expect("query");
-        let key = format!("images/bench/{n}.png");
+        let key = format!("{}bench/{n}.png", prefix::IMAGES);
         self.s3
             .put_object()
             .bucket(&t.bucket)
             .key(&key)
             .content_type("image/png")
-            .metadata("sha256", &sha256)
+            .metadata(ingest_core::store::SHA256_METADATA, &sha256)
             .body(ByteStream::from(content))
             .send()
             .await
@@ -75,15 +76,18 @@ impl Direct {
             .await
             .expect("put record");
         let item = HashMap::from([
-            ("id".to_owned(), AttributeValue::S(format!("bench-{n}"))),
-            ("sha256".to_owned(), AttributeValue::S(sha256)),
+            (
+                table::PARTITION_KEY.to_owned(),
+                AttributeValue::S(format!("bench-{n}")),
+            ),
+            (table::SHA256_ATTRIBUTE.to_owned(), AttributeValue::S(sha256)),
             ("key".to_owned(), AttributeValue::S(key)),
         ]);
         self.dynamodb
             .put_item()
             .table_name(&t.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(id)")
+            .condition_expression(format!("attribute_not_exists({})", table::PARTITION_KEY))
             .send()
             .await
             .expect("put item");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use ingest_core::contract::env::upload_api;
 use ingest_core::service::PipelineArgs;
 
 #[derive(Clone, Debug, Parser)]
@@ -16,37 +17,37 @@ use ingest_core::service::PipelineArgs;
 )]
 pub struct Config {
     /// Address to serve the API, health and metrics on.
-    #[arg(long, env = "UPLOAD_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = upload_api::LISTEN, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     /// File of API keys, one a line (a mounted Secret); re-read when it changes.
-    #[arg(long, env = "UPLOAD_API_KEYS_FILE", required_unless_present = "no_auth")]
+    #[arg(long, env = upload_api::API_KEYS_FILE, required_unless_present = "no_auth")]
     pub api_keys_file: Option<PathBuf>,
     /// Accept requests without an API key. Only for local experiments.
     #[arg(long, conflicts_with = "api_keys_file")]
     pub no_auth: bool,
     /// Uploads received at once; more get 503 with Retry-After.
-    #[arg(long, env = "UPLOAD_MAX_CONCURRENT_UPLOADS", default_value_t = 64)]
+    #[arg(long, env = upload_api::MAX_CONCURRENT_UPLOADS, default_value_t = 64)]
     pub max_concurrent_uploads: usize,
     /// Directory images larger than 256 KiB are written to while they
     /// arrive, so memory does not grow with image size. Needs room for
     /// `max-concurrent-uploads` × `max-image-bytes`.
-    #[arg(long, env = "UPLOAD_SPOOL_DIR", default_value_os_t = std::env::temp_dir())]
+    #[arg(long, env = upload_api::SPOOL_DIR, default_value_os_t = std::env::temp_dir())]
     pub spool_dir: PathBuf,
     /// Longest pause while a request body arrives, in seconds (an idle
     /// timeout, as nginx's `client_body_timeout`); then 408.
-    #[arg(long, env = "UPLOAD_BODY_TIMEOUT_SECONDS", default_value_t = 60)]
+    #[arg(long, env = upload_api::BODY_TIMEOUT_SECONDS, default_value_t = 60)]
     pub body_timeout_seconds: u64,
     /// Longest time to receive a request's headers, in seconds.
-    #[arg(long, env = "UPLOAD_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(long, env = upload_api::HEADER_TIMEOUT_SECONDS, default_value_t = 10)]
     pub header_timeout_seconds: u64,
     /// Longest time uploads in flight get to finish after SIGTERM, in
     /// seconds; keep it below the pod's termination grace period (30 s).
-    #[arg(long, env = "UPLOAD_DRAIN_TIMEOUT_SECONDS", default_value_t = 25)]
+    #[arg(long, env = upload_api::DRAIN_TIMEOUT_SECONDS, default_value_t = 25)]
     pub drain_timeout_seconds: u64,
     /// Log as JSON lines.
-    #[arg(long, env = "UPLOAD_LOG_JSON")]
+    #[arg(long, env = upload_api::LOG_JSON)]
     pub log_json: bool,
 }
 
@@ -98,5 +99,21 @@ mod tests {
         assert!(missing.to_string().contains("--api-keys-file"), "{missing}");
         let open = Config::try_parse_from([&base[..], &["--no-auth"]].concat()).unwrap();
         assert!(open.no_auth && open.api_keys_file.is_none());
+    }
+
+    #[test]
+    fn the_flags_read_exactly_the_contract_s_environment() {
+        use clap::CommandFactory;
+        let read: BTreeSet<String> = Config::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        let contract: BTreeSet<String> = [ingest_core::contract::env::ALL, upload_api::ALL]
+            .concat()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(read, contract);
     }
 }

@@ -31,7 +31,7 @@ pub(super) fn default_api_keys_secret_key() -> String {
     "api-keys".into()
 }
 pub(super) fn default_topic() -> String {
-    "images".into()
+    ingest_core::contract::kafka::DEFAULT_TOPIC.into()
 }
 pub(super) fn default_partitions() -> i32 {
     12

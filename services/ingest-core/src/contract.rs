@@ -1,0 +1,225 @@
+//! The names the operator and the services must agree on, each written once
+//! (../shared/DESIGN.md, "Service configuration" and "Data contracts"): the
+//! services' environment variables, the DynamoDB table's key, index and TTL
+//! attribute, the S3 key prefixes, and the Kafka topic names.
+//!
+//! The services read these names (their clap flags, [`crate::store`]); the
+//! operator writes them (the endpoints ConfigMap and the Deployments'
+//! environment, the EC2 user data of the upload instances) or creates what
+//! they name (the table's index and TTL, the bucket's lifecycle rules, the
+//! Firehose prefixes, the instance role's policy, the dead-letter topic). A
+//! name changed here changes on both sides at once.
+
+/// Declares one `&str` constant per name and `$list`, every name in the
+/// order given, so that no name can be left out of the list.
+macro_rules! names {
+    ($(#[$list_doc:meta])* $list:ident; $($(#[$doc:meta])* $name:ident = $value:literal;)+) => {
+        $($(#[$doc])* pub const $name: &str = $value;)+
+        $(#[$list_doc])*
+        pub const $list: &[&str] = &[$($value),+];
+    };
+}
+
+pub mod env {
+    //! Environment variables of the services. Each is a flag's fallback
+    //! (`--bucket` reads `PIPELINE_BUCKET`). The operator sets them: in
+    //! the endpoints ConfigMap both services' pods load, in each
+    //! Deployment's own environment, and in the env file of the upload
+    //! instances' user data.
+    //!
+    //! The names at this level are the pipeline settings both services
+    //! read ([`crate::service::PipelineArgs`]); [`upload_api`] and
+    //! [`stream_bridge`] hold each service's own; [`published`] the
+    //! endpoints the operator adds for other workloads. The services' tests
+    //! check that their flags read exactly these names.
+
+    names! {
+        /// Every pipeline setting, as [`crate::service::PipelineArgs`] reads them.
+        ALL;
+        /// S3 bucket of the pipeline (images under [`super::prefix::IMAGES`]).
+        BUCKET = "PIPELINE_BUCKET";
+        /// DynamoDB table of the image items ([`super::table`]).
+        TABLE = "PIPELINE_TABLE";
+        /// Firehose delivery stream the image events go to.
+        DELIVERY_STREAM = "PIPELINE_DELIVERY_STREAM";
+        /// Days an image is kept: sets the item's [`super::table::TTL_ATTRIBUTE`].
+        RETENTION_DAYS = "PIPELINE_RETENTION_DAYS";
+        /// Largest image accepted, in bytes.
+        MAX_IMAGE_BYTES = "PIPELINE_MAX_IMAGE_BYTES";
+        /// Accepted MIME types, comma-separated.
+        ALLOWED_CONTENT_TYPES = "PIPELINE_ALLOWED_CONTENT_TYPES";
+    }
+
+    pub mod upload_api {
+        //! upload-api's own settings; the operator sets the listen address,
+        //! the keys file, the spool directory and JSON logs.
+
+        names! {
+            /// Every upload-api setting besides [`super::ALL`].
+            ALL;
+            /// Address of the API, `/healthz`, `/readyz` and `/metrics`.
+            LISTEN = "UPLOAD_LISTEN";
+            /// File of API keys, one a line (a mounted Secret, or the
+            /// instances' tmpfs copy of the SSM parameter).
+            API_KEYS_FILE = "UPLOAD_API_KEYS_FILE";
+            /// Uploads received at once.
+            MAX_CONCURRENT_UPLOADS = "UPLOAD_MAX_CONCURRENT_UPLOADS";
+            /// Directory large images are spooled to while they arrive.
+            SPOOL_DIR = "UPLOAD_SPOOL_DIR";
+            /// Longest pause while a request body arrives, in seconds.
+            BODY_TIMEOUT_SECONDS = "UPLOAD_BODY_TIMEOUT_SECONDS";
+            /// Longest time to receive a request's headers, in seconds.
+            HEADER_TIMEOUT_SECONDS = "UPLOAD_HEADER_TIMEOUT_SECONDS";
+            /// Time uploads in flight get after SIGTERM, in seconds.
+            DRAIN_TIMEOUT_SECONDS = "UPLOAD_DRAIN_TIMEOUT_SECONDS";
+            /// Log as JSON lines.
+            LOG_JSON = "UPLOAD_LOG_JSON";
+        }
+    }
+
+    pub mod stream_bridge {
+        //! stream-bridge's own settings; the operator sets the listen
+        //! address, the Kafka bootstrap servers, topic and consumer group,
+        //! and JSON logs.
+
+        names! {
+            /// Every stream-bridge setting besides [`super::ALL`].
+            ALL;
+            /// Address of `/healthz`, `/readyz` and `/metrics`.
+            LISTEN = "BRIDGE_LISTEN";
+            /// Kafka bootstrap servers, comma-separated `host:port`.
+            KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS";
+            /// Topic of images ([`crate::contract::kafka`]).
+            KAFKA_TOPIC = "KAFKA_TOPIC";
+            /// Consumer group.
+            KAFKA_GROUP_ID = "KAFKA_GROUP_ID";
+            /// How long the group waits for a silent member, in ms.
+            KAFKA_SESSION_TIMEOUT_MS = "KAFKA_SESSION_TIMEOUT_MS";
+            /// Records being stored at once.
+            MAX_IN_FLIGHT_RECORDS = "BRIDGE_MAX_IN_FLIGHT_RECORDS";
+            /// Records making S3 and DynamoDB calls at once.
+            MAX_CONCURRENT_STORES = "BRIDGE_MAX_CONCURRENT_STORES";
+            /// Bytes of records stored at once.
+            MAX_IN_FLIGHT_BYTES = "BRIDGE_MAX_IN_FLIGHT_BYTES";
+            /// Longest time an event waits for its Firehose batch, in ms.
+            FIREHOSE_FLUSH_MS = "BRIDGE_FIREHOSE_FLUSH_MS";
+            /// Time records in flight get after SIGTERM, in seconds.
+            DRAIN_TIMEOUT_SECONDS = "BRIDGE_DRAIN_TIMEOUT_SECONDS";
+            /// How often the lag metric is measured, in seconds.
+            LAG_INTERVAL_SECONDS = "BRIDGE_LAG_INTERVAL_SECONDS";
+            /// Log as JSON lines.
+            LOG_JSON = "BRIDGE_LOG_JSON";
+        }
+    }
+
+    pub mod published {
+        //! What the operator adds to the endpoints ConfigMap for other
+        //! workloads of the namespace to read. No service reads these.
+
+        names! {
+            /// Every published endpoint.
+            ALL;
+            /// The load balancer's URL of upload-api, once it exists.
+            UPLOAD_URL = "PIPELINE_UPLOAD_URL";
+            /// The in-cluster Service URL of upload-api.
+            IN_CLUSTER_UPLOAD_URL = "PIPELINE_IN_CLUSTER_UPLOAD_URL";
+            /// The Redshift endpoint, when analytics is on.
+            WAREHOUSE = "PIPELINE_WAREHOUSE";
+        }
+    }
+}
+
+pub mod table {
+    //! The DynamoDB table of image items: the operator creates it with this
+    //! key, index and TTL attribute; the services write and query items by
+    //! them ([`crate::store`]).
+
+    /// Partition key of an item: the image id.
+    pub const PARTITION_KEY: &str = "id";
+    /// Attribute holding the content's SHA-256, the key of [`SHA256_INDEX`].
+    pub const SHA256_ATTRIBUTE: &str = "sha256";
+    /// Global secondary index on [`SHA256_ATTRIBUTE`], for deduplication.
+    pub const SHA256_INDEX: &str = "bySha256";
+    /// Epoch seconds after which DynamoDB's TTL deletes an item.
+    pub const TTL_ATTRIBUTE: &str = "expiresAt";
+}
+
+pub mod prefix {
+    //! Key prefixes of the pipeline's bucket. The services write images;
+    //! Firehose, configured by the operator, writes events and the records
+    //! it could not deliver. The operator expires all three after the
+    //! retention and lets the upload instances reach only images.
+
+    /// Image objects, `images/YYYY/MM/DD/<id>.<ext>` ([`crate::object_key`]).
+    pub const IMAGES: &str = "images/";
+    /// Firehose deliveries of image events, one JSON line per event.
+    pub const EVENTS: &str = "events/";
+    /// Records Firehose could not deliver.
+    pub const ERRORS: &str = "errors/";
+}
+
+pub mod kafka {
+    //! The Kafka topics of stream input: stream-bridge consumes the topic
+    //! and writes poison records to its dead-letter topic; the operator's
+    //! brokers create both.
+
+    /// Topic consumed when neither the spec nor the flag names one.
+    pub const DEFAULT_TOPIC: &str = "images";
+    /// Appended to the topic to name its dead-letter topic.
+    pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+    /// `<topic>.dlq`, where stream-bridge puts records it cannot store.
+    pub fn dead_letter_topic(topic: &str) -> String {
+        format!("{topic}{DEAD_LETTER_SUFFIX}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::Args;
+
+    use super::*;
+    use crate::service::PipelineArgs;
+
+    /// The environment variables a command's flags fall back to.
+    fn env_names(command: &clap::Command) -> BTreeSet<String> {
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_pipeline_flags_read_exactly_the_contract_s_environment() {
+        let command = PipelineArgs::augment_args(clap::Command::new("service"));
+        let read = env_names(&command);
+        let contract: BTreeSet<String> = env::ALL.iter().map(|name| (*name).to_owned()).collect();
+        assert_eq!(
+            read, contract,
+            "every name of contract::env is read by a flag of PipelineArgs, and every flag's variable is in the contract"
+        );
+        let flags = command.get_arguments().count();
+        assert_eq!(flags, env::ALL.len(), "every pipeline flag has a variable");
+    }
+
+    #[test]
+    fn no_name_is_spelled_twice() {
+        let names: Vec<&str> = [
+            env::ALL,
+            env::upload_api::ALL,
+            env::stream_bridge::ALL,
+            env::published::ALL,
+        ]
+        .concat();
+        let distinct: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn the_dead_letter_topic_follows_the_topic() {
+        assert_eq!(kafka::dead_letter_topic(kafka::DEFAULT_TOPIC), "images.dlq");
+    }
+}

@@ -473,7 +473,10 @@ spec:
         };
         let role = &desired.role.name;
         let cases = [
-            (drifted(|c| c.encrypted = false), "encrypted: false → true".to_owned()),
+            (
+                drifted(|c| c.encrypted = false),
+                "encrypted: false → true".to_owned(),
+            ),
             (
                 drifted(|c| c.publicly_accessible = true),
                 "publicly accessible: true → false".to_owned(),

@@ -84,7 +84,8 @@ impl FinalSnapshot {
             };
             // Checked here as well: an emulator may answer with every snapshot.
             for snapshot in page.snapshots() {
-                let (Some(id), Some(cluster)) = (snapshot.snapshot_identifier(), snapshot.cluster_identifier())
+                let (Some(id), Some(cluster)) =
+                    (snapshot.snapshot_identifier(), snapshot.cluster_identifier())
                 else {
                     continue;
                 };
@@ -170,7 +171,12 @@ impl Resource for FinalSnapshot {
 
     /// Exactly `tags`: the cluster's record of its schema, which AWS copies
     /// onto the snapshot, goes.
-    async fn set_tags(&self, aws: &AwsClients, observed: &SnapshotState, tags: &Tags) -> Result<(), ComponentError> {
+    async fn set_tags(
+        &self,
+        aws: &AwsClients,
+        observed: &SnapshotState,
+        tags: &Tags,
+    ) -> Result<(), ComponentError> {
         let what = format!("Redshift snapshot {}", observed.id);
         set_redshift_tags(aws, &observed.arn, Some(&observed.tags), tags, &what).await
     }

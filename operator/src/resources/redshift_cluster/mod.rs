@@ -6,12 +6,14 @@
 //! itself: it is deleted with a final snapshot (see `final_snapshot`), which
 //! AWS takes while the cluster is `final-snapshot`, then `deleting`.
 
-use aws_sdk_redshift::types::Cluster;
+mod state;
+
+use state::AVAILABLE;
+pub use state::ClusterState;
 
 use super::final_snapshot::FinalSnapshot;
 use super::sdk::{deleted, failed, set_redshift_tags};
-use super::tags::{from_sdk, to_sdk};
-use super::warehouse_schema::SchemaRecord;
+use super::tags::to_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::resource::{Ref, Resource};
@@ -20,11 +22,6 @@ use crate::error::ComponentError;
 
 /// The master user when the spec names no Secret: AWS manages its password.
 pub const MASTER_USERNAME: &str = "imagepipeline_admin";
-const AVAILABLE: &str = "available";
-/// DeleteCluster with a final snapshot: first the snapshot is taken, then the
-/// cluster is deleted. Either way a deletion is under way and is waited for.
-const TAKING_FINAL_SNAPSHOT: &str = "final-snapshot";
-const DELETING: &str = "deleting";
 /// A manual snapshot's retention period that means kept until deleted.
 const KEPT_UNTIL_DELETED: i32 = -1;
 const NOT_FOUND: &str = "ClusterNotFound";
@@ -48,62 +45,6 @@ pub struct RedshiftCluster {
     /// Deleting it keeps its data in a final snapshot of this name
     /// (`deletionPolicy: Retain`); without, the data goes with it.
     pub final_snapshot: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ClusterState {
-    pub id: String,
-    pub arn: String,
-    pub status: String,
-    pub encrypted: bool,
-    pub publicly_accessible: bool,
-    pub node_type: String,
-    pub nodes: i32,
-    pub iam_roles: Vec<String>,
-    /// `host:port`, once AWS has given it one.
-    pub endpoint: Option<String>,
-    /// Without the schema's record, which is kept in `schema`.
-    pub tags: Tags,
-    pub schema: SchemaRecord,
-    /// While it is being deleted, its newest final snapshot.
-    pub final_snapshot: Option<String>,
-}
-
-impl ClusterState {
-    pub fn is_available(&self) -> bool {
-        self.status == AVAILABLE
-    }
-
-    pub fn is_being_deleted(&self) -> bool {
-        matches!(self.status.as_str(), TAKING_FINAL_SNAPSHOT | DELETING)
-    }
-
-    fn of(cluster: &Cluster, arn: &str) -> Self {
-        let mut tags = from_sdk(cluster.tags());
-        let schema = SchemaRecord::take_from(&mut tags);
-        ClusterState {
-            id: cluster.cluster_identifier().unwrap_or_default().to_owned(),
-            arn: arn.to_owned(),
-            status: cluster.cluster_status().unwrap_or_default().to_owned(),
-            encrypted: cluster.encrypted().unwrap_or(false),
-            publicly_accessible: cluster.publicly_accessible().unwrap_or(false),
-            node_type: cluster.node_type().unwrap_or_default().to_owned(),
-            nodes: cluster.number_of_nodes().unwrap_or(1),
-            iam_roles: cluster
-                .iam_roles()
-                .iter()
-                .filter_map(|r| r.iam_role_arn())
-                .map(str::to_owned)
-                .collect(),
-            endpoint: cluster.endpoint().and_then(|e| {
-                e.address()
-                    .map(|address| format!("{address}:{}", e.port().unwrap_or(5439)))
-            }),
-            tags,
-            schema,
-            final_snapshot: None,
-        }
-    }
 }
 
 impl RedshiftCluster {
@@ -135,7 +76,13 @@ impl Resource for RedshiftCluster {
     }
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<ClusterState>, ComponentError> {
-        let out = match aws.redshift.describe_clusters().cluster_identifier(&self.id).send().await {
+        let out = match aws
+            .redshift
+            .describe_clusters()
+            .cluster_identifier(&self.id)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(err) if code(&err) == Some(NOT_FOUND) => return Ok(None),
             Err(err) => return Err(classify(&format!("look up {}", self.name()), err)),
@@ -155,7 +102,10 @@ impl Resource for RedshiftCluster {
         if observed.is_being_deleted() {
             return Err(ComponentError::retryable(
                 "ClusterDeleting",
-                format!("{} is being deleted; it is made again once it is gone", self.name()),
+                format!(
+                    "{} is being deleted; it is made again once it is gone",
+                    self.name()
+                ),
             ));
         }
         let mut fields = tag_changes(&observed.tags, &self.tags);
@@ -208,7 +158,9 @@ impl Resource for RedshiftCluster {
             Some(user) => request
                 .master_username(&user.username)
                 .master_user_password(&user.password),
-            None => request.master_username(MASTER_USERNAME).manage_master_password(true),
+            None => request
+                .master_username(MASTER_USERNAME)
+                .manage_master_password(true),
         };
         match request.send().await {
             Ok(out) => {
@@ -286,7 +238,11 @@ impl Resource for RedshiftCluster {
                 .final_cluster_snapshot_retention_period(KEPT_UNTIL_DELETED),
             None => request.skip_final_cluster_snapshot(true),
         };
-        deleted(request.send().await, &[NOT_FOUND], &format!("delete {}", self.label()))
+        deleted(
+            request.send().await,
+            &[NOT_FOUND],
+            &format!("delete {}", self.label()),
+        )
     }
 
     fn id(observed: &ClusterState) -> String {
@@ -308,19 +264,6 @@ impl Resource for RedshiftCluster {
     /// Nothing under it is deleted, nor is it deleted again, while AWS is
     /// deleting it.
     fn going(&self, observed: &ClusterState) -> Option<String> {
-        if !observed.is_being_deleted() {
-            return None;
-        }
-        let name = self.name();
-        Some(match (observed.status.as_str(), &observed.final_snapshot) {
-            (TAKING_FINAL_SNAPSHOT, Some(snapshot)) => {
-                format!("{name} is taking its final snapshot {snapshot}")
-            }
-            (TAKING_FINAL_SNAPSHOT, None) => format!("{name} is taking its final snapshot"),
-            (_, Some(snapshot)) => {
-                format!("{name} is being deleted; its final snapshot {snapshot} is kept")
-            }
-            (_, None) => format!("{name} is being deleted"),
-        })
+        observed.deletion(&self.name())
     }
 }

@@ -166,15 +166,16 @@ impl Declared for Analytics {
         outputs: &mut Outputs,
     ) -> Result<(), ComponentError> {
         if !desired.enabled && walk.mode() != WalkMode::Find {
-            return Self::remove(walk, desired).await;
+            return Self::remove_warehouse(walk, desired).await;
         }
         walk.ensure(&desired.role).await?;
         walk.ensure(&desired.subnet_group).await?;
         let group = Self::security_group(walk, desired).await?;
         let security_group = Ref::to(group.as_ref(), |g| g.id.clone(), desired.security_group.label());
         if walk.mode() == WalkMode::Find {
-            // The cluster goes first: its subnet group, its security group and
-            // the network's subnets cannot go while it stands on them.
+            // Declared last, the cluster goes first: its subnet group, its
+            // security group and the network's subnets cannot go while it
+            // stands on them. Once it is gone, `Retain` keeps its snapshot.
             let cluster = RedshiftCluster {
                 security_group,
                 ..desired.ending_cluster(Timestamp::now())
@@ -219,7 +220,7 @@ impl Analytics {
     /// `enabled: false`: what was made is removed as a teardown under the
     /// pipeline's `deletionPolicy` would, the cluster first. What it stood on
     /// goes once it is gone: a later round, or pass, finds it gone.
-    async fn remove(walk: &mut Walk<'_>, desired: &DesiredAnalytics) -> Result<(), ComponentError> {
+    async fn remove_warehouse(walk: &mut Walk<'_>, desired: &DesiredAnalytics) -> Result<(), ComponentError> {
         let policy = desired.policy;
         let cluster = desired.ending_cluster(Timestamp::now());
         if walk.retire(&cluster, policy).await?.is_some() {

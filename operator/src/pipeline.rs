@@ -17,7 +17,7 @@ pub fn components() -> Vec<Arc<dyn RunComponent>> {
         component::<Delivery>(),
         component::<UploadTier>(),
         component::<KafkaBrokers>(),
-        component::<Analytics>(),
+        declared::<Analytics>(),
     ]
 }
 

@@ -3,43 +3,20 @@
 //! table, and the analysis schema created through the Redshift Data API.
 //! With `analytics.enabled: false` nothing exists, and what did is removed.
 //! `deletionPolicy: Retain` keeps the warehouse's data as a final snapshot
-//! (see `analytics/final_snapshot.rs`); the cluster and what it stands on go.
+//! (see `resources::final_snapshot`); the cluster and what it stands on go.
 
-mod final_snapshot;
-
-use std::collections::BTreeMap;
-
-use aws_sdk_redshiftdata::types::StatusString;
-use final_snapshot::ObservedSnapshot;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
-use super::ownership;
 use crate::api::v1alpha1::DeletionPolicy;
-use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
-use crate::engine::resource::{Ref, Resource};
-use crate::engine::{
-    Action, Change, Component, ComponentError, ComponentKind, MasterUser, Outputs, PipelineContext,
-    Readiness, removed_tag_keys, tag_changes,
-};
-use crate::resources::iam_role::{self, DesiredRole, ObservedRole, RoleStep};
+use crate::engine::resource::{Ref, Resource, Walk, WalkMode};
+use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};
+use crate::resources::final_snapshot::{self, FinalSnapshot};
+use crate::resources::iam_role::{self, DesiredRole};
+use crate::resources::redshift_cluster::{ClusterState, MASTER_USERNAME, RedshiftCluster};
+use crate::resources::redshift_subnet_group::RedshiftSubnetGroup;
 use crate::resources::security_group::{GroupState, SecurityGroup};
-use crate::resources::tags::{from_sdk, to_sdk};
-
-/// Cluster tags the operator keeps its own progress in; not user-visible
-/// configuration, so they are left out of tag drift.
-const SCHEMA_VERSION_TAG: &str = "imagepipeline.io/schema-version";
-const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
-const SCHEMA_VERSION: &str = "1";
-/// A manual snapshot's retention period that means kept until deleted.
-const KEPT_UNTIL_DELETED: i32 = -1;
-const MASTER_USERNAME: &str = "imagepipeline_admin";
-const AVAILABLE: &str = "available";
-/// DeleteCluster with a final snapshot: first the snapshot is taken, then the
-/// cluster is deleted. Either way a deletion is under way and is waited for.
-const TAKING_FINAL_SNAPSHOT: &str = "final-snapshot";
-const DELETING: &str = "deleting";
+use crate::resources::warehouse_schema::WarehouseSchema;
 
 pub struct Analytics;
 
@@ -47,120 +24,53 @@ pub struct Analytics;
 pub struct DesiredAnalytics {
     pub enabled: bool,
     pub policy: DeletionPolicy,
-    pub owner: String,
-    pub tags: BTreeMap<String, String>,
-    pub subnet_group: String,
-    pub subnet_ids: Vec<String>,
-    pub security_group: String,
-    pub vpc_id: Option<String>,
     pub role: DesiredRole,
-    pub cluster: DesiredCluster,
+    pub subnet_group: RedshiftSubnetGroup,
+    /// No inbound rules: brokers and clients reach the cluster only through
+    /// what its VPC routes allow.
+    pub security_group: SecurityGroup,
+    /// Its security group is pending until the walk finds or makes it.
+    pub cluster: RedshiftCluster,
+    pub schema_sql: String,
 }
 
 impl DesiredAnalytics {
-    /// The cluster's group: no inbound rules; brokers and clients reach the
-    /// cluster only through what its VPC routes allow.
-    fn security_group(&self) -> SecurityGroup {
-        SecurityGroup {
-            name: self.security_group.clone(),
-            description: "ImagePipeline warehouse; no inbound rules".to_owned(),
-            vpc_id: Ref::to(self.vpc_id.as_ref(), String::clone, "the Kafka VPC"),
-            rules: vec![],
-            tags: self.tags.clone(),
+    /// The cluster as a teardown at `at` deletes it: under `Retain`, with a
+    /// final snapshot named after that time.
+    pub fn ending_cluster(&self, at: Timestamp) -> RedshiftCluster {
+        let keep = self.policy == DeletionPolicy::Retain;
+        RedshiftCluster {
+            final_snapshot: keep.then(|| final_snapshot::identifier(&self.cluster.id, at)),
+            ..self.cluster.clone()
+        }
+    }
+
+    /// The final snapshot a teardown keeps, tagged retained, once the
+    /// cluster is gone: under `Retain` only. `Delete` leaves a snapshot an
+    /// earlier `Retain` kept as it is.
+    pub fn kept_snapshot(&self) -> Option<FinalSnapshot> {
+        (self.policy == DeletionPolicy::Retain).then(|| self.cluster.snapshots.clone())
+    }
+
+    /// The schema of the cluster `found`, with what its tags record of it.
+    pub fn schema(&self, found: &ClusterState) -> WarehouseSchema {
+        let cluster = &self.cluster;
+        WarehouseSchema {
+            cluster_id: cluster.id.clone(),
+            cluster_arn: cluster.arn.clone(),
+            database: cluster.database.clone(),
+            user: cluster
+                .master_user
+                .as_ref()
+                .map_or(MASTER_USERNAME, |u| u.username.as_str())
+                .to_owned(),
+            sql: self.schema_sql.clone(),
+            record: found.schema.clone(),
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct DesiredCluster {
-    pub id: String,
-    pub arn: String,
-    pub node_type: String,
-    pub nodes: i32,
-    pub database: String,
-    pub master_user: Option<MasterUser>,
-    pub schema_sql: String,
-    /// The ARN of one of its snapshots is this followed by the snapshot's id.
-    pub snapshot_arn_prefix: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedAnalytics {
-    pub subnet_group: Option<ObservedSubnetGroup>,
-    pub security_group: Option<GroupState>,
-    pub role: Option<ObservedRole>,
-    pub cluster: Option<ObservedCluster>,
-    /// Status of the schema statement recorded on the cluster, if one runs.
-    pub schema_statement: Option<String>,
-    /// The newest final snapshot of the cluster, looked up only when the
-    /// cluster is gone or being deleted.
-    pub final_snapshot: Option<ObservedSnapshot>,
-    /// When this was observed: the time a final snapshot taken now is named after.
-    pub observed_at: Timestamp,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedSubnetGroup {
-    pub subnet_ids: Vec<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedCluster {
-    pub status: String,
-    pub encrypted: bool,
-    pub publicly_accessible: bool,
-    pub node_type: String,
-    pub nodes: i32,
-    pub iam_roles: Vec<String>,
-    pub endpoint: Option<String>,
-    pub tags: BTreeMap<String, String>,
-    pub schema_version: Option<String>,
-    pub schema_statement_id: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum AnalyticsStep {
-    Role(RoleStep),
-    CreateSubnetGroup,
-    UpdateSubnetGroup {
-        observed: Vec<String>,
-    },
-    SetSubnetGroupTags,
-    CreateSecurityGroup,
-    CreateCluster,
-    Encrypt,
-    MakePrivate,
-    Resize {
-        node_type: String,
-        nodes: i32,
-    },
-    AttachRole,
-    SetClusterTags {
-        observed: BTreeMap<String, String>,
-        desired: BTreeMap<String, String>,
-    },
-    BootstrapSchema,
-    MarkSchemaBootstrapped,
-    /// With `final_snapshot`, the identifier of the snapshot AWS takes first
-    /// and keeps; without, the data goes with the cluster.
-    DeleteCluster {
-        final_snapshot: Option<String>,
-    },
-    /// Marks the kept final snapshot as retained, as the bucket and the table are.
-    SetSnapshotTags {
-        id: String,
-        arn: String,
-        observed: BTreeMap<String, String>,
-        desired: BTreeMap<String, String>,
-    },
-    DeleteSubnetGroup,
-    DeleteSecurityGroup {
-        id: String,
-    },
-}
-
-impl Component for Analytics {
+impl Declared for Analytics {
     const KIND: ComponentKind = ComponentKind::Analytics;
     const DEPENDS_ON: &'static [ComponentKind] = &[
         ComponentKind::Network,
@@ -168,8 +78,6 @@ impl Component for Analytics {
         ComponentKind::Metadata,
     ];
     type Desired = DesiredAnalytics;
-    type Observed = ObservedAnalytics;
-    type Step = AnalyticsStep;
 
     fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<DesiredAnalytics, ComponentError> {
         let spec = &ctx.spec.analytics;
@@ -181,7 +89,6 @@ impl Component for Analytics {
             ));
         }
         let bucket_arn = ctx.bucket_arn();
-        let table_arn = ctx.table_arn();
         let role_name = ctx.resource_name("redshift", 64);
         let role_arn = ctx.global_arn("iam", &format!("role{}{role_name}", iam_role::ROLE_PATH));
         // Read-only, and only this pipeline's data.
@@ -196,590 +103,136 @@ impl Component for Analytics {
                 {
                     "Effect": "Allow",
                     "Action": ["dynamodb:DescribeTable", "dynamodb:Scan"],
-                    "Resource": [table_arn]
+                    "Resource": [ctx.table_arn()]
                 }
             ]
         });
         let tags = ctx.tags(Self::KIND);
         let id = ctx.resource_name("warehouse", 63);
+        let role = DesiredRole::for_service(
+            role_name,
+            role_arn,
+            "redshift.amazonaws.com",
+            &ctx.account_id,
+            "read-pipeline-data",
+            policy,
+            tags.clone(),
+        );
+        let security_group = SecurityGroup {
+            name: id.clone(),
+            description: "ImagePipeline warehouse; no inbound rules".to_owned(),
+            vpc_id: Ref::to(upstream.kafka_vpc_id.as_ref(), String::clone, "the Kafka VPC"),
+            rules: vec![],
+            tags: tags.clone(),
+        };
+        let cluster = RedshiftCluster {
+            arn: ctx.arn("redshift", &format!("cluster:{id}")),
+            node_type: spec.node_type.clone(),
+            nodes: spec.nodes,
+            database: spec.database.clone(),
+            master_user: ctx.master_user.clone(),
+            subnet_group: id.clone(),
+            security_group: Ref::Pending(security_group.label()),
+            role_name: role.name.clone(),
+            role_arn: role.arn.clone(),
+            tags: tags.clone(),
+            snapshots: FinalSnapshot {
+                cluster_id: id.clone(),
+                arn_prefix: ctx.arn("redshift", &format!("snapshot:{id}/")),
+                tags: tags.clone(),
+            },
+            final_snapshot: None,
+            id: id.clone(),
+        };
         Ok(DesiredAnalytics {
             enabled: spec.enabled,
             policy: ctx.spec.deletion_policy,
-            owner: ctx.owner.tag_value(),
-            subnet_group: id.clone(),
-            subnet_ids: upstream.private_subnets.iter().map(|s| s.id.clone()).collect(),
-            security_group: id.clone(),
-            vpc_id: upstream.kafka_vpc_id.clone(),
-            role: DesiredRole::for_service(
-                role_name,
-                role_arn,
-                "redshift.amazonaws.com",
-                &ctx.account_id,
-                "read-pipeline-data",
-                policy,
-                tags.clone(),
-            ),
-            cluster: DesiredCluster {
-                arn: ctx.arn("redshift", &format!("cluster:{id}")),
-                snapshot_arn_prefix: ctx.arn("redshift", &format!("snapshot:{id}/")),
-                id,
-                node_type: spec.node_type.clone(),
-                nodes: spec.nodes,
-                database: spec.database.clone(),
-                master_user: ctx.master_user.clone(),
-                schema_sql: schema_sql(),
+            role,
+            subnet_group: RedshiftSubnetGroup {
+                arn: ctx.arn("redshift", &format!("subnetgroup:{id}")),
+                name: id,
+                subnet_ids: upstream.private_subnets.iter().map(|s| s.id.clone()).collect(),
+                tags,
             },
-            tags,
+            security_group,
+            cluster,
+            schema_sql: schema_sql(),
         })
     }
 
-    async fn observe(
-        aws: &AwsClients,
+    async fn declare(
+        walk: &mut Walk<'_>,
         desired: &DesiredAnalytics,
-    ) -> Result<ObservedAnalytics, ComponentError> {
-        let mut observed = ObservedAnalytics {
-            subnet_group: observe_subnet_group(aws, &desired.subnet_group).await?,
-            security_group: desired.security_group().find(aws).await?,
-            role: iam_role::observe(aws, &desired.role).await?,
-            cluster: observe_cluster(aws, &desired.cluster.id).await?,
-            schema_statement: None,
-            final_snapshot: None,
-            observed_at: Timestamp::now(),
-        };
-        if observed
-            .cluster
-            .as_ref()
-            .is_none_or(ObservedCluster::is_being_deleted)
-        {
-            let cluster = &desired.cluster;
-            observed.final_snapshot =
-                final_snapshot::observe(aws, &cluster.id, &desired.owner, &cluster.snapshot_arn_prefix)
-                    .await?;
-        }
-        if let Some(id) = observed
-            .cluster
-            .as_ref()
-            .and_then(|c| c.schema_statement_id.clone())
-        {
-            observed.schema_statement = match aws.redshift_data.describe_statement().id(&id).send().await {
-                Ok(out) => out.status().map(|s| s.as_str().to_owned()),
-                Err(err) if code(&err) == Some("ResourceNotFoundException") => None,
-                Err(err) => return Err(classify(&format!("read schema statement {id}"), err)),
-            };
-        }
-        Ok(observed)
-    }
-
-    fn converge(
-        desired: &DesiredAnalytics,
-        observed: &ObservedAnalytics,
-    ) -> Result<Vec<AnalyticsStep>, ComponentError> {
-        if !desired.enabled {
-            return Ok(Self::teardown(desired, observed, desired.policy).0);
-        }
-        check_ownership(desired, observed)?;
-        let mut steps: Vec<AnalyticsStep> = iam_role::converge(&desired.role, observed.role.as_ref())
-            .into_iter()
-            .map(AnalyticsStep::Role)
-            .collect();
-        match &observed.subnet_group {
-            None => steps.push(AnalyticsStep::CreateSubnetGroup),
-            Some(group) => {
-                if sorted(&group.subnet_ids) != sorted(&desired.subnet_ids) {
-                    steps.push(AnalyticsStep::UpdateSubnetGroup {
-                        observed: group.subnet_ids.clone(),
-                    });
-                }
-                if group.tags != desired.tags {
-                    steps.push(AnalyticsStep::SetSubnetGroupTags);
-                }
-            }
-        }
-        if observed.security_group.is_none() {
-            steps.push(AnalyticsStep::CreateSecurityGroup);
-        }
-        let Some(cluster) = &observed.cluster else {
-            steps.push(AnalyticsStep::CreateCluster);
-            return Ok(steps);
-        };
-        if cluster.is_being_deleted() {
-            return Err(ComponentError::retryable(
-                "ClusterDeleting",
-                format!(
-                    "Redshift cluster {} is being deleted; it is made again once it is gone",
-                    desired.cluster.id
-                ),
-            ));
-        }
-        if cluster.tags != desired.tags {
-            steps.push(AnalyticsStep::SetClusterTags {
-                observed: cluster.tags.clone(),
-                desired: desired.tags.clone(),
-            });
-        }
-        // Redshift takes modifications only while the cluster is available.
-        if cluster.status != AVAILABLE {
-            return Ok(steps);
-        }
-        if !cluster.encrypted {
-            steps.push(AnalyticsStep::Encrypt);
-        }
-        if cluster.publicly_accessible {
-            steps.push(AnalyticsStep::MakePrivate);
-        }
-        if cluster.node_type != desired.cluster.node_type || cluster.nodes != desired.cluster.nodes {
-            steps.push(AnalyticsStep::Resize {
-                node_type: cluster.node_type.clone(),
-                nodes: cluster.nodes,
-            });
-        }
-        if !cluster.iam_roles.contains(&desired.role.arn) {
-            steps.push(AnalyticsStep::AttachRole);
-        }
-        if cluster.schema_version.as_deref() != Some(SCHEMA_VERSION) {
-            match observed.schema_statement.as_deref() {
-                Some(status) if status == StatusString::Finished.as_str() => {
-                    steps.push(AnalyticsStep::MarkSchemaBootstrapped)
-                }
-                // Submitted, picked or started: let it run.
-                Some(status)
-                    if status != StatusString::Failed.as_str()
-                        && status != StatusString::Aborted.as_str() => {}
-                _ => steps.push(AnalyticsStep::BootstrapSchema),
-            }
-        }
-        Ok(steps)
-    }
-
-    fn teardown(
-        desired: &DesiredAnalytics,
-        observed: &ObservedAnalytics,
-        policy: DeletionPolicy,
-    ) -> (Vec<AnalyticsStep>, Option<String>) {
-        let owner = &desired.owner;
-        let mine = |tags: &BTreeMap<String, String>| ownership::is_ours(tags, owner);
-        // The cluster goes first under either policy: its subnet group, its
-        // security group and the network's subnets cannot go while it stands
-        // on them.
-        if let Some(cluster) = observed.cluster.as_ref().filter(|c| mine(&c.tags)) {
-            if cluster.is_being_deleted() {
-                let waiting = deletion_under_way(desired, cluster, observed.final_snapshot.as_ref());
-                return (vec![], Some(waiting));
-            }
-            let final_snapshot = (policy == DeletionPolicy::Retain)
-                .then(|| final_snapshot::identifier(&desired.cluster.id, observed.observed_at));
-            return (vec![AnalyticsStep::DeleteCluster { final_snapshot }], None);
-        }
-        let mut steps = Vec::new();
-        if policy == DeletionPolicy::Retain
-            && let Some(snapshot) = &observed.final_snapshot
-            && let Some(retained) = ownership::missing_retained_tags(&snapshot.tags, &desired.tags)
-        {
-            steps.push(AnalyticsStep::SetSnapshotTags {
-                id: snapshot.id.clone(),
-                arn: snapshot.arn.clone(),
-                observed: snapshot.tags.clone(),
-                desired: retained,
-            });
-        }
-        if observed.subnet_group.as_ref().is_some_and(|g| mine(&g.tags)) {
-            steps.push(AnalyticsStep::DeleteSubnetGroup);
-        }
-        if let Some(group) = observed.security_group.as_ref().filter(|g| mine(&g.tags)) {
-            steps.push(AnalyticsStep::DeleteSecurityGroup { id: group.id.clone() });
-        }
-        if let Some(role) = observed.role.as_ref().filter(|r| mine(&r.tags)) {
-            steps.extend(
-                iam_role::teardown(Some(role))
-                    .into_iter()
-                    .map(AnalyticsStep::Role),
-            );
-        }
-        (steps, None)
-    }
-
-    async fn execute(
-        aws: &AwsClients,
-        desired: &DesiredAnalytics,
-        observed: &mut ObservedAnalytics,
-        step: &AnalyticsStep,
+        outputs: &mut Outputs,
     ) -> Result<(), ComponentError> {
-        let redshift = &aws.redshift;
-        let cluster_id = desired.cluster.id.as_str();
-        let action = Self::describe(desired, step).resource;
-        match step {
-            AnalyticsStep::Role(step) => {
-                iam_role::execute(aws, &desired.role, &mut observed.role, step).await
-            }
-            AnalyticsStep::CreateSubnetGroup => {
-                match redshift
-                    .create_cluster_subnet_group()
-                    .cluster_subnet_group_name(&desired.subnet_group)
-                    .description("ImagePipeline warehouse subnets")
-                    .set_subnet_ids(Some(desired.subnet_ids.clone()))
-                    .set_tags(Some(to_sdk(&desired.tags)?))
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(err) if code(&err) == Some("ClusterSubnetGroupAlreadyExists") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
-            AnalyticsStep::UpdateSubnetGroup { .. } => redshift
-                .modify_cluster_subnet_group()
-                .cluster_subnet_group_name(&desired.subnet_group)
-                .set_subnet_ids(Some(desired.subnet_ids.clone()))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            AnalyticsStep::SetSubnetGroupTags => {
-                let arn = desired
-                    .cluster
-                    .arn
-                    .replace(":cluster:", ":subnetgroup:")
-                    .replace(cluster_id, &desired.subnet_group);
-                set_redshift_tags(
-                    aws,
-                    &arn,
-                    observed.subnet_group.as_ref().map(|g| &g.tags),
-                    &desired.tags,
-                    &action,
-                )
-                .await
-            }
-            AnalyticsStep::CreateSecurityGroup => {
-                if desired.vpc_id.is_none() {
-                    return Err(ComponentError::retryable(
-                        "WaitingForNetwork",
-                        "the private network has no VPC yet",
-                    ));
-                }
-                observed.security_group = Some(desired.security_group().create(aws).await?);
-                Ok(())
-            }
-            AnalyticsStep::CreateCluster => {
-                let cluster = &desired.cluster;
-                let security_group = observed.security_group.as_ref().map(|g| g.id.clone());
-                let mut request = redshift
-                    .create_cluster()
-                    .cluster_identifier(cluster_id)
-                    .node_type(&cluster.node_type)
-                    .db_name(&cluster.database)
-                    .encrypted(true)
-                    .publicly_accessible(false)
-                    .cluster_subnet_group_name(&desired.subnet_group)
-                    .set_vpc_security_group_ids(security_group.map(|id| vec![id]))
-                    .iam_roles(&desired.role.arn)
-                    .set_tags(Some(to_sdk(&desired.tags)?));
-                request = if cluster.nodes > 1 {
-                    request.cluster_type("multi-node").number_of_nodes(cluster.nodes)
-                } else {
-                    request.cluster_type("single-node")
-                };
-                request = match &cluster.master_user {
-                    Some(user) => request
-                        .master_username(&user.username)
-                        .master_user_password(&user.password),
-                    None => request
-                        .master_username(MASTER_USERNAME)
-                        .manage_master_password(true),
-                };
-                match request.send().await {
-                    Ok(_) => Ok(()),
-                    Err(err) if code(&err) == Some("ClusterAlreadyExists") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
-            AnalyticsStep::Encrypt => redshift
-                .modify_cluster()
-                .cluster_identifier(cluster_id)
-                .encrypted(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            AnalyticsStep::MakePrivate => redshift
-                .modify_cluster()
-                .cluster_identifier(cluster_id)
-                .publicly_accessible(false)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            AnalyticsStep::Resize { .. } => {
-                let cluster = &desired.cluster;
-                let request = redshift
-                    .modify_cluster()
-                    .cluster_identifier(cluster_id)
-                    .node_type(&cluster.node_type);
-                let request = if cluster.nodes > 1 {
-                    request.cluster_type("multi-node").number_of_nodes(cluster.nodes)
-                } else {
-                    request.cluster_type("single-node")
-                };
-                request
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| classify(&action, err))
-            }
-            AnalyticsStep::AttachRole => redshift
-                .modify_cluster_iam_roles()
-                .cluster_identifier(cluster_id)
-                .add_iam_roles(&desired.role.arn)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            AnalyticsStep::SetClusterTags {
-                observed: old,
-                desired: tags,
-            } => set_redshift_tags(aws, &desired.cluster.arn, Some(old), tags, &action).await,
-            AnalyticsStep::BootstrapSchema => {
-                let cluster = &desired.cluster;
-                let user = cluster
-                    .master_user
-                    .as_ref()
-                    .map_or(MASTER_USERNAME, |u| u.username.as_str());
-                let out = aws
-                    .redshift_data
-                    .execute_statement()
-                    .cluster_identifier(cluster_id)
-                    .database(&cluster.database)
-                    .db_user(user)
-                    .sql(&cluster.schema_sql)
-                    .statement_name("imagepipeline-schema")
-                    .send()
-                    .await
-                    .map_err(|err| classify(&action, err))?;
-                let id = out.id().unwrap_or_default().to_owned();
-                let tag = BTreeMap::from([(SCHEMA_STATEMENT_TAG.to_owned(), id)]);
-                set_redshift_tags(aws, &cluster.arn, None, &tag, &action).await
-            }
-            AnalyticsStep::MarkSchemaBootstrapped => {
-                let tag = BTreeMap::from([(SCHEMA_VERSION_TAG.to_owned(), SCHEMA_VERSION.to_owned())]);
-                set_redshift_tags(aws, &desired.cluster.arn, None, &tag, &action).await
-            }
-            AnalyticsStep::DeleteCluster { final_snapshot } => {
-                let request = redshift.delete_cluster().cluster_identifier(cluster_id);
-                let request = match final_snapshot {
-                    Some(snapshot) => request
-                        .skip_final_cluster_snapshot(false)
-                        .final_cluster_snapshot_identifier(snapshot)
-                        .final_cluster_snapshot_retention_period(KEPT_UNTIL_DELETED),
-                    // Delete means delete: Retain is how a user keeps the data.
-                    None => request.skip_final_cluster_snapshot(true),
-                };
-                match request.send().await {
-                    Ok(_) => Ok(()),
-                    Err(err) if code(&err) == Some("ClusterNotFound") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
-            AnalyticsStep::SetSnapshotTags {
-                arn,
-                observed: old,
-                desired: tags,
-                ..
-            } => set_redshift_tags(aws, arn, Some(old), tags, &action).await,
-            AnalyticsStep::DeleteSubnetGroup => {
-                match redshift
-                    .delete_cluster_subnet_group()
-                    .cluster_subnet_group_name(&desired.subnet_group)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(err) if code(&err) == Some("ClusterSubnetGroupNotFoundFault") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
-            // The cluster's network interfaces outlive it by minutes on AWS;
-            // until they are released the group is reported as blocked.
-            AnalyticsStep::DeleteSecurityGroup { .. } => match &observed.security_group {
-                Some(group) => desired.security_group().delete(aws, group).await,
-                None => Ok(()),
-            },
+        if !desired.enabled && walk.mode() != WalkMode::Find {
+            return Self::remove_warehouse(walk, desired).await;
         }
-    }
-
-    fn describe(desired: &DesiredAnalytics, step: &AnalyticsStep) -> Change {
-        let cluster = format!("Redshift cluster {}", desired.cluster.id);
-        match step {
-            AnalyticsStep::Role(step) => iam_role::change(&desired.role, step),
-            AnalyticsStep::CreateSubnetGroup => Change::new(
-                Action::Create,
-                format!("Redshift subnet group {}", desired.subnet_group),
-            )
-            .note(format!("subnets {}", known_after_apply(&desired.subnet_ids))),
-            AnalyticsStep::UpdateSubnetGroup { observed } => Change::new(
-                Action::Update,
-                format!("Redshift subnet group {}", desired.subnet_group),
-            )
-            .field(
-                "subnets",
-                observed.join(","),
-                known_after_apply(&desired.subnet_ids),
-            ),
-            AnalyticsStep::SetSubnetGroupTags => Change::new(
-                Action::Update,
-                format!("Redshift subnet group {} tags", desired.subnet_group),
-            ),
-            AnalyticsStep::CreateSecurityGroup => Change::new(
-                Action::Create,
-                format!("security group {}", desired.security_group),
-            )
-            .note("no inbound rules"),
-            AnalyticsStep::CreateCluster => Change::new(Action::Create, cluster).note(format!(
-                "{} x {}, database {}, encrypted, not publicly accessible",
-                desired.cluster.nodes, desired.cluster.node_type, desired.cluster.database
-            )),
-            AnalyticsStep::Encrypt => {
-                Change::new(Action::Update, format!("{cluster} encryption")).field("encrypted", false, true)
+        walk.ensure(&desired.role).await?;
+        walk.ensure(&desired.subnet_group).await?;
+        let group = Self::security_group(walk, desired).await?;
+        let security_group = Ref::to(group.as_ref(), |g| g.id.clone(), desired.security_group.label());
+        if walk.mode() == WalkMode::Find {
+            // Declared last, the cluster goes first: its subnet group, its
+            // security group and the network's subnets cannot go while it
+            // stands on them. Once it is gone, `Retain` keeps its snapshot.
+            let cluster = RedshiftCluster {
+                security_group,
+                ..desired.ending_cluster(Timestamp::now())
+            };
+            if walk.ensure(&cluster).await?.is_none()
+                && let Some(snapshot) = desired.kept_snapshot()
+            {
+                walk.ensure(&snapshot).await?;
             }
-            AnalyticsStep::MakePrivate => Change::new(Action::Update, format!("{cluster} access")).field(
-                "publicly accessible",
-                true,
-                false,
-            ),
-            AnalyticsStep::Resize { node_type, nodes } => {
-                Change::new(Action::Update, format!("{cluster} size")).field(
-                    "nodes",
-                    format!("{nodes} x {node_type}"),
-                    format!("{} x {}", desired.cluster.nodes, desired.cluster.node_type),
-                )
-            }
-            AnalyticsStep::AttachRole => Change::new(Action::Update, format!("{cluster} IAM roles")).field(
-                "roles",
-                "(without the pipeline role)",
-                &desired.role.name,
-            ),
-            AnalyticsStep::SetClusterTags {
-                observed,
-                desired: tags,
-            } => {
-                let mut change = Change::new(Action::Update, format!("{cluster} tags"));
-                change.fields = tag_changes(observed, tags);
-                change
-            }
-            AnalyticsStep::BootstrapSchema => {
-                Change::new(Action::Create, format!("{cluster} analysis schema"))
-                    .note("through the Redshift Data API")
-            }
-            AnalyticsStep::MarkSchemaBootstrapped => Change::new(
-                Action::Update,
-                format!("{cluster} schema version"),
-            )
-            .field(SCHEMA_VERSION_TAG, "(none)", SCHEMA_VERSION),
-            AnalyticsStep::DeleteCluster { final_snapshot: None } => {
-                Change::new(Action::Delete, cluster).note("without a final snapshot")
-            }
-            // The snapshot is named in the resource: the controller's Deleted
-            // event and the CLI's progress line show only that.
-            AnalyticsStep::DeleteCluster {
-                final_snapshot: Some(snapshot),
-            } => Change::new(
-                Action::Delete,
-                format!("{cluster} (data kept in final snapshot {snapshot})"),
-            )
-            .note("deletionPolicy Retain: the snapshot is kept, tagged retained, until you delete it"),
-            AnalyticsStep::SetSnapshotTags {
-                id,
-                observed,
-                desired: tags,
-                ..
-            } => {
-                let mut change = Change::new(Action::Update, format!("Redshift snapshot {id} tags"));
-                change.fields = tag_changes(observed, tags);
-                change
-            }
-            AnalyticsStep::DeleteSubnetGroup => Change::new(
-                Action::Delete,
-                format!("Redshift subnet group {}", desired.subnet_group),
-            ),
-            AnalyticsStep::DeleteSecurityGroup { id } => {
-                Change::new(Action::Delete, format!("security group {id}"))
-            }
+            return Ok(());
         }
-    }
-
-    fn readiness(desired: &DesiredAnalytics, observed: &ObservedAnalytics) -> Readiness {
-        if !desired.enabled {
-            return Readiness::Ready;
+        let cluster = RedshiftCluster {
+            security_group,
+            ..desired.cluster.clone()
+        };
+        let Some(found) = walk.ensure(&cluster).await? else {
+            return Ok(());
+        };
+        outputs.warehouse = Some(found.endpoint.clone().unwrap_or_else(|| found.id.clone()));
+        // Redshift runs statements only on an available cluster.
+        if found.is_available() {
+            walk.ensure(&desired.schema(&found)).await?;
         }
-        let status = observed.cluster.as_ref().map(|c| c.status.as_str());
-        Readiness::of(
-            &format!("Redshift cluster {}", desired.cluster.id),
-            status,
-            AVAILABLE,
-        )
-    }
-
-    fn publish(desired: &DesiredAnalytics, observed: &ObservedAnalytics, outputs: &mut Outputs) {
-        iam_role::publish(Self::KIND, &desired.role, observed.role.as_ref(), outputs);
-        if observed.subnet_group.is_some() {
-            outputs.resource(
-                Self::KIND,
-                "AWS::Redshift::ClusterSubnetGroup",
-                &desired.subnet_group,
-                None,
-            );
-        }
-        if let Some(group) = &observed.security_group {
-            outputs.resource(Self::KIND, "AWS::EC2::SecurityGroup", &group.id, None);
-        }
-        if let Some(cluster) = &observed.cluster {
-            outputs.warehouse = Some(
-                cluster
-                    .endpoint
-                    .clone()
-                    .unwrap_or_else(|| desired.cluster.id.clone()),
-            );
-            outputs.resource(
-                Self::KIND,
-                "AWS::Redshift::Cluster",
-                &desired.cluster.id,
-                Some(desired.cluster.arn.clone()),
-            );
-        }
-        // Once the cluster is gone under Retain, this is where its data is:
-        // `kubectl get ipl -o yaml` lists it with the retained bucket and table.
-        if let Some(snapshot) = &observed.final_snapshot {
-            outputs.resource(
-                Self::KIND,
-                "AWS::Redshift::ClusterSnapshot",
-                &snapshot.id,
-                Some(snapshot.arn.clone()),
-            );
-        }
+        Ok(())
     }
 }
 
-impl ObservedCluster {
-    fn is_being_deleted(&self) -> bool {
-        matches!(self.status.as_str(), TAKING_FINAL_SNAPSHOT | DELETING)
-    }
-}
-
-/// What a teardown waits for while AWS deletes the cluster.
-fn deletion_under_way(
-    desired: &DesiredAnalytics,
-    cluster: &ObservedCluster,
-    snapshot: Option<&ObservedSnapshot>,
-) -> String {
-    let name = format!("Redshift cluster {}", desired.cluster.id);
-    match (cluster.status.as_str(), snapshot) {
-        (TAKING_FINAL_SNAPSHOT, Some(snapshot)) => {
-            format!("{name} is taking its final snapshot {}", snapshot.id)
+impl Analytics {
+    /// Tearing down, the network (torn down after this component) has not
+    /// said the Kafka VPC's id: the group is found by its owner and name.
+    async fn security_group(
+        walk: &mut Walk<'_>,
+        desired: &DesiredAnalytics,
+    ) -> Result<Option<GroupState>, ComponentError> {
+        let group = &desired.security_group;
+        if walk.mode() == WalkMode::Find && group.vpc_id.known().is_none() {
+            return walk.retire(group, desired.policy).await;
         }
-        (TAKING_FINAL_SNAPSHOT, None) => format!("{name} is taking its final snapshot"),
-        (_, Some(snapshot)) => format!(
-            "{name} is being deleted; its final snapshot {} is kept",
-            snapshot.id
-        ),
-        (_, None) => format!("{name} is being deleted"),
+        walk.ensure(group).await
+    }
+
+    /// `enabled: false`: what was made is removed as a teardown under the
+    /// pipeline's `deletionPolicy` would, the cluster first. What it stood on
+    /// goes once it is gone: a later round, or pass, finds it gone.
+    async fn remove_warehouse(walk: &mut Walk<'_>, desired: &DesiredAnalytics) -> Result<(), ComponentError> {
+        let policy = desired.policy;
+        let cluster = desired.ending_cluster(Timestamp::now());
+        if walk.retire(&cluster, policy).await?.is_some() {
+            return Ok(());
+        }
+        if let Some(snapshot) = desired.kept_snapshot() {
+            walk.retire(&snapshot, policy).await?;
+        }
+        walk.retire(&desired.security_group, policy).await?;
+        walk.retire(&desired.subnet_group, policy).await?;
+        walk.retire(&desired.role, policy).await?;
+        Ok(())
     }
 }
 
@@ -794,146 +247,15 @@ fn schema_sql() -> String {
         .to_owned()
 }
 
-fn check_ownership(desired: &DesiredAnalytics, observed: &ObservedAnalytics) -> Result<(), ComponentError> {
-    let owner = &desired.owner;
-    if let Some(cluster) = &observed.cluster {
-        ownership::check(
-            &cluster.tags,
-            owner,
-            &format!("Redshift cluster {}", desired.cluster.id),
-        )?;
-    }
-    if let Some(role) = &observed.role {
-        ownership::check(&role.tags, owner, &format!("IAM role {}", desired.role.name))?;
-    }
-    if let Some(group) = &observed.subnet_group {
-        ownership::check(
-            &group.tags,
-            owner,
-            &format!("Redshift subnet group {}", desired.subnet_group),
-        )?;
-    }
-    Ok(())
-}
-
-async fn observe_subnet_group(
-    aws: &AwsClients,
-    name: &str,
-) -> Result<Option<ObservedSubnetGroup>, ComponentError> {
-    match aws
-        .redshift
-        .describe_cluster_subnet_groups()
-        .cluster_subnet_group_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out
-            .cluster_subnet_groups()
-            .first()
-            .map(|group| ObservedSubnetGroup {
-                subnet_ids: group
-                    .subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_identifier())
-                    .map(str::to_owned)
-                    .collect(),
-                tags: from_sdk(group.tags()),
-            })),
-        Err(err) if code(&err) == Some("ClusterSubnetGroupNotFoundFault") => Ok(None),
-        Err(err) => Err(classify(&format!("look up Redshift subnet group {name}"), err)),
-    }
-}
-
-async fn observe_cluster(aws: &AwsClients, id: &str) -> Result<Option<ObservedCluster>, ComponentError> {
-    let out = match aws
-        .redshift
-        .describe_clusters()
-        .cluster_identifier(id)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(err) if code(&err) == Some("ClusterNotFound") => return Ok(None),
-        Err(err) => return Err(classify(&format!("look up Redshift cluster {id}"), err)),
-    };
-    Ok(out.clusters().first().map(|cluster| {
-        let mut tags = from_sdk(cluster.tags());
-        let schema_version = tags.remove(SCHEMA_VERSION_TAG);
-        let schema_statement_id = tags.remove(SCHEMA_STATEMENT_TAG);
-        ObservedCluster {
-            status: cluster.cluster_status().unwrap_or_default().to_owned(),
-            encrypted: cluster.encrypted().unwrap_or(false),
-            publicly_accessible: cluster.publicly_accessible().unwrap_or(false),
-            node_type: cluster.node_type().unwrap_or_default().to_owned(),
-            nodes: cluster.number_of_nodes().unwrap_or(1),
-            iam_roles: cluster
-                .iam_roles()
-                .iter()
-                .filter_map(|r| r.iam_role_arn())
-                .map(str::to_owned)
-                .collect(),
-            endpoint: cluster.endpoint().and_then(|e| {
-                e.address()
-                    .map(|address| format!("{address}:{}", e.port().unwrap_or(5439)))
-            }),
-            tags,
-            schema_version,
-            schema_statement_id,
-        }
-    }))
-}
-
-/// Replaces the managed tags of a Redshift resource; with `observed` given,
-/// keys no longer wanted are removed first.
-async fn set_redshift_tags(
-    aws: &AwsClients,
-    arn: &str,
-    observed: Option<&BTreeMap<String, String>>,
-    tags: &BTreeMap<String, String>,
-    action: &str,
-) -> Result<(), ComponentError> {
-    let stale = observed
-        .map(|old| removed_tag_keys(old, tags))
-        .unwrap_or_default();
-    if !stale.is_empty() {
-        aws.redshift
-            .delete_tags()
-            .resource_name(arn)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .map_err(|err| classify(action, err))?;
-    }
-    aws.redshift
-        .create_tags()
-        .resource_name(arn)
-        .set_tags(Some(to_sdk(tags)?))
-        .send()
-        .await
-        .map(drop)
-        .map_err(|err| classify(action, err))
-}
-
-fn sorted(ids: &[String]) -> Vec<&String> {
-    let mut ids: Vec<&String> = ids.iter().collect();
-    ids.sort();
-    ids
-}
-
-fn known_after_apply(ids: &[String]) -> String {
-    if ids.is_empty() {
-        "(known after apply)".to_owned()
-    } else {
-        ids.join(",")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::engine::context_from_yaml;
+    use crate::engine::{MasterUser, RETAINED_TAG, Readiness, context_from_yaml};
+    use crate::resources::iam_role::ObservedRole;
+    use crate::resources::redshift_subnet_group::SubnetGroupState;
+    use crate::resources::warehouse_schema::SchemaRecord;
 
     /// Pipeline media/photos with bucket photos-bucket, table photos-table and
     /// `analytics` as its `spec.analytics` (a YAML flow mapping).
@@ -971,62 +293,57 @@ spec:
         desired_of(&context(analytics)).expect("analytics of a valid spec")
     }
 
-    const SIZED: &str = "{nodeType: ra3.4xlarge, nodes: 4, database: photos}";
-
-    fn as_desired(desired: &DesiredAnalytics) -> ObservedAnalytics {
-        ObservedAnalytics {
-            subnet_group: Some(ObservedSubnetGroup {
-                subnet_ids: desired.subnet_ids.clone(),
-                tags: desired.tags.clone(),
-            }),
-            security_group: Some(GroupState {
-                id: "sg-warehouse".into(),
-                permissions: vec![],
-                tags: desired.tags.clone(),
-            }),
-            role: Some(ObservedRole {
-                arn: desired.role.arn.clone(),
-                trust_policy: Some(desired.role.trust_policy.clone()),
-                tags: desired.role.tags.clone(),
-                policy: Some(desired.role.policy.clone()),
-            }),
-            cluster: Some(ObservedCluster {
-                status: AVAILABLE.into(),
-                encrypted: true,
-                publicly_accessible: false,
-                node_type: desired.cluster.node_type.clone(),
-                nodes: desired.cluster.nodes,
-                iam_roles: vec![desired.role.arn.clone()],
-                endpoint: Some("warehouse.example:5439".into()),
-                tags: desired.tags.clone(),
-                schema_version: Some(SCHEMA_VERSION.into()),
-                schema_statement_id: Some("statement-1".into()),
-            }),
-            schema_statement: Some(StatusString::Finished.as_str().into()),
-            final_snapshot: None,
-            observed_at: DELETION_TIME.parse().unwrap(),
+    fn retained(analytics: &str) -> DesiredAnalytics {
+        DesiredAnalytics {
+            policy: DeletionPolicy::Retain,
+            ..desired(analytics)
         }
     }
 
-    /// When the teardowns below observe; final snapshots are named after it.
-    const DELETION_TIME: &str = "2026-03-04T05:06:07Z";
+    const SIZED: &str = "{nodeType: ra3.4xlarge, nodes: 4, database: photos}";
+
+    /// When the teardowns below run; final snapshots are named after it.
+    fn deletion_time() -> Timestamp {
+        "2026-03-04T05:06:07Z".parse().unwrap()
+    }
+
+    fn final_snapshot_id(desired: &DesiredAnalytics) -> String {
+        format!("{}-final-20260304050607", desired.cluster.id)
+    }
+
+    /// The cluster as AWS reports it once made as desired.
+    fn cluster_as_desired(desired: &DesiredAnalytics) -> ClusterState {
+        let cluster = &desired.cluster;
+        ClusterState {
+            id: cluster.id.clone(),
+            arn: cluster.arn.clone(),
+            status: "available".into(),
+            encrypted: true,
+            publicly_accessible: false,
+            node_type: cluster.node_type.clone(),
+            nodes: cluster.nodes,
+            iam_roles: vec![desired.role.arn.clone()],
+            endpoint: Some("warehouse.example:5439".into()),
+            tags: cluster.tags.clone(),
+            schema: SchemaRecord {
+                version: Some("1".into()),
+                statement: Some("statement-1".into()),
+            },
+            final_snapshot: None,
+        }
+    }
 
     #[test]
-    fn disabled_analytics_builds_nothing_and_removes_what_it_built() {
+    fn disabled_analytics_wants_nothing_and_removes_the_cluster_without_a_snapshot() {
         let desired = desired("{enabled: false}");
         assert!(!desired.enabled);
+        let cluster = desired.ending_cluster(deletion_time());
         assert_eq!(
-            Analytics::converge(&desired, &ObservedAnalytics::default()),
-            Ok(vec![])
-        );
-        assert_eq!(
-            Analytics::readiness(&desired, &ObservedAnalytics::default()),
-            Readiness::Ready
-        );
-        let built = as_desired(&desired);
-        assert_eq!(
-            Analytics::converge(&desired, &built),
-            Ok(vec![AnalyticsStep::DeleteCluster { final_snapshot: None }])
+            (cluster.label(), cluster.delete_fields()),
+            (
+                format!("Redshift cluster {}", desired.cluster.id),
+                vec!["without a final snapshot".to_owned()]
+            )
         );
     }
 
@@ -1043,9 +360,12 @@ spec:
             ),
             ("ra3.4xlarge", 4, "photos")
         );
-        assert_eq!(desired.subnet_ids, ["subnet-a", "subnet-b"]);
-        assert_eq!(desired.vpc_id.as_deref(), Some("vpc-kafka"));
+        assert_eq!(desired.subnet_group.subnet_ids, ["subnet-a", "subnet-b"]);
+        assert_eq!(cluster.subnet_group, desired.subnet_group.name);
+        assert_eq!(desired.security_group.vpc_id, Ref::Known("vpc-kafka".into()));
+        assert!(desired.security_group.rules.is_empty());
         assert_eq!(cluster.master_user, None);
+        assert_eq!(cluster.role_arn, desired.role.arn);
     }
 
     #[test]
@@ -1101,209 +421,170 @@ spec:
             password: "secret".into(),
         };
         ctx.master_user = Some(user.clone());
-        assert_eq!(desired_of(&ctx).map(|d| d.cluster.master_user), Ok(Some(user)));
+        let desired = desired_of(&ctx).expect("analytics with its master user");
+        assert_eq!(desired.cluster.master_user, Some(user));
+        // The schema is made as that user.
+        assert_eq!(desired.schema(&cluster_as_desired(&desired)).user, "admin");
+        let managed = desired_of(&context("{}")).unwrap();
+        assert_eq!(
+            managed.schema(&cluster_as_desired(&managed)).user,
+            MASTER_USERNAME
+        );
 
         let disabled = "{enabled: false, masterUserSecretRef: {name: warehouse-admin}}";
         assert!(desired_of(&context(disabled)).is_ok());
     }
 
     #[test]
-    fn a_warehouse_as_desired_needs_no_steps() {
+    fn a_warehouse_as_desired_has_no_delta_and_is_ready() {
         let desired = desired(SIZED);
-        assert_eq!(Analytics::converge(&desired, &as_desired(&desired)), Ok(vec![]));
+        let cluster = cluster_as_desired(&desired);
+        assert_eq!(desired.cluster.delta(&cluster), Ok(vec![]));
+        assert_eq!(desired.cluster.readiness(&cluster), Readiness::Ready);
+        let subnets = SubnetGroupState {
+            name: desired.subnet_group.name.clone(),
+            subnet_ids: vec!["subnet-b".into(), "subnet-a".into()],
+            tags: desired.subnet_group.tags.clone(),
+        };
+        assert_eq!(desired.subnet_group.delta(&subnets), Ok(vec![]));
+        let group = GroupState {
+            id: "sg-warehouse".into(),
+            permissions: vec![],
+            tags: desired.security_group.tags.clone(),
+        };
+        assert_eq!(desired.security_group.delta(&group), Ok(vec![]));
+        let role = ObservedRole {
+            arn: desired.role.arn.clone(),
+            trust_policy: Some(desired.role.trust_policy.clone()),
+            tags: desired.role.tags.clone(),
+            policy: Some(desired.role.policy.clone()),
+        };
+        assert_eq!(desired.role.delta(&role), Ok(vec![]));
+        // The schema's record is not tag drift.
+        assert!(!cluster.tags.keys().any(|k| k.contains("schema")));
     }
 
     #[test]
-    fn each_drift_yields_only_the_step_that_repairs_it() {
+    fn each_drift_shows_only_the_field_that_repairs_it() {
         let desired = desired(SIZED);
-        let drifted = |drift: fn(&mut ObservedCluster)| {
-            let mut observed = as_desired(&desired);
-            drift(observed.cluster.as_mut().unwrap());
-            observed
+        let drifted = |drift: fn(&mut ClusterState)| {
+            let mut observed = cluster_as_desired(&desired);
+            drift(&mut observed);
+            desired.cluster.delta(&observed).expect("a delta")
         };
-        let mut moved = as_desired(&desired);
-        moved.subnet_group.as_mut().unwrap().subnet_ids = vec!["subnet-old".into()];
+        let role = &desired.role.name;
         let cases = [
-            (drifted(|c| c.encrypted = false), AnalyticsStep::Encrypt),
+            (
+                drifted(|c| c.encrypted = false),
+                "encrypted: false → true".to_owned(),
+            ),
             (
                 drifted(|c| c.publicly_accessible = true),
-                AnalyticsStep::MakePrivate,
+                "publicly accessible: true → false".to_owned(),
             ),
             (
                 drifted(|c| c.nodes = 2),
-                AnalyticsStep::Resize {
-                    node_type: "ra3.4xlarge".into(),
-                    nodes: 2,
-                },
+                "nodes: 2 x ra3.4xlarge → 4 x ra3.4xlarge".to_owned(),
             ),
-            (drifted(|c| c.iam_roles.clear()), AnalyticsStep::AttachRole),
             (
-                moved,
-                AnalyticsStep::UpdateSubnetGroup {
-                    observed: vec!["subnet-old".into()],
-                },
+                drifted(|c| c.iam_roles.clear()),
+                format!("roles: (without the pipeline role) → {role}"),
+            ),
+            (
+                drifted(|c| c.tags.clear()),
+                "tag imagepipeline.io/component: (absent) → analytics".to_owned(),
             ),
         ];
-        for (observed, repair) in cases {
-            assert_eq!(
-                Analytics::converge(&desired, &observed),
-                Ok(vec![repair]),
-                "{observed:?}"
-            );
+        for (delta, repair) in cases {
+            assert!(delta.contains(&repair), "{delta:?} repairs with {repair}");
+            let tags = delta.iter().all(|f| f.starts_with("tag "));
+            assert!(delta.len() == 1 || tags, "{delta:?}");
         }
-    }
-
-    fn retained(analytics: &str) -> DesiredAnalytics {
-        let mut desired = desired(analytics);
-        desired.policy = DeletionPolicy::Retain;
-        desired
-    }
-
-    fn final_snapshot_id(desired: &DesiredAnalytics) -> String {
-        format!("{}-final-20260304050607", desired.cluster.id)
-    }
-
-    /// The pipeline after AWS deleted the cluster and kept its final snapshot
-    /// with the cluster's tags.
-    fn cluster_gone_snapshot_kept(desired: &DesiredAnalytics) -> ObservedAnalytics {
-        let mut observed = as_desired(desired);
-        observed.cluster = None;
-        observed.final_snapshot = Some(ObservedSnapshot {
-            id: final_snapshot_id(desired),
-            arn: format!(
-                "{}{}",
-                desired.cluster.snapshot_arn_prefix,
-                final_snapshot_id(desired)
-            ),
-            tags: desired.tags.clone(),
+        // Only tags change while the cluster is busy.
+        let busy = drifted(|c| {
+            c.status = "modifying".into();
+            c.encrypted = false;
         });
-        observed
+        assert_eq!(busy, Vec::<String>::new());
     }
 
     #[test]
     fn retain_deletes_the_cluster_with_a_final_snapshot_the_change_names() {
         let desired = retained("{}");
-        let (steps, waiting) = Analytics::teardown(&desired, &as_desired(&desired), DeletionPolicy::Retain);
+        let cluster = desired.ending_cluster(deletion_time());
         let snapshot = final_snapshot_id(&desired);
-        assert_eq!(
-            (steps.as_slice(), waiting),
-            (
-                &[AnalyticsStep::DeleteCluster {
-                    final_snapshot: Some(snapshot.clone())
-                }][..],
-                None
-            )
-        );
+        assert_eq!(cluster.final_snapshot.as_deref(), Some(snapshot.as_str()));
         // The controller's Deleted event and the CLI show the resource text.
-        let change = Analytics::describe(&desired, &steps[0]);
-        assert_eq!(change.action, Action::Delete);
+        let label = cluster.label();
         assert!(
-            change.resource.contains(&desired.cluster.id) && change.resource.contains(&snapshot),
-            "{change:?}"
+            label.contains(&desired.cluster.id) && label.contains(&snapshot),
+            "{label}"
         );
+        assert!(cluster.delete_fields()[0].contains("kept, tagged retained"));
     }
 
     #[test]
     fn delete_deletes_the_cluster_without_a_final_snapshot() {
         let desired = desired("{}");
-        let (steps, waiting) = Analytics::teardown(&desired, &as_desired(&desired), DeletionPolicy::Delete);
-        assert_eq!(
-            (steps, waiting),
-            (vec![AnalyticsStep::DeleteCluster { final_snapshot: None }], None)
-        );
+        let cluster = desired.ending_cluster(deletion_time());
+        assert_eq!(cluster.final_snapshot, None);
+        assert_eq!(cluster.delete_fields(), ["without a final snapshot"]);
     }
 
     #[test]
     fn nothing_under_the_cluster_is_touched_while_aws_deletes_it() {
-        let desired = retained("{}");
-        let snapshot = final_snapshot_id(&desired);
         let cases = [
-            (TAKING_FINAL_SNAPSHOT, "is taking its final snapshot"),
-            (DELETING, "is being deleted; its final snapshot"),
+            ("final-snapshot", "is taking its final snapshot"),
+            ("deleting", "is being deleted; its final snapshot"),
         ];
         for policy in [DeletionPolicy::Retain, DeletionPolicy::Delete] {
+            let desired = DesiredAnalytics {
+                policy,
+                ..desired("{}")
+            };
+            let snapshot = final_snapshot_id(&desired);
             for (status, says) in cases {
-                let mut observed = cluster_gone_snapshot_kept(&desired);
-                observed.cluster = as_desired(&desired).cluster;
-                observed.cluster.as_mut().unwrap().status = status.into();
-                let (steps, waiting) = Analytics::teardown(&desired, &observed, policy);
-                assert_eq!(steps, [], "{policy:?} {status}");
-                let waiting = waiting.unwrap_or_default();
+                let mut observed = cluster_as_desired(&desired);
+                observed.status = status.into();
+                observed.final_snapshot = Some(snapshot.clone());
+                let waiting = desired
+                    .ending_cluster(deletion_time())
+                    .going(&observed)
+                    .unwrap_or_default();
                 assert!(
                     waiting.contains(says) && waiting.contains(&snapshot),
                     "{policy:?} {status}: {waiting}"
                 );
+                // Nor is a cluster made again while the old one is still going.
+                let err = desired.cluster.delta(&observed).unwrap_err();
+                assert_eq!(err.reason, "ClusterDeleting");
             }
         }
-        // Nor is a cluster made again while the old one is still going.
-        let mut deleting = as_desired(&desired);
-        deleting.cluster.as_mut().unwrap().status = TAKING_FINAL_SNAPSHOT.into();
-        let err = Analytics::converge(&desired, &deleting).unwrap_err();
-        assert_eq!(err.reason, "ClusterDeleting");
+        // Right after asking, a teardown looks again before going on.
+        const { assert!(RedshiftCluster::DELETED_LATER) };
+        let available = cluster_as_desired(&desired("{}"));
+        assert_eq!(desired("{}").cluster.going(&available), None);
     }
 
     #[test]
-    fn once_the_cluster_is_gone_retain_marks_its_snapshot_and_removes_what_it_stood_on() {
+    fn once_the_cluster_is_gone_retain_keeps_its_snapshot_tagged_as_the_cluster_was() {
         let desired = retained("{}");
-        let observed = cluster_gone_snapshot_kept(&desired);
-        let (steps, waiting) = Analytics::teardown(&desired, &observed, DeletionPolicy::Retain);
-        assert_eq!(waiting, None);
-        let mut retained_tags = desired.tags.clone();
-        retained_tags.insert(crate::engine::RETAINED_TAG.into(), "true".into());
-        let snapshot = final_snapshot_id(&desired);
+        let snapshot = desired.kept_snapshot().expect("Retain keeps the final snapshot");
+        const { assert!(FinalSnapshot::KEEPS_DATA) };
+        assert_eq!(snapshot.desired_tags(), Some(&desired.cluster.tags));
+        assert!(!desired.cluster.tags.contains_key(RETAINED_TAG));
+        assert_eq!(FinalSnapshot::TYPE, Some("AWS::Redshift::ClusterSnapshot"));
         assert_eq!(
-            steps[..3],
-            [
-                AnalyticsStep::SetSnapshotTags {
-                    id: snapshot.clone(),
-                    arn: format!(
-                        "arn:aws:redshift:eu-west-1:123456789012:snapshot:{}/{snapshot}",
-                        desired.cluster.id
-                    ),
-                    observed: desired.tags.clone(),
-                    desired: retained_tags.clone(),
-                },
-                AnalyticsStep::DeleteSubnetGroup,
-                AnalyticsStep::DeleteSecurityGroup {
-                    id: "sg-warehouse".into()
-                },
-            ]
+            snapshot.arn_prefix,
+            format!(
+                "arn:aws:redshift:eu-west-1:123456789012:snapshot:{}/",
+                desired.cluster.id
+            )
         );
-        assert!(
-            steps[3..].iter().all(|s| matches!(s, AnalyticsStep::Role(_))) && steps.len() > 3,
-            "{steps:?}"
-        );
-
-        // Marked, with the rest gone: removed, and the snapshot is in the status.
-        let mut done = ObservedAnalytics {
-            final_snapshot: observed.final_snapshot.clone(),
-            ..ObservedAnalytics::default()
-        };
-        done.final_snapshot.as_mut().unwrap().tags = retained_tags;
-        assert_eq!(
-            Analytics::teardown(&desired, &done, DeletionPolicy::Retain),
-            (vec![], None)
-        );
-        let mut outputs = Outputs::default();
-        Analytics::publish(&desired, &done, &mut outputs);
-        let listed: Vec<(&str, &str)> = outputs
-            .resources
-            .iter()
-            .map(|r| (r.type_.as_str(), r.id.as_str()))
-            .collect();
-        assert_eq!(listed, [("AWS::Redshift::ClusterSnapshot", snapshot.as_str())]);
     }
 
     #[test]
     fn delete_leaves_a_snapshot_an_earlier_retain_kept_as_it_is() {
-        let desired = desired("{}");
-        let observed = cluster_gone_snapshot_kept(&desired);
-        let (steps, _) = Analytics::teardown(&desired, &observed, DeletionPolicy::Delete);
-        assert!(
-            !steps
-                .iter()
-                .any(|s| matches!(s, AnalyticsStep::SetSnapshotTags { .. })),
-            "{steps:?}"
-        );
+        assert_eq!(desired("{}").kept_snapshot(), None);
     }
 }

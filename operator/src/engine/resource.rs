@@ -61,6 +61,11 @@ pub trait Resource: Send + Sync {
         observed: &Self::Observed,
     ) -> impl Future<Output = Result<(), ComponentError>> + Send;
 
+    /// What a delete of it shows besides its label (what becomes of its data).
+    fn delete_fields(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Deletes it; finding it already gone is success.
     fn delete(
         &self,
@@ -91,6 +96,11 @@ pub trait Resource: Send + Sync {
     fn going(&self, _observed: &Self::Observed) -> Option<String> {
         None
     }
+
+    /// AWS finishes deleting it later (a cluster goes through `deleting`): a
+    /// teardown stops after asking and finds again, so that what it stands
+    /// on waits until it is gone (see `going`).
+    const DELETED_LATER: bool = false;
 
     /// It holds the pipeline's data: under `deletionPolicy: Retain` it is
     /// kept, tagged as retained, instead of deleted.
@@ -174,6 +184,8 @@ pub enum WalkMode {
 /// and to delete it in reverse order.
 trait Found: Send + Sync {
     fn label(&self) -> String;
+    fn delete_fields(&self) -> Vec<String>;
+    fn deleted_later(&self) -> bool;
     fn listed(&self) -> Option<(&'static str, String, Option<String>)>;
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>>;
     fn set_tags<'a>(
@@ -191,6 +203,14 @@ struct FoundResource<R: Resource> {
 impl<R: Resource + Clone + 'static> Found for FoundResource<R> {
     fn label(&self) -> String {
         self.desired.label()
+    }
+
+    fn delete_fields(&self) -> Vec<String> {
+        self.desired.delete_fields()
+    }
+
+    fn deleted_later(&self) -> bool {
+        R::DELETED_LATER
     }
 
     fn listed(&self) -> Option<(&'static str, String, Option<String>)> {
@@ -214,6 +234,8 @@ enum Entry {
     Resource(Box<dyn Found>),
     /// Kept under `Retain`: given these tags instead of being deleted.
     Retain(Box<dyn Found>, Tags),
+    /// Kept under `Retain` and tagged so already: only listed in the status.
+    Kept(Box<dyn Found>),
     /// Teardown stops here, saying why, until the reason is gone.
     Hold(String),
 }
@@ -281,10 +303,7 @@ impl<'a> Walk<'a> {
             owned?;
         }
         if self.mode == WalkMode::Find {
-            match desired.going(&observed) {
-                Some(reason) => self.entries.push(Entry::Hold(reason)),
-                None => self.keep_or_remember(desired, &observed),
-            }
+            self.found_for_teardown(desired, &observed);
             return Ok(Some(observed));
         }
         self.remember(desired, &observed);
@@ -335,11 +354,64 @@ impl<'a> Walk<'a> {
             self.remember(unwanted, observed);
             return Ok(());
         }
-        self.changes.push(Change::new(Action::Delete, unwanted.label()));
+        let mut change = Change::new(Action::Delete, unwanted.label());
+        change.fields = unwanted.delete_fields();
+        self.changes.push(change);
         if self.mode == WalkMode::Apply {
             unwanted.delete(self.aws, observed).await?;
         }
         Ok(())
+    }
+
+    /// Takes away what the spec no longer wants at all (a component turned
+    /// off), as a teardown under `policy` would: deleted, or, when it keeps
+    /// data, kept and tagged retained. Apply does it at once, in the order
+    /// asked; a teardown deletes it with the rest. Found by tag or name, so
+    /// its references need not be known. Returns what was found of ours,
+    /// including one AWS is already deleting, which is left to finish.
+    pub async fn retire<R: Resource + Clone + 'static>(
+        &mut self,
+        unwanted: &R,
+        policy: DeletionPolicy,
+    ) -> Result<Option<R::Observed>, ComponentError> {
+        let Some(observed) = unwanted.find(self.aws).await? else {
+            return Ok(None);
+        };
+        let label = unwanted.label();
+        if R::tags(&observed).is_some_and(|tags| check_owner(tags, &self.owner, &label).is_err()) {
+            return Ok(None);
+        }
+        if self.mode == WalkMode::Find {
+            self.found_for_teardown(unwanted, &observed);
+            return Ok(Some(observed));
+        }
+        let found = Box::new(FoundResource {
+            desired: unwanted.clone(),
+            observed: observed.clone(),
+        });
+        let fate = match unwanted.going(&observed) {
+            Some(_) => Fate::Kept,
+            None => fate(policy, unwanted, &observed),
+        };
+        match fate {
+            Fate::Delete => {
+                let mut change = Change::new(Action::Delete, label);
+                change.fields = unwanted.delete_fields();
+                self.changes.push(change);
+                if self.mode == WalkMode::Apply {
+                    unwanted.delete(self.aws, &observed).await?;
+                }
+            }
+            Fate::Retag(tags) => {
+                self.changes.push(retention(&label));
+                if self.mode == WalkMode::Apply {
+                    unwanted.set_tags(self.aws, &observed, &tags).await?;
+                }
+                self.entries.push(Entry::Kept(found));
+            }
+            Fate::Kept => self.entries.push(Entry::Kept(found)),
+        }
+        Ok(Some(observed))
     }
 
     /// During a teardown, nothing declared before this point is deleted
@@ -350,23 +422,22 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Under `Retain`, a resource that keeps data is tagged as retained
-    /// instead of deleted; once it is, the teardown has nothing left to do
-    /// with it.
-    fn keep_or_remember<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
-        let kept = self.policy == DeletionPolicy::Retain && R::KEEPS_DATA;
-        let (true, Some(tags)) = (kept, desired.desired_tags()) else {
-            return self.remember(desired, observed);
-        };
-        let mut retained = tags.clone();
-        retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
-        if R::tags(observed) != Some(&retained) {
-            let found = FoundResource {
-                desired: desired.clone(),
-                observed: observed.clone(),
-            };
-            self.entries.push(Entry::Retain(Box::new(found), retained));
+    /// A teardown waits on what AWS is deleting already; under `Retain`, a
+    /// resource that keeps data is tagged as retained instead of deleted,
+    /// and once it is, the teardown only lists it.
+    fn found_for_teardown<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
+        if let Some(reason) = desired.going(observed) {
+            return self.entries.push(Entry::Hold(reason));
         }
+        let found = Box::new(FoundResource {
+            desired: desired.clone(),
+            observed: observed.clone(),
+        });
+        self.entries.push(match fate(self.policy, desired, observed) {
+            Fate::Delete => Entry::Resource(found),
+            Fate::Retag(tags) => Entry::Retain(found, tags),
+            Fate::Kept => Entry::Kept(found),
+        });
     }
 
     fn remember<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
@@ -391,7 +462,7 @@ impl<'a> Walk<'a> {
 
     /// Whether the walk found anything to tear down or wait for.
     pub fn found_any(&self) -> bool {
-        !self.entries.is_empty()
+        self.entries.iter().any(|entry| !matches!(entry, Entry::Kept(_)))
     }
 
     /// The resources found or made, for the status.
@@ -399,7 +470,7 @@ impl<'a> Walk<'a> {
         self.entries
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Resource(found) | Entry::Retain(found, _) => found.listed(),
+                Entry::Resource(found) | Entry::Retain(found, _) | Entry::Kept(found) => found.listed(),
                 Entry::Hold(_) => None,
             })
             .map(|(type_, id, arn)| AwsResource {
@@ -413,28 +484,59 @@ impl<'a> Walk<'a> {
 
     /// Deletes what the walk found, last declared first (or, under `Retain`,
     /// tags what keeps data as retained). Stops at a hold,
-    /// returning its reason: what was declared before it must wait.
+    /// returning its reason: what was declared before it must wait. Stops
+    /// too, with nothing held, after deleting what AWS deletes later: the
+    /// next round finds it going, or gone.
     pub async fn tear_down(&mut self) -> Result<Option<String>, ComponentError> {
         while let Some(entry) = self.entries.pop() {
             match entry {
                 Entry::Hold(reason) => return Ok(Some(reason)),
                 Entry::Resource(found) => {
-                    self.changes.push(Change::new(Action::Delete, found.label()));
+                    let mut change = Change::new(Action::Delete, found.label());
+                    change.fields = found.delete_fields();
+                    self.changes.push(change);
                     found.delete(self.aws).await?;
+                    if found.deleted_later() {
+                        return Ok(None);
+                    }
                 }
                 Entry::Retain(found, tags) => {
-                    let change = Change::new(Action::Update, format!("{} tags", found.label())).field(
-                        RETAINED_TAG,
-                        "(absent)",
-                        "true",
-                    );
-                    self.changes.push(change);
+                    self.changes.push(retention(&found.label()));
                     found.set_tags(self.aws, &tags).await?;
                 }
+                Entry::Kept(_) => {}
             }
         }
         Ok(None)
     }
+}
+
+/// What a teardown does with a resource it found.
+enum Fate {
+    Delete,
+    /// Kept under `Retain`, given these tags.
+    Retag(Tags),
+    /// Kept under `Retain`, and tagged so already.
+    Kept,
+}
+
+fn fate<R: Resource>(policy: DeletionPolicy, desired: &R, observed: &R::Observed) -> Fate {
+    let kept = policy == DeletionPolicy::Retain && R::KEEPS_DATA;
+    let (true, Some(tags)) = (kept, desired.desired_tags()) else {
+        return Fate::Delete;
+    };
+    let mut retained = tags.clone();
+    retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
+    if R::tags(observed) == Some(&retained) {
+        Fate::Kept
+    } else {
+        Fate::Retag(retained)
+    }
+}
+
+/// The change that marks `label` as retained.
+fn retention(label: &str) -> Change {
+    Change::new(Action::Update, format!("{label} tags")).field(RETAINED_TAG, "(absent)", "true")
 }
 
 /// A resource is ours when it carries our owner tag, and adopted when it

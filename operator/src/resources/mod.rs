@@ -3,12 +3,16 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod final_snapshot;
 pub mod iam_role;
 pub mod internet_gateway;
 pub mod peering;
+pub mod redshift_cluster;
+pub mod redshift_subnet_group;
 pub mod route_table;
 pub(crate) mod sdk;
 pub mod security_group;
 pub mod subnet;
 pub mod tags;
 pub mod vpc;
+pub mod warehouse_schema;

@@ -1,6 +1,6 @@
 //! Helpers for SDK calls that several components make the same way: deletes
 //! that find their resource gone, errors named after what was being done, and
-//! EC2 tags.
+//! EC2 and Redshift tags.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +113,38 @@ pub(crate) async fn set_ec2_tags(
     aws.ec2
         .create_tags()
         .resources(id)
+        .set_tags(Some(to_sdk(desired)?))
+        .send()
+        .await
+        .map(drop)
+        .map_err(failed("tag", what))
+}
+
+/// Sets `desired` on the Redshift resource `arn`; with `observed`, its keys
+/// no longer desired are removed first. Without, tags are only added: the
+/// cluster's record of its schema is set so, beside its managed tags.
+pub(crate) async fn set_redshift_tags(
+    aws: &AwsClients,
+    arn: &str,
+    observed: Option<&BTreeMap<String, String>>,
+    desired: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(), ComponentError> {
+    let stale = observed
+        .map(|old| crate::engine::removed_tag_keys(old, desired))
+        .unwrap_or_default();
+    if !stale.is_empty() {
+        aws.redshift
+            .delete_tags()
+            .resource_name(arn)
+            .set_tag_keys(Some(stale))
+            .send()
+            .await
+            .map_err(failed("untag", what))?;
+    }
+    aws.redshift
+        .create_tags()
+        .resource_name(arn)
         .set_tags(Some(to_sdk(desired)?))
         .send()
         .await

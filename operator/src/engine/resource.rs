@@ -92,6 +92,13 @@ pub trait Resource: Send + Sync {
         None
     }
 
+    /// It exists but can never be this pipeline's (a bucket name another
+    /// account holds): the error apply and plan stop at. A teardown leaves
+    /// it alone, as it leaves another pipeline's.
+    fn unavailable(&self, _observed: &Self::Observed) -> Option<ComponentError> {
+        None
+    }
+
     /// It holds the pipeline's data: under `deletionPolicy: Retain` it is
     /// kept, tagged as retained, instead of deleted.
     const KEEPS_DATA: bool = false;
@@ -214,6 +221,9 @@ enum Entry {
     Resource(Box<dyn Found>),
     /// Kept under `Retain`: given these tags instead of being deleted.
     Retain(Box<dyn Found>, Tags),
+    /// Kept under `Retain` and tagged so already: left alone, and listed in
+    /// the status as what the pipeline left behind.
+    Kept(Box<dyn Found>),
     /// Teardown stops here, saying why, until the reason is gone.
     Hold(String),
 }
@@ -272,6 +282,12 @@ impl<'a> Walk<'a> {
         let Some(observed) = found else {
             return self.create(desired, resolved).await;
         };
+        if let Some(err) = desired.unavailable(&observed) {
+            return match self.mode {
+                WalkMode::Find => Ok(None),
+                WalkMode::Apply | WalkMode::Plan => Err(err),
+            };
+        }
         if let Some(tags) = R::tags(&observed) {
             let owned = check_owner(tags, &self.owner, &desired.label());
             if owned.is_err() && self.mode == WalkMode::Find {
@@ -360,13 +376,15 @@ impl<'a> Walk<'a> {
         };
         let mut retained = tags.clone();
         retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
-        if R::tags(observed) != Some(&retained) {
-            let found = FoundResource {
-                desired: desired.clone(),
-                observed: observed.clone(),
-            };
-            self.entries.push(Entry::Retain(Box::new(found), retained));
-        }
+        let found = Box::new(FoundResource {
+            desired: desired.clone(),
+            observed: observed.clone(),
+        });
+        self.entries.push(if R::tags(observed) == Some(&retained) {
+            Entry::Kept(found)
+        } else {
+            Entry::Retain(found, retained)
+        });
     }
 
     fn remember<R: Resource + Clone + 'static>(&mut self, desired: &R, observed: &R::Observed) {
@@ -391,7 +409,7 @@ impl<'a> Walk<'a> {
 
     /// Whether the walk found anything to tear down or wait for.
     pub fn found_any(&self) -> bool {
-        !self.entries.is_empty()
+        self.entries.iter().any(|entry| !matches!(entry, Entry::Kept(_)))
     }
 
     /// The resources found or made, for the status.
@@ -399,7 +417,7 @@ impl<'a> Walk<'a> {
         self.entries
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Resource(found) | Entry::Retain(found, _) => found.listed(),
+                Entry::Resource(found) | Entry::Retain(found, _) | Entry::Kept(found) => found.listed(),
                 Entry::Hold(_) => None,
             })
             .map(|(type_, id, arn)| AwsResource {
@@ -418,6 +436,7 @@ impl<'a> Walk<'a> {
         while let Some(entry) = self.entries.pop() {
             match entry {
                 Entry::Hold(reason) => return Ok(Some(reason)),
+                Entry::Kept(_) => {}
                 Entry::Resource(found) => {
                     self.changes.push(Change::new(Action::Delete, found.label()));
                     found.delete(self.aws).await?;

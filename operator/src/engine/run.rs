@@ -246,6 +246,8 @@ async fn walk<C: Declared>(
             Goal::TearDown(_) => {
                 declared?;
                 if !walk.found_any() {
+                    // What `Retain` kept stays listed in the status.
+                    outputs.resources.extend(walk.listed(C::KIND));
                     return Ok(ComponentState::Removed);
                 }
                 if last {

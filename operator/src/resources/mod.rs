@@ -3,6 +3,8 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod bucket;
+pub mod dynamodb_table;
 pub mod iam_role;
 pub mod internet_gateway;
 pub mod peering;
@@ -11,4 +13,5 @@ pub(crate) mod sdk;
 pub mod security_group;
 pub mod subnet;
 pub mod tags;
+pub mod tags_of;
 pub mod vpc;

@@ -12,8 +12,8 @@ use crate::engine::{Engine, RunComponent, component, declared};
 pub fn components() -> Vec<Arc<dyn RunComponent>> {
     vec![
         declared::<Network>(),
-        component::<Storage>(),
-        component::<Metadata>(),
+        declared::<Storage>(),
+        declared::<Metadata>(),
         component::<Delivery>(),
         component::<UploadTier>(),
         component::<KafkaBrokers>(),

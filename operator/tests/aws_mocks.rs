@@ -8,10 +8,9 @@ use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http
 use aws_smithy_types::retry::RetryConfig;
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::components::network::security_groups::VpcRole;
-use imagepipeline_operator::components::storage::{ObservedStorage, StorageStep};
 use imagepipeline_operator::components::{Metadata, Network, Storage};
-use imagepipeline_operator::engine::resource::Resource;
-use imagepipeline_operator::engine::{Component, Declared, ErrorKind, Outputs, Owner, PipelineContext};
+use imagepipeline_operator::engine::resource::{Resource, Walk, WalkMode};
+use imagepipeline_operator::engine::{Declared, ErrorKind, Outputs, Owner, PipelineContext};
 use imagepipeline_operator::manifest;
 
 /// Standard retries, three attempts, without the real backoff's seconds.
@@ -142,10 +141,8 @@ async fn dynamodb_throttling_exception_is_a_retryable_throttled_error() {
         .build();
     let mut aws = clients().await;
     aws.dynamodb = mocked_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&throttled]);
-    let desired = Metadata::desired(&context(), &Outputs::default()).unwrap();
-    let err = Metadata::observe(&aws, &desired)
-        .await
-        .expect_err("throttled throughout");
+    let table = Metadata::desired(&context(), &Outputs::default()).unwrap();
+    let err = table.find(&aws).await.expect_err("throttled throughout");
     assert_eq!(
         (err.kind, err.reason.as_str()),
         (ErrorKind::Retryable, "Throttled")
@@ -185,9 +182,9 @@ async fn a_partial_delete_objects_failure_keeps_the_bucket_and_is_retried() {
         RuleMode::MatchAny,
         [&listed, &partly_deleted, &bucket_deleted]
     );
-    let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
-    let mut observed = ObservedStorage::Present(Default::default());
-    let err = Storage::execute(&aws, &desired, &mut observed, &StorageStep::EmptyAndDeleteBucket)
+    let bucket = Storage::desired(&context(), &Outputs::default()).unwrap().bucket;
+    let err = bucket
+        .delete(&aws, &bucket.unmade())
         .await
         .expect_err("one object was not deleted");
     assert_eq!(
@@ -219,11 +216,8 @@ async fn access_denied_is_asked_once_and_reported_as_refused_with_what_to_do() {
         .build();
     let mut aws = clients().await;
     aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&denied]);
-    let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
-    let mut observed = ObservedStorage::Absent;
-    let err = Storage::execute(&aws, &desired, &mut observed, &StorageStep::CreateBucket)
-        .await
-        .expect_err("denied");
+    let bucket = Storage::desired(&context(), &Outputs::default()).unwrap().bucket;
+    let err = bucket.create(&aws).await.expect_err("denied");
     assert_eq!(
         (err.kind, err.reason.as_str()),
         (ErrorKind::Refused, "AccessDenied")
@@ -250,9 +244,9 @@ async fn a_bucket_name_another_account_holds_is_terminal_and_names_the_field() {
             .build();
         let mut aws = clients().await;
         aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&taken]);
-        let desired = Storage::desired(&context(), &Outputs::default()).unwrap();
-        let observed = Storage::observe(&aws, &desired).await.expect("an answer");
-        let err = Storage::converge(&desired, &observed).expect_err("the name is taken");
+        let bucket = Storage::desired(&context(), &Outputs::default()).unwrap().bucket;
+        let mut walk = Walk::new(&aws, context().owner.tag_value(), WalkMode::Apply);
+        let err = walk.ensure(&bucket).await.expect_err("the name is taken");
         assert_eq!(
             (err.kind, err.reason.as_str()),
             (ErrorKind::Terminal, "BucketNameTaken")
@@ -263,4 +257,24 @@ async fn a_bucket_name_another_account_holds_is_terminal_and_names_the_field() {
             err.message
         );
     }
+}
+
+#[tokio::test]
+async fn a_teardown_leaves_a_bucket_name_another_account_holds_alone() {
+    let taken: Rule = mock!(aws_sdk_s3::Client::head_bucket)
+        .sequence()
+        .http_status(403, None)
+        .repeatedly()
+        .build();
+    let mut aws = clients().await;
+    aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&taken]);
+    let bucket = Storage::desired(&context(), &Outputs::default()).unwrap().bucket;
+    let mut walk = Walk::new(&aws, context().owner.tag_value(), WalkMode::Find);
+    let found = walk
+        .ensure(&bucket)
+        .await
+        .expect("not an error when tearing down");
+    assert_eq!(found, None, "nothing of this pipeline's is there");
+    assert!(!walk.found_any(), "nothing to delete");
+    assert_eq!(taken.num_calls(), 1);
 }

@@ -2,513 +2,86 @@
 //! KMS, point-in-time recoverable, items expiring through TTL on `expiresAt`,
 //! and a `bySha256` index for deduplication.
 
-use std::collections::BTreeMap;
+use aws_sdk_dynamodb::types::TableStatus;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    PointInTimeRecoveryStatus, Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseStatus,
-    SseType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
-};
-
-use super::{built, ownership};
-use crate::api::v1alpha1::DeletionPolicy;
-use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
-use crate::engine::{
-    Action, Change, Component, ComponentError, ComponentKind, Outputs, PipelineContext, Readiness,
-    removed_tag_keys, tag_changes,
-};
-use crate::resources::tags::{from_sdk, to_sdk};
+use crate::engine::resource::{Walk, WalkMode};
+use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};
+use crate::resources::dynamodb_table::settings::{PointInTimeRecovery, TimeToLive};
+use crate::resources::dynamodb_table::{Index, Table, TableState};
+use crate::resources::tags_of::TagsOf;
 
 /// Attribute and index names of the item contract (DESIGN.md, data contracts).
 pub use ingest_core::contract::table::{PARTITION_KEY, SHA256_ATTRIBUTE, SHA256_INDEX, TTL_ATTRIBUTE};
 
 pub struct Metadata;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct DesiredTable {
-    pub name: String,
-    pub arn: String,
-    pub owner: String,
-    pub tags: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObservedTable {
-    pub table: Option<TableState>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TableState {
-    pub arn: String,
-    /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, …
-    pub status: String,
-    pub on_demand: bool,
-    pub has_sha256_index: bool,
-    pub kms_encrypted: bool,
-    pub ttl_attribute: Option<String>,
-    pub point_in_time_recovery: bool,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl TableState {
-    fn is(&self, status: TableStatus) -> bool {
-        self.status == status.as_str()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetadataStep {
-    CreateTable,
-    SwitchToOnDemand,
-    AddSha256Index,
-    EnableKmsEncryption,
-    EnableTtl {
-        observed: Option<String>,
-    },
-    EnablePointInTimeRecovery,
-    SetTags {
-        observed: BTreeMap<String, String>,
-        desired: BTreeMap<String, String>,
-    },
-    DeleteTable,
-}
-
-impl Component for Metadata {
+impl Declared for Metadata {
     const KIND: ComponentKind = ComponentKind::Metadata;
     const DEPENDS_ON: &'static [ComponentKind] = &[];
-    type Desired = DesiredTable;
-    type Observed = ObservedTable;
-    type Step = MetadataStep;
+    type Desired = Table;
 
-    fn desired(ctx: &PipelineContext, _upstream: &Outputs) -> Result<DesiredTable, ComponentError> {
-        Ok(DesiredTable {
+    fn desired(ctx: &PipelineContext, _upstream: &Outputs) -> Result<Table, ComponentError> {
+        Ok(Table {
             name: ctx.table_name(),
             arn: ctx.table_arn(),
-            owner: ctx.owner.tag_value(),
+            partition_key: PARTITION_KEY,
+            index: Index {
+                name: SHA256_INDEX,
+                attribute: SHA256_ATTRIBUTE,
+            },
             tags: ctx.tags(Self::KIND),
         })
     }
 
-    async fn observe(aws: &AwsClients, desired: &DesiredTable) -> Result<ObservedTable, ComponentError> {
-        let db = &aws.dynamodb;
-        let name = desired.name.as_str();
-        let table = match db.describe_table().table_name(name).send().await {
-            Ok(out) => out.table,
-            Err(err) if code(&err) == Some("ResourceNotFoundException") => None,
-            Err(err) => return Err(classify(&format!("look up DynamoDB table {name}"), err)),
-        };
-        let Some(table) = table else {
-            return Ok(ObservedTable::default());
-        };
-        let mut state = TableState {
-            arn: table.table_arn().unwrap_or(&desired.arn).to_owned(),
-            status: table
-                .table_status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            on_demand: table
-                .billing_mode_summary()
-                .and_then(|b| b.billing_mode())
-                .is_some_and(|mode| mode == &BillingMode::PayPerRequest),
-            has_sha256_index: table
-                .global_secondary_indexes()
-                .iter()
-                .any(|i| i.index_name() == Some(SHA256_INDEX)),
-            kms_encrypted: table
-                .sse_description()
-                .and_then(|sse| sse.status())
-                .is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating)),
-            ..TableState::default()
-        };
-        if state.is(TableStatus::Deleting) {
-            return Ok(ObservedTable { table: Some(state) });
-        }
-        let tags = db
-            .list_tags_of_resource()
-            .resource_arn(&state.arn)
-            .send()
-            .await
-            .map_err(|err| classify(&format!("read tags of DynamoDB table {name}"), err))?;
-        state.tags = from_sdk(tags.tags());
-        let ttl = db
-            .describe_time_to_live()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|err| classify(&format!("read TTL of DynamoDB table {name}"), err))?;
-        state.ttl_attribute = ttl.time_to_live_description().and_then(|d| {
-            let on = matches!(
-                d.time_to_live_status(),
-                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-            );
-            on.then(|| d.attribute_name().unwrap_or_default().to_owned())
-        });
-        let backups = db
-            .describe_continuous_backups()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|err| classify(&format!("read backups of DynamoDB table {name}"), err))?;
-        state.point_in_time_recovery = backups
-            .continuous_backups_description()
-            .and_then(|d| d.point_in_time_recovery_description())
-            .and_then(|p| p.point_in_time_recovery_status())
-            .is_some_and(|s| s == &PointInTimeRecoveryStatus::Enabled);
-        Ok(ObservedTable { table: Some(state) })
-    }
-
-    fn converge(
-        desired: &DesiredTable,
-        observed: &ObservedTable,
-    ) -> Result<Vec<MetadataStep>, ComponentError> {
-        let Some(table) = &observed.table else {
-            return Ok(vec![
-                MetadataStep::CreateTable,
-                MetadataStep::EnableTtl { observed: None },
-                MetadataStep::EnablePointInTimeRecovery,
-            ]);
-        };
-        ownership::check(
-            &table.tags,
-            &desired.owner,
-            &format!("DynamoDB table {}", desired.name),
-        )?;
-        if table.is(TableStatus::Deleting) {
-            return Err(ComponentError::retryable(
-                "TableDeleting",
-                format!(
-                    "DynamoDB table {} is being deleted; it is made again once it is gone",
-                    desired.name
-                ),
-            ));
-        }
-        let mut steps = Vec::new();
-        if table.tags != desired.tags {
-            steps.push(MetadataStep::SetTags {
-                observed: table.tags.clone(),
-                desired: desired.tags.clone(),
-            });
-        }
-        // DynamoDB refuses settings changes while the table is not ACTIVE.
-        if !table.is(TableStatus::Active) {
-            return Ok(steps);
-        }
-        if !table.on_demand {
-            steps.push(MetadataStep::SwitchToOnDemand);
-        }
-        if !table.kms_encrypted {
-            steps.push(MetadataStep::EnableKmsEncryption);
-        }
-        if !table.has_sha256_index {
-            steps.push(MetadataStep::AddSha256Index);
-        }
-        if table.ttl_attribute.as_deref() != Some(TTL_ATTRIBUTE) {
-            steps.push(MetadataStep::EnableTtl {
-                observed: table.ttl_attribute.clone(),
-            });
-        }
-        if !table.point_in_time_recovery {
-            steps.push(MetadataStep::EnablePointInTimeRecovery);
-        }
-        Ok(steps)
-    }
-
-    fn teardown(
-        desired: &DesiredTable,
-        observed: &ObservedTable,
-        policy: DeletionPolicy,
-    ) -> (Vec<MetadataStep>, Option<String>) {
-        let Some(table) = &observed.table else {
-            return (vec![], None);
-        };
-        if table.is(TableStatus::Deleting) {
-            return (
-                vec![],
-                Some(format!("DynamoDB table {} is being deleted", desired.name)),
-            );
-        }
-        if !ownership::is_ours(&table.tags, &desired.owner) && !table.tags.is_empty() {
-            return (vec![], None);
-        }
-        match policy {
-            DeletionPolicy::Delete => (vec![MetadataStep::DeleteTable], None),
-            DeletionPolicy::Retain => (
-                ownership::missing_retained_tags(&table.tags, &desired.tags)
-                    .map(|retained| MetadataStep::SetTags {
-                        observed: table.tags.clone(),
-                        desired: retained,
-                    })
-                    .into_iter()
-                    .collect(),
-                None,
-            ),
-        }
-    }
-
-    async fn execute(
-        aws: &AwsClients,
-        desired: &DesiredTable,
-        observed: &mut ObservedTable,
-        step: &MetadataStep,
+    async fn declare(
+        walk: &mut Walk<'_>,
+        table: &Table,
+        outputs: &mut Outputs,
     ) -> Result<(), ComponentError> {
-        let db = &aws.dynamodb;
-        let name = desired.name.as_str();
-        let action = Self::describe(desired, step).resource;
-        let arn = observed
-            .table
-            .as_ref()
-            .map(|t| t.arn.clone())
-            .unwrap_or_else(|| desired.arn.clone());
-        // A table being created accepts no TTL or backup settings yet; the
-        // next pass sets them.
-        let table_being_created = observed
-            .table
-            .as_ref()
-            .is_some_and(|t| !t.is(TableStatus::Active));
-        match step {
-            MetadataStep::CreateTable => {
-                let tags = to_sdk(&desired.tags)?;
-                let result = db
-                    .create_table()
-                    .table_name(name)
-                    .attribute_definitions(string_attribute(PARTITION_KEY)?)
-                    .attribute_definitions(string_attribute(SHA256_ATTRIBUTE)?)
-                    .key_schema(hash_key(PARTITION_KEY)?)
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .global_secondary_indexes(built(
-                        GlobalSecondaryIndex::builder()
-                            .index_name(SHA256_INDEX)
-                            .key_schema(hash_key(SHA256_ATTRIBUTE)?)
-                            .projection(all_attributes())
-                            .build(),
-                    )?)
-                    .sse_specification(kms_encryption())
-                    .set_tags(Some(tags))
-                    .send()
-                    .await;
-                match result {
-                    Ok(out) => {
-                        let status = out.table_description().and_then(|t| t.table_status()).cloned();
-                        observed.table = Some(TableState {
-                            arn,
-                            status: status.unwrap_or(TableStatus::Creating).as_str().to_owned(),
-                            ..TableState::default()
-                        });
-                        Ok(())
-                    }
-                    // Made by an earlier pass that crashed before it saw the answer.
-                    Err(err) if code(&err) == Some("ResourceInUseException") => Ok(()),
-                    Err(err) => Err(classify(&action, err)),
-                }
-            }
-            MetadataStep::SwitchToOnDemand => db
-                .update_table()
-                .table_name(name)
-                .billing_mode(BillingMode::PayPerRequest)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            MetadataStep::EnableKmsEncryption => db
-                .update_table()
-                .table_name(name)
-                .sse_specification(kms_encryption())
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            MetadataStep::AddSha256Index => db
-                .update_table()
-                .table_name(name)
-                .attribute_definitions(string_attribute(SHA256_ATTRIBUTE)?)
-                .global_secondary_index_updates(
-                    GlobalSecondaryIndexUpdate::builder()
-                        .create(built(
-                            CreateGlobalSecondaryIndexAction::builder()
-                                .index_name(SHA256_INDEX)
-                                .key_schema(hash_key(SHA256_ATTRIBUTE)?)
-                                .projection(all_attributes())
-                                .build(),
-                        )?)
-                        .build(),
-                )
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| classify(&action, err)),
-            MetadataStep::EnableTtl { .. } => {
-                if table_being_created {
-                    return Ok(());
-                }
-                db.update_time_to_live()
-                    .table_name(name)
-                    .time_to_live_specification(built(
-                        TimeToLiveSpecification::builder()
-                            .enabled(true)
-                            .attribute_name(TTL_ATTRIBUTE)
-                            .build(),
-                    )?)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| classify(&action, err))
-            }
-            MetadataStep::EnablePointInTimeRecovery => {
-                if table_being_created {
-                    return Ok(());
-                }
-                db.update_continuous_backups()
-                    .table_name(name)
-                    .point_in_time_recovery_specification(built(
-                        PointInTimeRecoverySpecification::builder()
-                            .point_in_time_recovery_enabled(true)
-                            .build(),
-                    )?)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| classify(&action, err))
-            }
-            MetadataStep::SetTags {
-                observed: old,
-                desired: tags,
-            } => {
-                let stale = removed_tag_keys(old, tags);
-                if !stale.is_empty() {
-                    db.untag_resource()
-                        .resource_arn(&arn)
-                        .set_tag_keys(Some(stale))
-                        .send()
-                        .await
-                        .map_err(|err| classify(&action, err))?;
-                }
-                let tags = to_sdk(tags)?;
-                db.tag_resource()
-                    .resource_arn(&arn)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|err| classify(&action, err))
-            }
-            MetadataStep::DeleteTable => match db.delete_table().table_name(name).send().await {
-                Ok(_) => Ok(()),
-                Err(err) if code(&err) == Some("ResourceNotFoundException") => Ok(()),
-                Err(err) => Err(classify(&action, err)),
-            },
+        let found = walk.ensure(table).await?;
+        outputs.table = found.as_ref().map(|table| table.name.clone());
+        // Its settings go with it, and stay with it when `Retain` keeps it.
+        if walk.mode() == WalkMode::Find {
+            return Ok(());
         }
-    }
-
-    fn describe(desired: &DesiredTable, step: &MetadataStep) -> Change {
-        let mut change = step.change();
-        let what = if change.resource.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", change.resource)
-        };
-        change.resource = format!("DynamoDB table {}{what}", desired.name);
-        change
-    }
-
-    fn readiness(desired: &DesiredTable, observed: &ObservedTable) -> Readiness {
-        let status = observed.table.as_ref().map(|t| t.status.as_str());
-        Readiness::of(
-            &format!("DynamoDB table {}", desired.name),
-            status,
-            TableStatus::Active.as_str(),
-        )
-    }
-
-    fn publish(desired: &DesiredTable, observed: &ObservedTable, outputs: &mut Outputs) {
-        if let Some(table) = &observed.table {
-            outputs.table = Some(desired.name.clone());
-            outputs.resource(
-                Self::KIND,
-                "AWS::DynamoDB::Table",
-                &desired.name,
-                Some(table.arn.clone()),
-            );
+        if let Some(found) = &found {
+            // A new table is made with its tags; one found may have lost them.
+            walk.ensure(&tags(table, found)).await?;
         }
-    }
-}
-
-impl MetadataStep {
-    fn change(&self) -> Change {
-        match self {
-            MetadataStep::CreateTable => Change::new(Action::Create, "").note(format!(
-                "key {PARTITION_KEY}, on demand, KMS encryption, index {SHA256_INDEX}"
-            )),
-            MetadataStep::SwitchToOnDemand => {
-                Change::new(Action::Update, "billing mode").field("mode", "PROVISIONED", "PAY_PER_REQUEST")
-            }
-            MetadataStep::EnableKmsEncryption => Change::new(Action::Update, "encryption").field(
-                "server-side encryption",
-                "AWS owned key",
-                "KMS",
-            ),
-            MetadataStep::AddSha256Index => Change::new(Action::Update, format!("index {SHA256_INDEX}"))
-                .field(
-                    "global secondary index",
-                    "(absent)",
-                    format!("{SHA256_INDEX} on {SHA256_ATTRIBUTE}"),
-                ),
-            MetadataStep::EnableTtl { observed } => Change::new(Action::Update, "time to live").field(
-                "TTL attribute",
-                observed.as_deref().unwrap_or("(disabled)"),
-                TTL_ATTRIBUTE,
-            ),
-            MetadataStep::EnablePointInTimeRecovery => {
-                Change::new(Action::Update, "point-in-time recovery").field("enabled", false, true)
-            }
-            MetadataStep::SetTags { observed, desired } => {
-                let mut change = Change::new(Action::Update, "tags");
-                change.fields = tag_changes(observed, desired);
-                change
-            }
-            MetadataStep::DeleteTable => Change::new(Action::Delete, ""),
+        if takes_settings(found.as_ref()) {
+            // A table a plan would create has nothing set yet.
+            let found = found.unwrap_or_else(|| table.unmade());
+            walk.ensure(&TimeToLive::of(&found, TTL_ATTRIBUTE)).await?;
+            walk.ensure(&PointInTimeRecovery::of(&found)).await?;
         }
+        Ok(())
     }
 }
 
-fn string_attribute(name: &str) -> Result<AttributeDefinition, ComponentError> {
-    built(
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build(),
-    )
+fn tags(table: &Table, found: &TableState) -> TagsOf<Table> {
+    TagsOf {
+        resource: table.clone(),
+        observed: found.clone(),
+    }
 }
 
-fn hash_key(name: &str) -> Result<KeySchemaElement, ComponentError> {
-    built(
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(KeyType::Hash)
-            .build(),
-    )
-}
-
-fn all_attributes() -> Projection {
-    Projection::builder().projection_type(ProjectionType::All).build()
-}
-
-fn kms_encryption() -> SseSpecification {
-    SseSpecification::builder()
-        .enabled(true)
-        .sse_type(SseType::Kms)
-        .build()
+/// DynamoDB takes time to live and backup settings once the table is
+/// `ACTIVE`; a plan shows them for a table it would create.
+fn takes_settings(found: Option<&TableState>) -> bool {
+    found.is_none_or(|table| table.is(TableStatus::Active))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::engine::resource::Resource;
     use crate::engine::{COMPONENT_TAG, OWNER_TAG, context_from_yaml};
 
     /// The table of pipeline media/photos, with `metadata` as its
     /// `spec.metadata` (a YAML flow mapping).
-    fn desired(metadata: &str) -> DesiredTable {
+    fn desired(metadata: &str) -> Table {
         let ctx = context_from_yaml(&format!(
             "
 apiVersion: imagepipeline.io/v1alpha1
@@ -524,21 +97,36 @@ spec:
         Metadata::desired(&ctx, &Outputs::default()).expect("metadata of a valid spec")
     }
 
-    fn as_desired(desired: &DesiredTable) -> TableState {
+    fn as_desired(table: &Table) -> TableState {
         TableState {
-            arn: desired.arn.clone(),
             status: TableStatus::Active.as_str().to_owned(),
             on_demand: true,
-            has_sha256_index: true,
+            has_index: true,
             kms_encrypted: true,
             ttl_attribute: Some(TTL_ATTRIBUTE.to_owned()),
             point_in_time_recovery: true,
-            tags: desired.tags.clone(),
+            tags: table.tags.clone(),
+            ..table.unmade()
         }
     }
 
-    fn converge(desired: &DesiredTable, table: TableState) -> Result<Vec<MetadataStep>, ComponentError> {
-        Metadata::converge(desired, &ObservedTable { table: Some(table) })
+    /// What plan shows for a table found as `found`, in the order `declare`
+    /// ensures the table and its parts: the label and fields of each that
+    /// differs.
+    fn differences(table: &Table, found: &TableState) -> Vec<(String, Vec<String>)> {
+        fn delta<R: Resource>(part: &R, observed: &R::Observed) -> (String, Vec<String>) {
+            (part.label(), part.delta(observed).expect("a delta"))
+        }
+        let mut differences = vec![delta(table, found), delta(&tags(table, found), &found.tags)];
+        if takes_settings(Some(found)) {
+            differences.push(delta(&TimeToLive::of(found, TTL_ATTRIBUTE), &found.ttl_attribute));
+            differences.push(delta(
+                &PointInTimeRecovery::of(found),
+                &found.point_in_time_recovery,
+            ));
+        }
+        differences.retain(|(_, fields)| !fields.is_empty());
+        differences
     }
 
     #[test]
@@ -574,77 +162,110 @@ spec:
 
     #[test]
     fn a_missing_table_is_created_then_given_ttl_and_point_in_time_recovery() {
-        let steps = Metadata::converge(&desired("{}"), &ObservedTable::default());
+        let table = desired("{}");
         assert_eq!(
-            steps,
-            Ok(vec![
-                MetadataStep::CreateTable,
-                MetadataStep::EnableTtl { observed: None },
-                MetadataStep::EnablePointInTimeRecovery,
-            ])
+            table.create_fields(),
+            ["key id, on demand, KMS encryption, index bySha256"]
+        );
+        assert!(takes_settings(None));
+        let unmade = table.unmade();
+        assert_eq!(
+            TimeToLive::of(&unmade, TTL_ATTRIBUTE).delta(&None).unwrap(),
+            ["TTL attribute: (disabled) → expiresAt"]
+        );
+        assert_eq!(
+            PointInTimeRecovery::of(&unmade).delta(&false).unwrap(),
+            ["enabled: false → true"]
         );
     }
 
     #[test]
-    fn a_table_as_desired_needs_no_steps() {
-        let desired = desired("{}");
-        assert_eq!(converge(&desired, as_desired(&desired)), Ok(vec![]));
+    fn a_table_as_desired_needs_no_changes() {
+        let table = desired("{}");
+        assert_eq!(differences(&table, &as_desired(&table)), []);
     }
 
     #[test]
-    fn each_drift_yields_only_the_step_that_repairs_it() {
-        let desired = desired("{}");
+    fn each_drift_is_shown_only_by_the_part_that_repairs_it() {
+        let table = desired("{}");
+        let name = &table.name;
         let drifted = |drift: fn(&mut TableState)| {
-            let mut table = as_desired(&desired);
-            drift(&mut table);
-            table
+            let mut found = as_desired(&table);
+            drift(&mut found);
+            found
         };
+        let own = |field: &str| (format!("DynamoDB table {name}"), vec![field.to_owned()]);
+        let part =
+            |part: &str, field: &str| (format!("DynamoDB table {name} {part}"), vec![field.to_owned()]);
         let cases = [
-            (drifted(|t| t.on_demand = false), MetadataStep::SwitchToOnDemand),
             (
-                drifted(|t| t.kms_encrypted = false),
-                MetadataStep::EnableKmsEncryption,
+                drifted(|t| t.on_demand = false),
+                own("billing mode: PROVISIONED → PAY_PER_REQUEST"),
             ),
             (
-                drifted(|t| t.has_sha256_index = false),
-                MetadataStep::AddSha256Index,
+                drifted(|t| t.kms_encrypted = false),
+                own("server-side encryption: AWS owned key → KMS"),
+            ),
+            (
+                drifted(|t| t.has_index = false),
+                own("global secondary index: (absent) → bySha256 on sha256"),
             ),
             (
                 drifted(|t| t.ttl_attribute = None),
-                MetadataStep::EnableTtl { observed: None },
+                part("time to live", "TTL attribute: (disabled) → expiresAt"),
             ),
             (
                 drifted(|t| t.ttl_attribute = Some("ttl".into())),
-                MetadataStep::EnableTtl {
-                    observed: Some("ttl".into()),
-                },
+                part("time to live", "TTL attribute: ttl → expiresAt"),
             ),
             (
                 drifted(|t| t.point_in_time_recovery = false),
-                MetadataStep::EnablePointInTimeRecovery,
+                part("point-in-time recovery", "enabled: false → true"),
+            ),
+            (
+                drifted(|t| {
+                    t.tags.insert("team".into(), "someone-else".into());
+                }),
+                part("tags", "tag team: someone-else → media-platform"),
             ),
         ];
-        let retagged = drifted(|t| {
-            t.tags.insert("team".into(), "someone-else".into());
-        });
-        let retag = MetadataStep::SetTags {
-            observed: retagged.tags.clone(),
-            desired: desired.tags.clone(),
-        };
-        for (table, repair) in cases.into_iter().chain([(retagged, retag)]) {
-            assert_eq!(converge(&desired, table.clone()), Ok(vec![repair]), "{table:?}");
+        for (found, repair) in cases {
+            assert_eq!(differences(&table, &found), [repair], "{found:?}");
         }
     }
 
     #[test]
     fn settings_of_a_table_that_is_not_active_wait_until_it_is() {
-        let desired = desired("{}");
+        let table = desired("{}");
         let creating = TableState {
             status: TableStatus::Creating.as_str().to_owned(),
             ttl_attribute: None,
             point_in_time_recovery: false,
-            ..as_desired(&desired)
+            on_demand: false,
+            ..as_desired(&table)
         };
-        assert_eq!(converge(&desired, creating), Ok(vec![]));
+        assert!(!takes_settings(Some(&creating)));
+        assert_eq!(differences(&table, &creating), []);
+        assert_eq!(
+            table.readiness(&creating),
+            crate::engine::Readiness::Waiting(format!("DynamoDB table {} is CREATING", table.name))
+        );
+    }
+
+    #[test]
+    fn a_table_being_deleted_is_waited_for_and_made_again_once_gone() {
+        let table = desired("{}");
+        let deleting = TableState {
+            status: TableStatus::Deleting.as_str().to_owned(),
+            ..table.unmade()
+        };
+        let err = table.delta(&deleting).unwrap_err();
+        assert_eq!(err.reason, "TableDeleting");
+        assert!(!err.is_terminal() && !err.needs_person(), "{err:?}");
+        assert_eq!(
+            table.going(&deleting),
+            Some(format!("DynamoDB table {} is being deleted", table.name))
+        );
+        assert_eq!(table.going(&as_desired(&table)), None);
     }
 }

@@ -40,22 +40,11 @@ pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentErro
 pub(crate) mod ownership {
     use std::collections::BTreeMap;
 
-    use crate::engine::{OWNER_TAG, RETAINED_TAG};
+    use crate::engine::OWNER_TAG;
 
     pub use crate::engine::resource::check_owner as check;
 
     pub fn is_ours(tags: &BTreeMap<String, String>, owner: &str) -> bool {
         tags.get(OWNER_TAG).is_some_and(|tag| tag == owner)
-    }
-
-    /// The tags a resource that `deletionPolicy: Retain` leaves behind must
-    /// carry, when it does not carry them yet.
-    pub fn missing_retained_tags(
-        observed: &BTreeMap<String, String>,
-        desired: &BTreeMap<String, String>,
-    ) -> Option<BTreeMap<String, String>> {
-        let mut retained = desired.clone();
-        retained.insert(RETAINED_TAG.to_owned(), "true".to_owned());
-        (*observed != retained).then_some(retained)
     }
 }

@@ -102,6 +102,13 @@ pub trait Resource: Send + Sync {
     /// on waits until it is gone (see `going`).
     const DELETED_LATER: bool = false;
 
+    /// It exists but can never be this pipeline's (a bucket name another
+    /// account holds): the error apply and plan stop at. A teardown leaves
+    /// it alone, as it leaves another pipeline's.
+    fn unavailable(&self, _observed: &Self::Observed) -> Option<ComponentError> {
+        None
+    }
+
     /// It holds the pipeline's data: under `deletionPolicy: Retain` it is
     /// kept, tagged as retained, instead of deleted.
     const KEEPS_DATA: bool = false;
@@ -234,7 +241,8 @@ enum Entry {
     Resource(Box<dyn Found>),
     /// Kept under `Retain`: given these tags instead of being deleted.
     Retain(Box<dyn Found>, Tags),
-    /// Kept under `Retain` and tagged so already: only listed in the status.
+    /// Kept under `Retain` and tagged so already: left alone, and listed in
+    /// the status as what the pipeline left behind.
     Kept(Box<dyn Found>),
     /// Teardown stops here, saying why, until the reason is gone.
     Hold(String),
@@ -294,6 +302,12 @@ impl<'a> Walk<'a> {
         let Some(observed) = found else {
             return self.create(desired, resolved).await;
         };
+        if let Some(err) = desired.unavailable(&observed) {
+            return match self.mode {
+                WalkMode::Find => Ok(None),
+                WalkMode::Apply | WalkMode::Plan => Err(err),
+            };
+        }
         if let Some(tags) = R::tags(&observed) {
             let owned = check_owner(tags, &self.owner, &desired.label());
             if owned.is_err() && self.mode == WalkMode::Find {
@@ -491,6 +505,7 @@ impl<'a> Walk<'a> {
         while let Some(entry) = self.entries.pop() {
             match entry {
                 Entry::Hold(reason) => return Ok(Some(reason)),
+                Entry::Kept(_) => {}
                 Entry::Resource(found) => {
                     let mut change = Change::new(Action::Delete, found.label());
                     change.fields = found.delete_fields();
@@ -504,7 +519,6 @@ impl<'a> Walk<'a> {
                     self.changes.push(retention(&found.label()));
                     found.set_tags(self.aws, &tags).await?;
                 }
-                Entry::Kept(_) => {}
             }
         }
         Ok(None)

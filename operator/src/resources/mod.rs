@@ -3,6 +3,8 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod bucket;
+pub mod dynamodb_table;
 pub mod final_snapshot;
 pub mod iam_role;
 pub mod internet_gateway;
@@ -14,5 +16,6 @@ pub(crate) mod sdk;
 pub mod security_group;
 pub mod subnet;
 pub mod tags;
+pub mod tags_of;
 pub mod vpc;
 pub mod warehouse_schema;

@@ -92,6 +92,12 @@ pub trait Resource: Send + Sync {
         None
     }
 
+    /// AWS deletes it in the background (a Firehose stream goes `DELETING`):
+    /// once it is asked to, a teardown deletes nothing declared before it
+    /// until the next round has found it gone, or waits on it as
+    /// [`going`](Resource::going).
+    const DELETED_IN_BACKGROUND: bool = false;
+
     /// It holds the pipeline's data: under `deletionPolicy: Retain` it is
     /// kept, tagged as retained, instead of deleted.
     const KEEPS_DATA: bool = false;
@@ -176,6 +182,7 @@ trait Found: Send + Sync {
     fn label(&self) -> String;
     fn listed(&self) -> Option<(&'static str, String, Option<String>)>;
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>>;
+    fn deleted_in_background(&self) -> bool;
     fn set_tags<'a>(
         &'a self,
         aws: &'a AwsClients,
@@ -199,6 +206,10 @@ impl<R: Resource + Clone + 'static> Found for FoundResource<R> {
 
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>> {
         Box::pin(self.desired.delete(aws, &self.observed))
+    }
+
+    fn deleted_in_background(&self) -> bool {
+        R::DELETED_IN_BACKGROUND
     }
 
     fn set_tags<'a>(
@@ -413,7 +424,9 @@ impl<'a> Walk<'a> {
 
     /// Deletes what the walk found, last declared first (or, under `Retain`,
     /// tags what keeps data as retained). Stops at a hold,
-    /// returning its reason: what was declared before it must wait.
+    /// returning its reason: what was declared before it must wait. Stops
+    /// too, returning no reason, after deleting what AWS deletes in the
+    /// background: the next round finds whether it is gone.
     pub async fn tear_down(&mut self) -> Result<Option<String>, ComponentError> {
         while let Some(entry) = self.entries.pop() {
             match entry {
@@ -421,6 +434,9 @@ impl<'a> Walk<'a> {
                 Entry::Resource(found) => {
                     self.changes.push(Change::new(Action::Delete, found.label()));
                     found.delete(self.aws).await?;
+                    if found.deleted_in_background() {
+                        return Ok(None);
+                    }
                 }
                 Entry::Retain(found, tags) => {
                     let change = Change::new(Action::Update, format!("{} tags", found.label())).field(

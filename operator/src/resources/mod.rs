@@ -3,6 +3,8 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod broker_instance;
+pub mod delivery_stream;
 pub mod iam_role;
 pub mod internet_gateway;
 pub mod peering;

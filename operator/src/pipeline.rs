@@ -14,9 +14,9 @@ pub fn components() -> Vec<Arc<dyn RunComponent>> {
         declared::<Network>(),
         declared::<Storage>(),
         declared::<Metadata>(),
-        component::<Delivery>(),
+        declared::<Delivery>(),
         component::<UploadTier>(),
-        component::<KafkaBrokers>(),
+        declared::<KafkaBrokers>(),
         declared::<Analytics>(),
     ]
 }

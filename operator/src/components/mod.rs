@@ -2,10 +2,10 @@
 
 pub mod analytics;
 pub mod delivery;
-mod instance_offering;
+pub(crate) mod instance_offering;
 pub mod kafka_broker_setup;
 pub mod kafka_brokers;
-mod machine_image;
+pub(crate) mod machine_image;
 pub mod metadata;
 pub mod network;
 pub mod storage;
@@ -38,13 +38,5 @@ pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentErro
 /// Ownership by tags: a resource is ours when it carries our owner tag, and
 /// adopted when it carries none (a crash between creating and tagging it).
 pub(crate) mod ownership {
-    use std::collections::BTreeMap;
-
-    use crate::engine::OWNER_TAG;
-
     pub use crate::engine::resource::check_owner as check;
-
-    pub fn is_ours(tags: &BTreeMap<String, String>, owner: &str) -> bool {
-        tags.get(OWNER_TAG).is_some_and(|tag| tag == owner)
-    }
 }

@@ -3,7 +3,9 @@
 //! delete, and its tags. Components declare them; the engine's walk drives
 //! them.
 
+pub mod broker_instance;
 pub mod bucket;
+pub mod delivery_stream;
 pub mod dynamodb_table;
 pub mod final_snapshot;
 pub mod iam_role;

@@ -15,7 +15,7 @@ pub fn components() -> Vec<Arc<dyn RunComponent>> {
         component::<Storage>(),
         component::<Metadata>(),
         component::<Delivery>(),
-        component::<UploadTier>(),
+        declared::<UploadTier>(),
         component::<KafkaBrokers>(),
         component::<Analytics>(),
     ]

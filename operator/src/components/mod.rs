@@ -2,10 +2,10 @@
 
 pub mod analytics;
 pub mod delivery;
-mod instance_offering;
+pub(crate) mod instance_offering;
 pub mod kafka_broker_setup;
 pub mod kafka_brokers;
-mod machine_image;
+pub(crate) mod machine_image;
 pub mod metadata;
 pub mod network;
 pub mod storage;

@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn a_profile_holds_exactly_its_role() {
         let profile = profile();
-        assert_eq!(profile.delta(&holding(&["ipl-media-photos-upload"])).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            profile.delta(&holding(&["ipl-media-photos-upload"])).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(
             profile.delta(&holding(&[])).unwrap(),
             ["role: (none) → ipl-media-photos-upload"],

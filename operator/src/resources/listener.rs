@@ -7,8 +7,8 @@ use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Certificate,
 use super::sdk::{deleted, failed};
 use crate::aws::AwsClients;
 use crate::aws::errors::{Lookup, SpecReference, classify_with};
-use crate::engine::resource::{Ref, Resource};
 use crate::engine::field;
+use crate::engine::resource::{Ref, Resource};
 use crate::error::ComponentError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub struct Listener {
     pub certificate_arn: Option<String>,
     /// TLS policy of an HTTPS listener.
     pub tls_policy: &'static str,
-    /// The ARN of the target group it forwards to, and its label.
+    /// The ARN of the target group it forwards to.
     pub target_group: Ref,
 }
 
@@ -37,18 +37,19 @@ pub struct ListenerState {
 }
 
 impl Listener {
-    /// A listener found on a port no longer wanted, as the resource to delete.
-    pub fn unwanted(&self, observed: &ListenerState) -> Self {
-        Self {
+    /// Of `found`, the listeners on other ports, each as the resource to
+    /// delete.
+    pub fn others<'a>(&self, found: &'a [ListenerState]) -> Vec<(Self, &'a ListenerState)> {
+        let other = |observed: &ListenerState| Self {
             port: observed.port,
             certificate_arn: observed.certificate_arn.clone(),
             ..self.clone()
-        }
-    }
-
-    /// Of `found`, the listeners on other ports.
-    pub fn others<'a>(&self, found: &'a [ListenerState]) -> Vec<&'a ListenerState> {
-        found.iter().filter(|l| l.port != self.port).collect()
+        };
+        found
+            .iter()
+            .filter(|l| l.port != self.port)
+            .map(|l| (other(l), l))
+            .collect()
     }
 
     fn protocol(&self) -> ProtocolEnum {
@@ -91,7 +92,10 @@ impl Resource for Listener {
     const TYPE: Option<&'static str> = None;
 
     fn label(&self) -> String {
-        format!("load balancer {} listener on port {}", self.load_balancer_name, self.port)
+        format!(
+            "load balancer {} listener on port {}",
+            self.load_balancer_name, self.port
+        )
     }
 
     fn references(&self) -> Vec<&Ref> {
@@ -104,27 +108,24 @@ impl Resource for Listener {
     }
 
     fn delta(&self, observed: &ListenerState) -> Result<Vec<String>, ComponentError> {
+        let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "(none)".to_owned());
+        let protocol = self.protocol();
         let mut fields = Vec::new();
-        if observed.protocol != self.protocol().as_str() {
-            fields.push(field("protocol", &observed.protocol, self.protocol().as_str()));
+        if observed.protocol != protocol.as_str() {
+            fields.push(field("protocol", &observed.protocol, protocol));
         }
         if observed.certificate_arn != self.certificate_arn {
-            let text = |arn: &Option<String>| arn.clone().unwrap_or_else(|| "(none)".to_owned());
-            fields.push(field(
-                "certificate",
-                text(&observed.certificate_arn),
-                text(&self.certificate_arn),
-            ));
+            let (current, wanted) = (text(&observed.certificate_arn), text(&self.certificate_arn));
+            fields.push(field("certificate", current, wanted));
         }
         // Emulators report a TLS policy on HTTP listeners too.
         if let Some(policy) = self.ssl_policy()
             && observed.ssl_policy.as_deref() != Some(policy)
         {
-            let current = observed.ssl_policy.as_deref().unwrap_or("(none)");
-            fields.push(field("TLS policy", current, policy));
+            fields.push(field("TLS policy", text(&observed.ssl_policy), policy));
         }
         if observed.target_group_arn.as_deref() != self.target_group.known() {
-            let current = observed.target_group_arn.as_deref().unwrap_or("(none)");
+            let current = text(&observed.target_group_arn);
             fields.push(field("forwards to", current, &self.target_group));
         }
         Ok(fields)
@@ -184,7 +185,11 @@ impl Resource for Listener {
 
     async fn delete(&self, aws: &AwsClients, observed: &ListenerState) -> Result<(), ComponentError> {
         deleted(
-            aws.elbv2.delete_listener().listener_arn(&observed.arn).send().await,
+            aws.elbv2
+                .delete_listener()
+                .listener_arn(&observed.arn)
+                .send()
+                .await,
             &["ListenerNotFound"],
             &format!("delete {}", self.label()),
         )
@@ -257,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn an_http_listener_as_desired_needs_nothing() {
+    fn a_listener_forwards_its_port_and_a_certificate_moves_it_to_https_on_443() {
         assert_eq!(listener(None).delta(&http_on_80()).unwrap(), Vec::<String>::new());
         let elsewhere = ListenerState {
             target_group_arn: Some("arn:other".into()),
@@ -267,20 +272,25 @@ mod tests {
             listener(None).delta(&elsewhere).unwrap(),
             ["forwards to: arn:other → arn:tg"]
         );
-    }
 
-    #[test]
-    fn a_certificate_moves_the_listener_to_https_on_443() {
+        // A certificate moves it to HTTPS on 443.
         let https = listener(Some(CERTIFICATE));
         let found = [http_on_80()];
-        let others = https.others(&found);
-        assert_eq!(others, [&found[0]], "the listener on 80 is deleted");
-        assert_eq!(https.unwanted(others[0]).label(), "load balancer ipl-media-photos-upload listener on port 80");
+        let [(unwanted, observed)] = &https.others(&found)[..] else {
+            panic!("the listener on 80 is deleted")
+        };
+        assert_eq!((unwanted.port, *observed), (80, &found[0]));
         assert!(https.create_fields()[0].starts_with("HTTPS (ELBSecurityPolicy-TLS13-1-2-2021-06)"));
-        let on_443 = ListenerState { port: 443, ..http_on_80() };
+        let on_443 = ListenerState {
+            port: 443,
+            ..http_on_80()
+        };
         assert_eq!(
             https.delta(&on_443).unwrap()[..2],
-            ["protocol: HTTP → HTTPS".to_owned(), format!("certificate: (none) → {CERTIFICATE}")]
+            [
+                "protocol: HTTP → HTTPS".to_owned(),
+                format!("certificate: (none) → {CERTIFICATE}")
+            ]
         );
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum};
+use aws_sdk_elasticloadbalancingv2::types::{
+    LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+};
 
 use super::sdk::{deleted, failed};
 use super::tags::{from_sdk, to_sdk};

@@ -5,8 +5,8 @@ use aws_sdk_autoscaling::types::{MetricType, PredefinedMetricSpecification, Targ
 
 use super::sdk::{deleted, failed};
 use crate::aws::AwsClients;
-use crate::engine::resource::{Ref, Resource};
 use crate::engine::field;
+use crate::engine::resource::{Ref, Resource};
 use crate::error::ComponentError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -149,13 +149,23 @@ mod tests {
         };
         assert_eq!(policy.delta(&observed).unwrap(), Vec::<String>::new());
         observed.cpu_target = Some(40.0);
-        assert_eq!(policy.delta(&observed).unwrap(), ["average CPU target: 40% → 60%"]);
+        assert_eq!(
+            policy.delta(&observed).unwrap(),
+            ["average CPU target: 40% → 60%"]
+        );
         observed.cpu_target = None;
-        assert_eq!(policy.delta(&observed).unwrap(), ["average CPU target: (none) → 60%"]);
+        assert_eq!(
+            policy.delta(&observed).unwrap(),
+            ["average CPU target: (none) → 60%"]
+        );
         let pending = ScalingPolicy {
             group: Ref::Pending("Auto Scaling group ipl-media-photos-upload".into()),
             ..policy
         };
-        assert_eq!(pending.references(), [&pending.group], "not looked up before its group exists");
+        assert_eq!(
+            pending.references(),
+            [&pending.group],
+            "not looked up before its group exists"
+        );
     }
 }

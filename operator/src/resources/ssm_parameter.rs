@@ -83,10 +83,13 @@ impl Resource for SecureParameter {
             .send()
             .await
         {
-            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(|value| ParameterState {
-                name: self.name.clone(),
-                value: SecretText::new(value),
-            })),
+            Ok(out) => Ok(out
+                .parameter()
+                .and_then(|p| p.value())
+                .map(|value| ParameterState {
+                    name: self.name.clone(),
+                    value: SecretText::new(value),
+                })),
             Err(err) if code(&err) == Some("ParameterNotFound") => Ok(None),
             Err(err) => Err(classify(&format!("read {}", self.label()), err)),
         }
@@ -155,7 +158,11 @@ mod tests {
             name: parameter.name.clone(),
             value: SecretText::new("generated"),
         };
-        assert_eq!(parameter.delta(&stored).unwrap(), Vec::<String>::new(), "a generated key is not rotated");
+        assert_eq!(
+            parameter.delta(&stored).unwrap(),
+            Vec::<String>::new(),
+            "a generated key is not rotated"
+        );
         assert!(parameter.create_fields()[0].contains("aws ssm get-parameter --with-decryption"));
 
         parameter.value = Some(SecretText::new("from-the-secret"));

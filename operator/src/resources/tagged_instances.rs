@@ -86,7 +86,9 @@ impl Resource for TaggedInstances {
             .filters(
                 Filter::builder()
                     .name("instance-state-name")
-                    .set_values(Some(NOT_TERMINATED.iter().map(|s| s.as_str().to_owned()).collect()))
+                    .set_values(Some(
+                        NOT_TERMINATED.iter().map(|s| s.as_str().to_owned()).collect(),
+                    ))
                     .build(),
             )
             .send()
@@ -158,9 +160,19 @@ mod tests {
             what: "upload instance",
         };
         let found = instances(&[("i-9", "running"), ("i-8", "shutting-down")]);
-        assert_eq!(TaggedInstances::running(&found), Some(instances(&[("i-9", "running")])));
-        assert_eq!(tagged.waiting(&found), "waiting for upload instance i-9 to terminate (2 left)");
+        assert_eq!(
+            TaggedInstances::running(&found),
+            Some(instances(&[("i-9", "running")]))
+        );
+        assert_eq!(
+            tagged.waiting(&found),
+            "waiting for upload instance i-9 to terminate (2 left)"
+        );
         let terminating = instances(&[("i-9", "shutting-down")]);
-        assert_eq!(TaggedInstances::running(&terminating), None, "nothing left to terminate, only to wait for");
+        assert_eq!(
+            TaggedInstances::running(&terminating),
+            None,
+            "nothing left to terminate, only to wait for"
+        );
     }
 }

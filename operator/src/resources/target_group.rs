@@ -171,6 +171,9 @@ mod tests {
         assert_eq!(group.delta(&observed).unwrap(), Vec::<String>::new());
         observed.health_check_path = Some("/".into());
         assert_eq!(group.delta(&observed).unwrap(), ["health check: / → /healthz"]);
-        assert!(group.references().is_empty(), "found by name, even while tearing down");
+        assert!(
+            group.references().is_empty(),
+            "found by name, even while tearing down"
+        );
     }
 }

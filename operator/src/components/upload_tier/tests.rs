@@ -3,14 +3,20 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::engine::{Readiness, SecretText, SubnetOutput, context_from_yaml};
 use crate::resources::auto_scaling_group::{GroupInstance, GroupState};
+use crate::resources::iam_role::DesiredRole;
+use crate::resources::instance_profile::InstanceProfile;
 use crate::resources::instance_profile::ProfileState;
 use crate::resources::listener::ListenerState;
+use crate::resources::load_balancer::LoadBalancer;
 use crate::resources::load_balancer::LoadBalancerState;
 use crate::resources::scaling_policy::PolicyState;
 use crate::resources::ssm_parameter::ParameterState;
+use crate::resources::ssm_parameter::SecureParameter;
+use crate::resources::target_group::TargetGroup;
 use crate::resources::target_group::TargetGroupState;
 
-const CERTIFICATE: &str = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+const CERTIFICATE: &str =
+    "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789";
 
 fn upstream() -> Outputs {
     let subnet = |id: &str, zone: &str| SubnetOutput {
@@ -57,7 +63,10 @@ fn image() -> ResolvedImage {
 
 /// The template, listener, group and policy as `declare` makes them once
 /// everything before them exists.
-fn declared(desired: &DesiredUploadTier, version: TemplateVersion) -> (LaunchTemplate, Listener, AutoScalingGroup) {
+fn declared(
+    desired: &DesiredUploadTier,
+    version: TemplateVersion,
+) -> (LaunchTemplate, Listener, AutoScalingGroup) {
     let template = LaunchTemplate {
         image: Some(image()),
         ..desired.launch_template.clone()
@@ -162,18 +171,32 @@ fn applied() -> Applied {
 /// What a walk of `desired` over `applied` would change: each resource's
 /// label with its plan fields.
 fn changes(desired: &DesiredUploadTier, applied: &Applied) -> Vec<(String, Vec<String>)> {
-    let version = version(WalkMode::Plan, &declared(desired, TemplateVersion::Next).0, Some(&applied.template)).unwrap();
+    let version = version(
+        WalkMode::Plan,
+        &declared(desired, TemplateVersion::Next).0,
+        Some(&applied.template),
+    )
+    .unwrap();
     let (template, listener, group) = declared(desired, version);
     let policy = ScalingPolicy {
         group: Ref::Known(group.name.clone()),
         ..desired.scaling_policy.clone()
     };
     let deltas = [
-        (desired.instance_profile.label(), desired.instance_profile.delta(&applied.profile)),
+        (
+            desired.instance_profile.label(),
+            desired.instance_profile.delta(&applied.profile),
+        ),
         (desired.api_keys.label(), desired.api_keys.delta(&applied.keys)),
         (template.label(), template.delta(&applied.template)),
-        (desired.target_group.label(), desired.target_group.delta(&applied.target_group)),
-        (desired.load_balancer.label(), desired.load_balancer.delta(&applied.load_balancer)),
+        (
+            desired.target_group.label(),
+            desired.target_group.delta(&applied.target_group),
+        ),
+        (
+            desired.load_balancer.label(),
+            desired.load_balancer.delta(&applied.load_balancer),
+        ),
         (listener.label(), listener.delta(&applied.listener)),
         (group.label(), group.delta(&applied.group)),
         (policy.label(), policy.delta(&applied.policy)),
@@ -192,9 +215,18 @@ fn later_resources_name_the_earlier_ones_they_stand_on_until_those_are_made() {
         Ref::Pending(what) => what.clone(),
         Ref::Known(id) => panic!("{id} is not made yet"),
     };
-    assert_eq!(pending(&desired.listener.load_balancer), desired.load_balancer.label());
-    assert_eq!(pending(&desired.listener.target_group), desired.target_group.label());
-    assert_eq!(pending(&desired.group.launch_template), desired.launch_template.label());
+    assert_eq!(
+        pending(&desired.listener.load_balancer),
+        desired.load_balancer.label()
+    );
+    assert_eq!(
+        pending(&desired.listener.target_group),
+        desired.target_group.label()
+    );
+    assert_eq!(
+        pending(&desired.group.launch_template),
+        desired.launch_template.label()
+    );
     assert_eq!(pending(&desired.group.target_group), desired.target_group.label());
     assert_eq!(pending(&desired.scaling_policy.group), desired.group.label());
     assert_eq!(desired.instance_profile.role, desired.role.name);
@@ -213,7 +245,10 @@ fn as_applied_nothing_changes_and_the_tier_is_ready() {
     let applied = applied();
     assert_eq!(changes(&desired, &applied), vec![]);
     let (_, _, group) = declared(&desired, TemplateVersion::Number(1));
-    assert_eq!(desired.load_balancer.readiness(&applied.load_balancer), Readiness::Ready);
+    assert_eq!(
+        desired.load_balancer.readiness(&applied.load_balancer),
+        Readiness::Ready
+    );
     assert_eq!(group.readiness(&applied.group), Readiness::Ready);
 }
 
@@ -222,7 +257,10 @@ fn the_launch_template_runs_imdsv2_only_with_an_encrypted_root_volume() {
     let (template, _, _) = declared(&desired_with(""), TemplateVersion::Next);
     let settings = template.settings().unwrap();
     assert!(settings.imds_tokens_required);
-    assert_eq!(settings.imds_hop_limit, 2, "the container is one hop behind the instance");
+    assert_eq!(
+        settings.imds_hop_limit, 2,
+        "the container is one hop behind the instance"
+    );
     assert!(settings.root_volume_encrypted);
     assert_eq!(settings.root_device, "/dev/xvda");
     assert_eq!(settings.security_groups, BTreeSet::from(["sg-upload".to_owned()]));
@@ -235,7 +273,9 @@ fn a_scaling_change_changes_only_the_group() {
         changes(&desired, &applied()),
         vec![(
             desired.group.label(),
-            ["min size: 2 → 3", "max size: 6 → 8", "desired capacity: 2 → 4"].map(String::from).to_vec()
+            ["min size: 2 → 3", "max size: 6 → 8", "desired capacity: 2 → 4"]
+                .map(String::from)
+                .to_vec()
         )]
     );
 }
@@ -243,14 +283,30 @@ fn a_scaling_change_changes_only_the_group() {
 #[test]
 fn an_instance_type_or_image_change_makes_a_new_version_moves_the_group_and_refreshes() {
     let applied = applied();
-    for spec in ["instanceType: t3.large", "image: ghcr.io/example/upload-api:2.0.0"] {
+    for spec in [
+        "instanceType: t3.large",
+        "image: ghcr.io/example/upload-api:2.0.0",
+    ] {
         let desired = desired_with(spec);
-        let labels: Vec<String> = changes(&desired, &applied).into_iter().map(|(label, _)| label).collect();
-        assert_eq!(labels, [desired.launch_template.label(), desired.group.label()], "{spec}");
+        let labels: Vec<String> = changes(&desired, &applied)
+            .into_iter()
+            .map(|(label, _)| label)
+            .collect();
+        assert_eq!(
+            labels,
+            [desired.launch_template.label(), desired.group.label()],
+            "{spec}"
+        );
         let (_, _, moved) = declared(&desired, TemplateVersion::Next);
         let fields = moved.delta(&applied.group).unwrap();
-        assert!(fields.iter().any(|f| f.starts_with("launch template:")), "{spec}: {fields:?}");
-        assert!(fields.iter().any(|f| f.contains("replace 2 instance(s)")), "{spec}: {fields:?}");
+        assert!(
+            fields.iter().any(|f| f.starts_with("launch template:")),
+            "{spec}: {fields:?}"
+        );
+        assert!(
+            fields.iter().any(|f| f.contains("replace 2 instance(s)")),
+            "{spec}: {fields:?}"
+        );
         // Applying, the group moves once the template reports the version.
         let (template, _, _) = declared(&desired, TemplateVersion::Next);
         assert_eq!(
@@ -267,8 +323,13 @@ fn a_certificate_moves_the_listener_to_https_on_443() {
     let applied = applied();
     let (_, listener, _) = declared(&desired, TemplateVersion::Number(1));
     let found = [applied.listener];
-    assert_eq!(listener.others(&found), [&found[0]], "the listener on port 80 is deleted");
-    assert_eq!((desired_with("").listener.port, desired_with("").scheme()), (80, "http"));
+    let others = listener.others(&found);
+    let ports: Vec<i32> = others.iter().map(|(unwanted, _)| unwanted.port).collect();
+    assert_eq!(ports, [80], "the listener on port 80 is deleted");
+    assert_eq!(
+        (desired_with("").listener.port, desired_with("").scheme()),
+        (80, "http")
+    );
 }
 
 #[test]
@@ -283,7 +344,8 @@ fn the_keys_of_the_pipelines_secret_are_mirrored_and_otherwise_generated() {
 
 #[test]
 fn a_secret_the_cli_cannot_read_is_a_terminal_error_naming_the_field() {
-    let err = UploadTier::desired(&context("apiKeysSecretRef: {name: photos-keys}"), &upstream()).unwrap_err();
+    let err =
+        UploadTier::desired(&context("apiKeysSecretRef: {name: photos-keys}"), &upstream()).unwrap_err();
     assert!(err.is_terminal());
     assert!(err.message.contains("spec.uploadApi.apiKeysSecretRef"), "{err}");
 }

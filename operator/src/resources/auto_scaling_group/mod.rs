@@ -4,31 +4,35 @@
 //! while the load balancer keeps serving; instances a crash left on an older
 //! version start one too.
 
+mod delta;
 mod state;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, LifecycleState, RefreshPreferences, RefreshStrategy, Tag};
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, RefreshPreferences, RefreshStrategy, Tag};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
 pub use state::{GroupInstance, GroupState, TemplateVersion};
 
 use super::sdk::{deleted, failed};
-use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::code;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{Readiness, Tags};
 use crate::error::ComponentError;
-use state::{HEALTH_CHECK_TYPE, join};
+use delta::{HEALTH_CHECK_TYPE, join};
 
 /// An instance refresh keeps this share of the group in service.
 const REFRESH_MIN_HEALTHY_PERCENT: i32 = 90;
 const REFRESH_WARMUP_SECONDS: i32 = 120;
 /// Instance refreshes in these states still replace instances.
-const REFRESH_RUNNING: [&str; 5] = ["Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"];
+const REFRESH_RUNNING: [&str; 5] = [
+    "Pending",
+    "InProgress",
+    "Cancelling",
+    "RollbackInProgress",
+    "Baking",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoScalingGroup {
@@ -157,39 +161,14 @@ impl Resource for AutoScalingGroup {
             .send()
             .await
             .map_err(failed("list the instance refreshes of", &self.label()))?;
-        let template = group.launch_template();
-        Ok(Some(GroupState {
-            name: name.clone(),
-            min_size: group.min_size().unwrap_or_default(),
-            max_size: group.max_size().unwrap_or_default(),
-            desired_capacity: group.desired_capacity().unwrap_or_default(),
-            launch_template_id: template.and_then(|t| t.launch_template_id()).map(str::to_owned),
-            launch_template_version: template.and_then(|t| t.version()).map(str::to_owned),
-            subnets: group
-                .vpc_zone_identifier()
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
-            tags: from_sdk(group.tags()),
-            deleting: group.status().is_some_and(|s| s.starts_with("Delete")),
-            instances: group
-                .instances()
-                .iter()
-                .map(|i| GroupInstance {
-                    id: i.instance_id().unwrap_or_default().to_owned(),
-                    in_service: i.lifecycle_state() == Some(&LifecycleState::InService),
-                    launch_template_version: i.launch_template().and_then(|t| t.version()).map(str::to_owned),
-                })
-                .collect(),
-            refresh_in_progress: refreshes
+        Ok(Some(GroupState::from_sdk(
+            group,
+            refreshes
                 .instance_refreshes()
                 .iter()
                 .any(|r| r.status().is_some_and(|s| REFRESH_RUNNING.contains(&s.as_str()))),
-            healthy_targets: self.healthy_targets(aws).await?,
-        }))
+            self.healthy_targets(aws).await?,
+        )))
     }
 
     fn delta(&self, observed: &GroupState) -> Result<Vec<String>, ComponentError> {

@@ -1,10 +1,12 @@
-//! What a group is compared on, and when it is ready: pure.
+//! What AWS reports of a group, and the template version it should run.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use super::AutoScalingGroup;
-use crate::engine::{Readiness, Tags, field};
+use aws_sdk_autoscaling::types::{AutoScalingGroup as SdkGroup, LifecycleState};
+
+use crate::engine::Tags;
+use crate::resources::tags::from_sdk;
 
 /// The launch template version a group runs: its template's latest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,114 +51,37 @@ pub struct GroupInstance {
     pub launch_template_version: Option<String>,
 }
 
-/// The group's load balancer health checks decide which instances are replaced.
-pub(super) const HEALTH_CHECK_TYPE: &str = "ELB";
-
-impl AutoScalingGroup {
-    fn template_text(&self) -> String {
-        format!("{} version {}", self.launch_template, self.version)
-    }
-
-    /// What `update_auto_scaling_group` puts back, as plan fields.
-    pub(super) fn group_fields(&self, observed: &GroupState) -> Vec<String> {
-        let mut fields = Vec::new();
-        let mut compare = |name: &str, observed: String, desired: String| {
-            if observed != desired {
-                fields.push(field(name, observed, desired));
-            }
-        };
-        compare("min size", observed.min_size.to_string(), self.min_size.to_string());
-        compare("max size", observed.max_size.to_string(), self.max_size.to_string());
-        // Unset, the scaling policy owns it.
-        if let Some(capacity) = self.desired_capacity {
-            compare(
-                "desired capacity",
-                observed.desired_capacity.to_string(),
-                capacity.to_string(),
-            );
+impl GroupState {
+    pub(super) fn from_sdk(group: &SdkGroup, refresh_in_progress: bool, healthy_targets: usize) -> Self {
+        let template = group.launch_template();
+        GroupState {
+            name: group.auto_scaling_group_name().unwrap_or_default().to_owned(),
+            min_size: group.min_size().unwrap_or_default(),
+            max_size: group.max_size().unwrap_or_default(),
+            desired_capacity: group.desired_capacity().unwrap_or_default(),
+            launch_template_id: template.and_then(|t| t.launch_template_id()).map(str::to_owned),
+            launch_template_version: template.and_then(|t| t.version()).map(str::to_owned),
+            subnets: group
+                .vpc_zone_identifier()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            health_check_type: group.health_check_type().unwrap_or_default().to_owned(),
+            tags: from_sdk(group.tags()),
+            deleting: group.status().is_some_and(|s| s.starts_with("Delete")),
+            instances: group
+                .instances()
+                .iter()
+                .map(|i| GroupInstance {
+                    id: i.instance_id().unwrap_or_default().to_owned(),
+                    in_service: i.lifecycle_state() == Some(&LifecycleState::InService),
+                    launch_template_version: i.launch_template().and_then(|t| t.version()).map(str::to_owned),
+                })
+                .collect(),
+            refresh_in_progress,
+            healthy_targets,
         }
-        compare("subnets", join(&observed.subnets), join(&self.subnets));
-        compare(
-            "health check type",
-            observed.health_check_type.clone(),
-            HEALTH_CHECK_TYPE.to_owned(),
-        );
-        let current = format!(
-            "{} version {}",
-            observed.launch_template_id.as_deref().unwrap_or("(none)"),
-            observed.launch_template_version.as_deref().unwrap_or("(none)")
-        );
-        compare("launch template", current, self.template_text());
-        fields
     }
-
-    fn moves_template(&self, observed: &GroupState) -> bool {
-        observed.launch_template_id.as_deref() != self.launch_template.known()
-            || observed.launch_template_version != Some(self.version.to_string())
-    }
-
-    /// Instances an instance refresh should replace: every one when the
-    /// group moves to another template version, else those a crash left on
-    /// an older one. None while a refresh runs: it picks up the group's
-    /// current version as it goes.
-    pub(super) fn outdated(&self, observed: &GroupState) -> usize {
-        if observed.refresh_in_progress {
-            return 0;
-        }
-        if self.moves_template(observed) {
-            return observed.instances.len();
-        }
-        observed
-            .instances
-            .iter()
-            .filter(|i| i.launch_template_version != observed.launch_template_version)
-            .count()
-    }
-
-    pub(super) fn refresh_field(outdated: usize) -> String {
-        format!("instance refresh: replace {outdated} instance(s) with the latest launch template version")
-    }
-
-    /// Ready when no refresh runs and as many instances as it should run are
-    /// in service on its version and pass the target group's health check.
-    pub(super) fn readiness_of(&self, observed: &GroupState) -> Readiness {
-        if observed.refresh_in_progress {
-            return Readiness::Waiting(format!(
-                "an instance refresh is replacing the instances of Auto Scaling group {}",
-                self.name
-            ));
-        }
-        let wanted = usize::try_from(observed.desired_capacity.max(self.min_size)).unwrap_or(0);
-        let in_service = observed
-            .instances
-            .iter()
-            .filter(|i| i.in_service && i.launch_template_version == observed.launch_template_version)
-            .count();
-        if in_service < wanted {
-            return Readiness::Waiting(format!(
-                "{in_service} of {wanted} {} are in service",
-                self.instances
-            ));
-        }
-        if observed.healthy_targets < wanted {
-            return Readiness::Waiting(format!(
-                "{} of {wanted} {} pass the {} health check",
-                observed.healthy_targets, self.instances, self.health_check_path
-            ));
-        }
-        Readiness::Ready
-    }
-
-    pub(super) fn going_reason(observed: &GroupState) -> Option<String> {
-        observed.deleting.then(|| {
-            format!(
-                "the Auto Scaling group is being deleted; {} instance(s) still terminating",
-                observed.instances.len()
-            )
-        })
-    }
-}
-
-pub(super) fn join(set: &BTreeSet<String>) -> String {
-    set.iter().cloned().collect::<Vec<_>>().join(",")
 }

@@ -16,8 +16,8 @@ use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::components::instance_offering::check_offered;
 use crate::components::machine_image::ResolvedImage;
-use crate::engine::resource::{Ref, Resource};
 use crate::engine::Tags;
+use crate::engine::resource::{Ref, Resource};
 use crate::error::ComponentError;
 
 #[derive(Clone, Debug, PartialEq)]

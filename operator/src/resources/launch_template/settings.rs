@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{
-    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
-    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataEndpointState,
-    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
-    ResourceType, ResponseLaunchTemplateData, VolumeType,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
+    ResponseLaunchTemplateData, VolumeType,
 };
 
 use crate::engine::{Tags, field};
@@ -233,7 +234,11 @@ mod tests {
         let read = LaunchSettings::from_sdk(Some(&response));
         assert_eq!(
             (read.image_id, read.instance_type, read.user_data),
-            ("ami-1".to_owned(), "t3.small".to_owned(), "IyEvYmluL3No".to_owned())
+            (
+                "ami-1".to_owned(),
+                "t3.small".to_owned(),
+                "IyEvYmluL3No".to_owned()
+            )
         );
     }
 }

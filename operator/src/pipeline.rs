@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::aws::AwsClients;
 use crate::components::{Analytics, Delivery, KafkaBrokers, Metadata, Network, Storage, UploadTier};
-use crate::engine::{Engine, RunComponent, component, declared};
+use crate::engine::{Engine, RunComponent, declared};
 
 /// Every component, dependencies first.
 pub fn components() -> Vec<Arc<dyn RunComponent>> {
@@ -15,7 +15,7 @@ pub fn components() -> Vec<Arc<dyn RunComponent>> {
         declared::<Storage>(),
         declared::<Metadata>(),
         declared::<Delivery>(),
-        component::<UploadTier>(),
+        declared::<UploadTier>(),
         declared::<KafkaBrokers>(),
         declared::<Analytics>(),
     ]

@@ -12,12 +12,12 @@
 use super::kafka_broker_setup::{
     self as setup, BrokerSetup, bootstrap_servers, encode_user_data, place_brokers,
 };
-use super::machine_image::{self, ImageSource, ResolvedImage};
 use super::network::layout::subnet_cidrs;
 use crate::engine::resource::{Ref, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext, Tags};
 pub use crate::resources::broker_instance::BROKER_TAG;
 use crate::resources::broker_instance::{self, BrokerInstance, InstanceState, Launch};
+use crate::resources::machine_image::{self, ImageSource, ResolvedImage};
 
 pub struct KafkaBrokers;
 

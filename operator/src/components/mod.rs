@@ -1,11 +1,9 @@
-//! One module per AWS component, each implementing [`crate::engine::Component`].
+//! One declaration per AWS component, each implementing [`crate::engine::Declared`]: its resources in the order they are made.
 
 pub mod analytics;
 pub mod delivery;
-pub(crate) mod instance_offering;
 pub mod kafka_broker_setup;
 pub mod kafka_brokers;
-pub(crate) mod machine_image;
 pub mod metadata;
 pub mod network;
 pub mod storage;
@@ -19,24 +17,3 @@ pub use metadata::Metadata;
 pub use network::Network;
 pub use storage::Storage;
 pub use upload_tier::UploadTier;
-
-use aws_smithy_types::error::operation::BuildError;
-
-use crate::engine::ComponentError;
-
-/// SDK builders fail only when a required field is missing, which is a bug
-/// in the operator, not something the user can fix; reported as such.
-pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentError> {
-    result.map_err(|err| {
-        ComponentError::terminal(
-            "InternalError",
-            format!("the operator built an invalid AWS request: {err}"),
-        )
-    })
-}
-
-/// Ownership by tags: a resource is ours when it carries our owner tag, and
-/// adopted when it carries none (a crash between creating and tagging it).
-pub(crate) mod ownership {
-    pub use crate::engine::resource::check_owner as check;
-}

@@ -1,10 +1,10 @@
 //! The reconcile engine shared by the controller and the CLI.
 //!
-//! Each AWS component is one module of the same shape (see [`Component`]):
-//! desired state computed purely from the spec, the observed state found by
-//! tags or deterministic names, a pure diff into [`Component::Step`]s, and the
-//! code that carries a step out. The engine runs the components in dependency
-//! order, deletes in reverse order, and reports one condition per component.
+//! Each AWS component is a declaration (see [`Declared`]): its resources in
+//! the order they are made, each a [`resource::Resource`] with the same verbs,
+//! driven by a [`resource::Walk`]. The engine runs the components it is handed
+//! in dependency order, deletes in reverse order, and reports one condition
+//! per component. ARCHITECTURE.md draws the layers.
 
 mod context;
 pub mod resource;
@@ -13,21 +13,19 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 
 #[cfg(test)]
 pub(crate) use context::context_from_yaml;
 pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG, SecretText};
 pub use run::{
     ComponentReport, ComponentState, Declared, Engine, EngineError, Goal, Mode, PassReport, RunComponent,
-    component, declared,
+    declared,
 };
 
 /// AWS tags, key to value: the one shape every resource's tags take here.
 pub type Tags = BTreeMap<String, String>;
 
-use crate::api::v1alpha1::{AwsResource, DeletionPolicy};
-use crate::aws::AwsClients;
+use crate::api::v1alpha1::AwsResource;
 pub use crate::error::{ComponentError, ErrorKind};
 
 /// The components, in the order they are created.
@@ -291,60 +289,6 @@ impl Outputs {
             arn,
         });
     }
-}
-
-/// One AWS component: the same five parts for each.
-pub trait Component {
-    const KIND: ComponentKind;
-    /// Components whose outputs this one needs.
-    const DEPENDS_ON: &'static [ComponentKind];
-
-    type Desired: Send + Sync;
-    type Observed: Send + Sync;
-    type Step: fmt::Debug + Send + Sync;
-
-    /// Pure: what should exist, from the spec and the outputs of the
-    /// components this one depends on.
-    fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<Self::Desired, ComponentError>;
-
-    /// What exists now, found by tags or deterministic names.
-    fn observe(
-        aws: &AwsClients,
-        desired: &Self::Desired,
-    ) -> impl Future<Output = Result<Self::Observed, ComponentError>> + Send;
-
-    /// Pure: the steps that make `observed` into `desired`, in order. A
-    /// terminal error when what exists belongs to someone else.
-    fn converge(
-        desired: &Self::Desired,
-        observed: &Self::Observed,
-    ) -> Result<Vec<Self::Step>, ComponentError>;
-
-    /// Pure: the steps that remove this component (or, under `Retain`, mark
-    /// what is kept), and what AWS is still busy deleting.
-    fn teardown(
-        desired: &Self::Desired,
-        observed: &Self::Observed,
-        policy: DeletionPolicy,
-    ) -> (Vec<Self::Step>, Option<String>);
-
-    /// Carries out one step. Steps may record what they made (a new id) in
-    /// `observed`, so later steps of the same pass can use it.
-    fn execute(
-        aws: &AwsClients,
-        desired: &Self::Desired,
-        observed: &mut Self::Observed,
-        step: &Self::Step,
-    ) -> impl Future<Output = Result<(), ComponentError>> + Send;
-
-    /// Pure: how `plan` and the progress output describe a step.
-    fn describe(desired: &Self::Desired, step: &Self::Step) -> Change;
-
-    /// Pure: whether AWS has finished, once no steps remain.
-    fn readiness(desired: &Self::Desired, observed: &Self::Observed) -> Readiness;
-
-    /// Pure: what this component contributes to the outputs and the status.
-    fn publish(desired: &Self::Desired, observed: &Self::Observed, outputs: &mut Outputs);
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use crate::aws::AwsClients;
 use crate::aws::errors::classify;
 use crate::engine::resource::{Walk, WalkMode};
 use crate::engine::{
-    Change, Component, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness,
-    fold_into_creates,
+    Change, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness, fold_into_creates,
 };
 
 /// How often one pass re-observes and acts on a component before giving up
@@ -113,34 +112,6 @@ pub trait RunComponent: Send + Sync {
         goal: Goal,
         changes: &'a mut Vec<Change>,
     ) -> BoxFuture<'a, Result<ComponentState, ComponentError>>;
-}
-
-/// A [`Component`] as the engine runs it.
-pub fn component<C: Component + 'static>() -> Arc<dyn RunComponent> {
-    Arc::new(Steps::<C>(PhantomData))
-}
-
-struct Steps<C>(PhantomData<fn() -> C>);
-
-impl<C: Component + 'static> RunComponent for Steps<C> {
-    fn kind(&self) -> ComponentKind {
-        C::KIND
-    }
-
-    fn depends_on(&self) -> &'static [ComponentKind] {
-        C::DEPENDS_ON
-    }
-
-    fn drive<'a>(
-        &'a self,
-        aws: &'a AwsClients,
-        ctx: &'a PipelineContext,
-        outputs: &'a mut Outputs,
-        goal: Goal,
-        changes: &'a mut Vec<Change>,
-    ) -> BoxFuture<'a, Result<ComponentState, ComponentError>> {
-        Box::pin(drive::<C>(aws, ctx, outputs, goal, changes))
-    }
 }
 
 /// A component made of resources: it declares them, in the order they are
@@ -379,57 +350,6 @@ impl Engine {
             changes,
         }
     }
-}
-
-/// Observes, acts on the steps towards `goal`, and observes again, until no
-/// steps remain or the rounds run out.
-async fn drive<C: Component>(
-    aws: &AwsClients,
-    ctx: &PipelineContext,
-    outputs: &mut Outputs,
-    goal: Goal,
-    changes: &mut Vec<Change>,
-) -> Result<ComponentState, ComponentError> {
-    let desired = C::desired(ctx, outputs)?;
-    let mut observed = C::observe(aws, &desired).await?;
-    for round in 0..=MAX_ROUNDS_PER_PASS {
-        let (steps, settled) = match goal {
-            Goal::Converge(_) => {
-                let settled = match C::readiness(&desired, &observed) {
-                    Readiness::Ready => ComponentState::Ready,
-                    Readiness::Waiting(reason) => ComponentState::Waiting(reason),
-                };
-                (C::converge(&desired, &observed)?, settled)
-            }
-            Goal::TearDown(policy) => {
-                let (steps, waiting) = C::teardown(&desired, &observed, policy);
-                (
-                    steps,
-                    waiting.map_or(ComponentState::Removed, ComponentState::Waiting),
-                )
-            }
-        };
-        if steps.is_empty() {
-            C::publish(&desired, &observed, outputs);
-            return Ok(settled);
-        }
-        if round == MAX_ROUNDS_PER_PASS {
-            break;
-        }
-        if goal == Goal::Converge(Mode::Plan) {
-            changes.extend(fold_into_creates(
-                steps.iter().map(|step| C::describe(&desired, step)).collect(),
-            ));
-            C::publish(&desired, &observed, outputs);
-            return Ok(ComponentState::ChangesPending);
-        }
-        for step in &steps {
-            changes.push(C::describe(&desired, step));
-            C::execute(aws, &desired, &mut observed, step).await?;
-        }
-        observed = C::observe(aws, &desired).await?;
-    }
-    Err(not_settled(C::KIND))
 }
 
 /// What a pass drives each component towards.

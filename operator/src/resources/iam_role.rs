@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
 use crate::engine::resource::Resource;
-use crate::engine::{
-    Action, Change, ComponentError, ComponentKind, Outputs, Tags, field, removed_tag_keys, tag_changes,
-};
+use crate::engine::{ComponentError, Tags, field, removed_tag_keys, tag_changes};
 use crate::resources::tags::{from_sdk, to_sdk};
 
 /// Roles the operator makes live under this path, so an account's
@@ -70,7 +68,7 @@ pub struct ObservedRole {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum RoleStep {
+enum RoleStep {
     Create,
     UpdateTrustPolicy,
     PutPolicy { existed: bool },
@@ -79,10 +77,7 @@ pub enum RoleStep {
     Delete,
 }
 
-pub async fn observe(
-    aws: &AwsClients,
-    desired: &DesiredRole,
-) -> Result<Option<ObservedRole>, ComponentError> {
+async fn observe(aws: &AwsClients, desired: &DesiredRole) -> Result<Option<ObservedRole>, ComponentError> {
     let name = desired.name.as_str();
     let role = match aws.iam.get_role().role_name(name).send().await {
         Ok(out) => out.role,
@@ -116,7 +111,7 @@ fn decode_policy(document: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-pub fn converge(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Vec<RoleStep> {
+fn converge(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Vec<RoleStep> {
     let Some(role) = observed else {
         return vec![RoleStep::Create, RoleStep::PutPolicy { existed: false }];
     };
@@ -137,7 +132,7 @@ pub fn converge(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Vec<R
     steps
 }
 
-pub fn teardown(observed: Option<&ObservedRole>) -> Vec<RoleStep> {
+fn teardown(observed: Option<&ObservedRole>) -> Vec<RoleStep> {
     match observed {
         None => vec![],
         Some(role) if role.policy.is_some() => vec![RoleStep::DeletePolicy, RoleStep::Delete],
@@ -145,7 +140,7 @@ pub fn teardown(observed: Option<&ObservedRole>) -> Vec<RoleStep> {
     }
 }
 
-pub async fn execute(
+async fn execute(
     aws: &AwsClients,
     desired: &DesiredRole,
     observed: &mut Option<ObservedRole>,
@@ -153,7 +148,15 @@ pub async fn execute(
 ) -> Result<(), ComponentError> {
     let iam = &aws.iam;
     let name = desired.name.as_str();
-    let action = format!("{} (IAM role {name})", change(desired, step).resource);
+    let verb = match step {
+        RoleStep::Create => "create",
+        RoleStep::UpdateTrustPolicy => "update the trust policy of",
+        RoleStep::PutPolicy { .. } => "put the inline policy of",
+        RoleStep::SetTags { .. } => "tag",
+        RoleStep::DeletePolicy => "delete the inline policy of",
+        RoleStep::Delete => "delete",
+    };
+    let action = format!("{verb} IAM role {name}");
     match step {
         RoleStep::Create => {
             let tags = to_sdk(&desired.tags)?;
@@ -235,41 +238,6 @@ pub async fn execute(
             Err(err) if code(&err) == Some("NoSuchEntity") => Ok(()),
             Err(err) => Err(classify(&action, err)),
         },
-    }
-}
-
-pub fn change(desired: &DesiredRole, step: &RoleStep) -> Change {
-    let resource = format!("IAM role {}", desired.name);
-    match step {
-        RoleStep::Create => Change::new(Action::Create, resource),
-        RoleStep::UpdateTrustPolicy => Change::new(Action::Update, format!("{resource} trust policy"))
-            .note("who may assume the role differs from the spec"),
-        RoleStep::PutPolicy { existed } => Change::new(
-            if *existed { Action::Update } else { Action::Create },
-            format!("{resource} policy {}", desired.policy_name),
-        ),
-        RoleStep::SetTags { observed } => {
-            let mut change = Change::new(Action::Update, format!("{resource} tags"));
-            change.fields = tag_changes(observed, &desired.tags);
-            change
-        }
-        RoleStep::DeletePolicy => Change::new(
-            Action::Delete,
-            format!("{resource} policy {}", desired.policy_name),
-        ),
-        RoleStep::Delete => Change::new(Action::Delete, resource),
-    }
-}
-
-/// Lists the role among the resources a component made.
-pub fn publish(
-    kind: ComponentKind,
-    desired: &DesiredRole,
-    observed: Option<&ObservedRole>,
-    outputs: &mut Outputs,
-) {
-    if let Some(role) = observed {
-        outputs.resource(kind, "AWS::IAM::Role", &desired.name, Some(role.arn.clone()));
     }
 }
 

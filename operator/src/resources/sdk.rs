@@ -8,6 +8,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::error::operation::BuildError;
 
 use super::tags::to_sdk;
 use crate::aws::AwsClients;
@@ -150,4 +151,15 @@ pub(crate) async fn set_redshift_tags(
         .await
         .map(drop)
         .map_err(failed("tag", what))
+}
+
+/// SDK builders fail only when a required field is missing, which is a bug
+/// in the operator, not something the user can fix; reported as such.
+pub(crate) fn built<T>(result: Result<T, BuildError>) -> Result<T, ComponentError> {
+    result.map_err(|err| {
+        ComponentError::terminal(
+            "InternalError",
+            format!("the operator built an invalid AWS request: {err}"),
+        )
+    })
 }

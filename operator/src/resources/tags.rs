@@ -4,9 +4,9 @@
 
 use aws_smithy_types::error::operation::BuildError;
 
-use crate::components::built;
 use crate::engine::Tags;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 
 /// One SDK's tag type.
 pub trait SdkTag: Sized {

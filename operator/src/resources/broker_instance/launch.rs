@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use super::BROKER_TAG;
 use crate::aws::AwsClients;
 use crate::aws::errors::{Lookup, SpecReference, classify_with, code};
-use crate::components::instance_offering::check_offered;
 use crate::components::kafka_broker_setup::DATA_VOLUME_DEVICE;
-use crate::components::machine_image::{ImageSource, ResolvedImage};
 use crate::engine::resource::Ref;
 use crate::engine::{ComponentError, Tags};
+use crate::resources::instance_offering::check_offered;
+use crate::resources::machine_image::{ImageSource, ResolvedImage};
 use crate::resources::sdk::tag_specification;
 
 const INSTANCE_TYPE_FIELD: &str = "spec.kafka.instanceType";

@@ -8,9 +8,9 @@ use aws_sdk_s3::types::{
 
 use super::BucketState;
 use crate::aws::AwsClients;
-use crate::components::built;
 use crate::engine::resource::Resource;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 use crate::resources::sdk::{deleted, failed};
 
 /// A lifecycle rule reduced to what the operator manages.

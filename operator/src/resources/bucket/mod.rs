@@ -15,10 +15,10 @@ use super::sdk::{deleted, failed};
 use super::tags::{from_sdk, to_sdk};
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code, status};
-use crate::components::built;
 use crate::engine::Tags;
 use crate::engine::resource::Resource;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 use lifecycle::{ExpiryRule, expiry_rule};
 
 #[derive(Clone, Debug, PartialEq)]

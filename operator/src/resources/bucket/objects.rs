@@ -4,9 +4,9 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use super::Bucket;
 use crate::aws::AwsClients;
-use crate::components::built;
 use crate::engine::resource::Resource;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 use crate::resources::sdk::failed;
 
 /// S3 DeleteObjects takes at most 1,000 keys.

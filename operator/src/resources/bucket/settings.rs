@@ -11,10 +11,10 @@ use aws_sdk_s3::types::{
 
 use super::BucketState;
 use crate::aws::AwsClients;
-use crate::components::built;
 use crate::engine::field;
 use crate::engine::resource::Resource;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 use crate::resources::sdk::{deleted, failed};
 
 /// What a delete of a bucket's setting finds gone.

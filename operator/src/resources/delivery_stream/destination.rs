@@ -7,8 +7,8 @@ use aws_sdk_firehose::types::{
 };
 
 use crate::api::v1alpha1::Compression;
-use crate::components::built;
 use crate::engine::{ComponentError, field};
+use crate::resources::sdk::built;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {

@@ -13,9 +13,9 @@ use super::sdk::{deleted, failed};
 use super::tags::{from_sdk, to_sdk};
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
-use crate::components::built;
 use crate::engine::resource::Resource;
 use crate::engine::{ComponentError, ErrorKind, Readiness, Tags, field, removed_tag_keys, tag_changes};
+use crate::resources::sdk::built;
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
 

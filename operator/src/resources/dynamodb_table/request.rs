@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::Index;
-use crate::components::built;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 
 pub(super) fn string_attribute(name: &str) -> Result<AttributeDefinition, ComponentError> {
     built(

@@ -11,10 +11,10 @@ use aws_sdk_dynamodb::types::{
 use super::{Table, TableState};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
-use crate::components::built;
 use crate::engine::field;
 use crate::engine::resource::Resource;
 use crate::error::ComponentError;
+use crate::resources::sdk::built;
 use crate::resources::sdk::failed;
 use crate::resources::tags::from_sdk;
 

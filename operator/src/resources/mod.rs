@@ -20,6 +20,7 @@ pub mod machine_image;
 pub mod peering;
 pub mod redshift_cluster;
 pub mod redshift_subnet_group;
+pub mod route;
 pub mod route_table;
 pub mod scaling_policy;
 pub(crate) mod sdk;

@@ -1,6 +1,5 @@
 //! The pipeline's own route table of a VPC (never the main one): its routes
-//! and the subnets associated with it. And [`Route`], one route the pipeline
-//! adds to a route table it does not own (the cluster VPC's).
+//! and the subnets associated with it.
 
 use std::collections::BTreeMap;
 
@@ -181,67 +180,6 @@ impl Resource for RouteTable {
     }
 }
 
-/// One route the pipeline puts into a route table it does not own. Found in
-/// what the lookup of that table read, so it costs no call of its own.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Route {
-    pub table: RouteTableState,
-    pub destination: String,
-    pub target: RouteTarget,
-}
-
-impl Resource for Route {
-    /// The target the route has now.
-    type Observed = RouteTarget;
-    const TYPE: Option<&'static str> = None;
-
-    fn label(&self) -> String {
-        format!("route {} in route table {}", self.destination, self.table.id)
-    }
-
-    async fn find(&self, _aws: &AwsClients) -> Result<Option<RouteTarget>, ComponentError> {
-        Ok(self.table.routes.get(&self.destination).cloned())
-    }
-
-    fn delta(&self, observed: &RouteTarget) -> Result<Vec<String>, ComponentError> {
-        Ok(if *observed == self.target {
-            vec![]
-        } else {
-            vec![field("target", observed, &self.target)]
-        })
-    }
-
-    fn create_fields(&self) -> Vec<String> {
-        vec![format!("to {}", self.target)]
-    }
-
-    async fn create(&self, aws: &AwsClients) -> Result<RouteTarget, ComponentError> {
-        put_route(aws, &self.table.id, &self.destination, &self.target, false).await?;
-        Ok(self.target.clone())
-    }
-
-    async fn update(&self, aws: &AwsClients, _observed: &RouteTarget) -> Result<(), ComponentError> {
-        put_route(aws, &self.table.id, &self.destination, &self.target, true).await
-    }
-
-    async fn delete(&self, aws: &AwsClients, _observed: &RouteTarget) -> Result<(), ComponentError> {
-        deleted(
-            aws.ec2
-                .delete_route()
-                .route_table_id(&self.table.id)
-                .destination_cidr_block(&self.destination)
-                .send()
-                .await,
-            &["InvalidRoute.NotFound"],
-            &format!("delete {}", self.label()),
-        )
-    }
-
-    fn id(_observed: &RouteTarget) -> String {
-        String::new()
-    }
-}
-
 pub fn route_table_state(table: &aws_sdk_ec2::types::RouteTable) -> RouteTableState {
     RouteTableState {
         id: table.route_table_id().unwrap_or_default().to_owned(),
@@ -275,7 +213,7 @@ pub fn route_table_state(table: &aws_sdk_ec2::types::RouteTable) -> RouteTableSt
     }
 }
 
-async fn put_route(
+pub(super) async fn put_route(
     aws: &AwsClients,
     table_id: &str,
     destination: &str,

@@ -9,10 +9,11 @@ use aws_sdk_firehose::types::Record;
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::{ImagePipeline, Phase};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::components::network::NetworkOutputs;
 use imagepipeline_operator::components::{kafka_broker_setup, upload_instance_setup};
 use imagepipeline_operator::engine::status::{StatusContext, pipeline_status};
 use imagepipeline_operator::engine::{
-    ComponentKind, ComponentState, Engine, OWNER_TAG, Owner, PassReport, PipelineContext,
+    ComponentKind, ComponentState, Engine, OWNER_TAG, Outputs, Owner, PassReport, PipelineContext,
 };
 use imagepipeline_operator::manifest;
 use ingest_core::contract;
@@ -317,6 +318,8 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .collect();
     let mut expected: Vec<&str> = report
         .outputs
+        .of::<NetworkOutputs>()
+        .expect("the network published its outputs")
         .private_subnets
         .iter()
         .map(|s| s.id.as_str())
@@ -453,6 +456,13 @@ fn print_calls(title: &str, counts: &BTreeMap<imagepipeline_operator::aws::calls
         }
     }
     println!("{title}: {by_service:?} (reads, mutations)");
+}
+
+/// What the network handed the components that stand in it.
+fn network(outputs: &Outputs) -> &NetworkOutputs {
+    outputs
+        .of::<NetworkOutputs>()
+        .expect("the network published its outputs")
 }
 
 fn kinds(resources: &[String]) -> Vec<&str> {
@@ -796,12 +806,12 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
     let outputs = &report.outputs;
     let aws = fx.aws();
     let (api_vpc, kafka_vpc) = (
-        outputs.api_vpc_id.clone().unwrap(),
-        outputs.kafka_vpc_id.clone().unwrap(),
+        network(outputs).api_vpc.known().unwrap().to_owned(),
+        network(outputs).kafka_vpc.known().unwrap().to_owned(),
     );
-    let lb = outputs.load_balancer_security_group.clone().unwrap();
-    let upload = outputs.upload_security_group.clone().unwrap();
-    let kafka = outputs.kafka_security_group.clone().unwrap();
+    let lb = network(outputs).load_balancer_group.known().unwrap().to_owned();
+    let upload = network(outputs).upload_group.known().unwrap().to_owned();
+    let kafka = network(outputs).kafka_group.known().unwrap().to_owned();
 
     assert_eq!(inbound_rules(aws, &lb).await, ["tcp 80-80 from 0.0.0.0/0"]);
     assert_eq!(
@@ -913,7 +923,7 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
         "no way out of the Kafka VPC but the peering"
     );
     assert_eq!(kafka_associated, 2);
-    for subnet in &outputs.public_subnets {
+    for subnet in &network(outputs).public_subnets {
         let described = aws
             .ec2
             .describe_subnets()
@@ -956,7 +966,11 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
     let report = fx.apply_until_ready().await;
     let outputs = &report.outputs;
     let aws = fx.aws();
-    let public_subnets: BTreeSet<String> = outputs.public_subnets.iter().map(|s| s.id.clone()).collect();
+    let public_subnets: BTreeSet<String> = network(outputs)
+        .public_subnets
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
 
     // Load balancer → listener → target group.
     let lb = aws.elbv2.describe_load_balancers().send().await.unwrap();
@@ -967,7 +981,7 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
     assert_eq!(lb.state().unwrap().code().unwrap().as_str(), "active");
     assert_eq!(
         lb.security_groups(),
-        [outputs.load_balancer_security_group.clone().unwrap()]
+        [network(outputs).load_balancer_group.known().unwrap().to_owned()]
     );
     let lb_subnets: BTreeSet<String> = lb
         .availability_zones()
@@ -1009,7 +1023,7 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
         (tg.protocol().unwrap().as_str(), tg.port(), tg.health_check_path()),
         ("HTTP", Some(8080), Some("/healthz"))
     );
-    assert_eq!(tg.vpc_id(), outputs.api_vpc_id.as_deref());
+    assert_eq!(tg.vpc_id(), network(outputs).api_vpc.known());
 
     // The group runs the template's latest version behind that target group.
     let groups = aws
@@ -1103,7 +1117,7 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
     assert_eq!(root.ebs().unwrap().encrypted(), Some(true));
     assert_eq!(
         data.security_group_ids(),
-        [outputs.upload_security_group.clone().unwrap()]
+        [network(outputs).upload_group.known().unwrap().to_owned()]
     );
     let profile_arn = data.iam_instance_profile().unwrap().arn().unwrap();
     assert!(
@@ -1161,7 +1175,7 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
         .collect();
     brokers.sort_by_key(|i| i.private_ip_address().unwrap().to_owned());
     let subnet_of = |zone: &str| {
-        outputs
+        network(outputs)
             .private_subnets
             .iter()
             .find(|s| s.availability_zone == zone)
@@ -1201,7 +1215,7 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
                 .iter()
                 .map(|g| g.group_id().unwrap())
                 .collect::<Vec<_>>(),
-            [outputs.kafka_security_group.clone().unwrap()]
+            [network(outputs).kafka_group.known().unwrap().to_owned()]
         );
         let volumes = aws
             .ec2

@@ -8,6 +8,7 @@
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use super::network::NetworkOutputs;
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::engine::resource::{Ref, Resource, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};
@@ -118,10 +119,11 @@ impl Declared for Analytics {
             policy,
             tags.clone(),
         );
+        let network = NetworkOutputs::from_upstream(upstream);
         let security_group = SecurityGroup {
             name: id.clone(),
             description: "ImagePipeline warehouse; no inbound rules".to_owned(),
-            vpc_id: Ref::to(upstream.kafka_vpc_id.as_ref(), String::clone, "the Kafka VPC"),
+            vpc_id: network.kafka_vpc.clone(),
             rules: vec![],
             tags: tags.clone(),
         };
@@ -151,7 +153,7 @@ impl Declared for Analytics {
             subnet_group: RedshiftSubnetGroup {
                 arn: ctx.arn("redshift", &format!("subnetgroup:{id}")),
                 name: id,
-                subnet_ids: upstream.private_subnets.iter().map(|s| s.id.clone()).collect(),
+                subnet_ids: network.private_subnets.iter().map(|s| s.id.clone()).collect(),
                 tags,
             },
             security_group,
@@ -276,17 +278,18 @@ spec:
     }
 
     fn desired_of(ctx: &PipelineContext) -> Result<DesiredAnalytics, ComponentError> {
-        let network = Outputs {
+        let mut upstream = Outputs::default();
+        upstream.publish(NetworkOutputs {
             private_subnets: ["subnet-a", "subnet-b"]
                 .map(|id| crate::engine::SubnetOutput {
                     id: id.into(),
                     ..Default::default()
                 })
                 .to_vec(),
-            kafka_vpc_id: Some("vpc-kafka".into()),
-            ..Outputs::default()
-        };
-        Analytics::desired(ctx, &network)
+            kafka_vpc: Ref::Known("vpc-kafka".into()),
+            ..NetworkOutputs::pending()
+        });
+        Analytics::desired(ctx, &upstream)
     }
 
     fn desired(analytics: &str) -> DesiredAnalytics {

@@ -12,6 +12,7 @@
 use super::kafka_broker_setup::{
     self as setup, BrokerSetup, bootstrap_servers, encode_user_data, place_brokers,
 };
+use super::network::NetworkOutputs;
 use super::network::layout::subnet_cidrs;
 use crate::engine::resource::{Ref, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext, Tags};
@@ -124,11 +125,12 @@ impl Declared for KafkaBrokers {
             kafka,
         };
         let name = ctx.resource_name("kafka", 200);
+        let network = NetworkOutputs::from_upstream(upstream);
         let brokers = placements
             .iter()
             .map(|placement| {
                 let zone = &placement.availability_zone;
-                let subnet = upstream
+                let subnet = network
                     .private_subnets
                     .iter()
                     .find(|s| s.availability_zone == *zone);
@@ -142,7 +144,6 @@ impl Declared for KafkaBrokers {
                 }
             })
             .collect();
-        let security_group = upstream.kafka_security_group.as_ref();
         Ok(DesiredKafka {
             owner,
             tags,
@@ -153,7 +154,7 @@ impl Declared for KafkaBrokers {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_owned()),
                 volume_gib: kafka.volume_gib.unwrap_or(DEFAULT_VOLUME_GIB),
-                security_group: Ref::to(security_group, String::clone, "the Kafka brokers' security group"),
+                security_group: network.kafka_group.clone(),
                 brokers,
             }),
             bootstrap: bootstrap_servers(&placements),
@@ -233,11 +234,12 @@ spec:
             availability_zone: zone.to_owned(),
             cidr: String::new(),
         };
-        let upstream = Outputs {
+        let mut upstream = Outputs::default();
+        upstream.publish(NetworkOutputs {
             private_subnets: vec![subnet("subnet-a", "eu-west-1a"), subnet("subnet-b", "eu-west-1b")],
-            kafka_security_group: Some("sg-kafka".to_owned()),
-            ..Outputs::default()
-        };
+            kafka_group: Ref::Known("sg-kafka".to_owned()),
+            ..NetworkOutputs::pending()
+        });
         KafkaBrokers::desired(&ctx, &upstream).expect("kafka of a valid spec")
     }
 

@@ -11,8 +11,10 @@ pub mod resource;
 mod run;
 pub mod status;
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 #[cfg(test)]
 pub(crate) use context::context_from_yaml;
@@ -257,18 +259,13 @@ pub struct SubnetOutput {
     pub cidr: String,
 }
 
-/// What components make that later components use, and what the status shows.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What components make that later components use, and what the status
+/// shows. The endpoints the status lists are fields, set once the resource
+/// exists; what one component hands the components that stand on it is its
+/// own typed outputs ([`Outputs::publish`]), which the engine carries without
+/// knowing their types.
+#[derive(Clone, Default)]
 pub struct Outputs {
-    pub api_vpc_id: Option<String>,
-    pub kafka_vpc_id: Option<String>,
-    /// Subnets of the API VPC with a route to the internet gateway.
-    pub public_subnets: Vec<SubnetOutput>,
-    /// Subnets of the Kafka VPC, without a way out.
-    pub private_subnets: Vec<SubnetOutput>,
-    pub load_balancer_security_group: Option<String>,
-    pub upload_security_group: Option<String>,
-    pub kafka_security_group: Option<String>,
     pub bucket: Option<String>,
     pub table: Option<String>,
     pub delivery_stream: Option<String>,
@@ -278,16 +275,37 @@ pub struct Outputs {
     /// `host:port,…` of the brokers, managed or given in the spec.
     pub kafka_bootstrap: Option<String>,
     pub resources: Vec<AwsResource>,
+    pub published: Published,
 }
 
+/// Components' own typed outputs, by type.
+#[derive(Clone, Default)]
+pub struct Published(BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
 impl Outputs {
-    pub fn resource(&mut self, component: ComponentKind, type_: &str, id: &str, arn: Option<String>) {
-        self.resources.push(AwsResource {
-            component: component.name().to_owned(),
-            type_: type_.to_owned(),
-            id: id.to_owned(),
-            arn,
-        });
+    /// Hands `outputs` to the components that run later in this pass.
+    pub fn publish<T: Any + Send + Sync>(&mut self, outputs: T) {
+        self.published.0.insert(TypeId::of::<T>(), Arc::new(outputs));
+    }
+
+    /// The outputs of type `T` a component published, if it ran.
+    pub fn of<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.published.0.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outputs")
+            .field("bucket", &self.bucket)
+            .field("table", &self.table)
+            .field("delivery_stream", &self.delivery_stream)
+            .field("warehouse", &self.warehouse)
+            .field("upload_url", &self.upload_url)
+            .field("kafka_bootstrap", &self.kafka_bootstrap)
+            .field("resources", &self.resources)
+            .field("published", &self.published.0.len())
+            .finish()
     }
 }
 

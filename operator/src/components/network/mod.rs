@@ -38,6 +38,43 @@ use security_groups::{GroupRole, VpcRole};
 
 pub struct Network;
 
+/// What the network hands the components that stand in it. An id of a
+/// resource not made yet (in a plan) is a pending reference, never `""`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkOutputs {
+    pub api_vpc: Ref,
+    pub kafka_vpc: Ref,
+    /// Subnets of the API VPC with a route to the internet gateway.
+    pub public_subnets: Vec<SubnetOutput>,
+    /// Subnets of the Kafka VPC, without a way out.
+    pub private_subnets: Vec<SubnetOutput>,
+    pub load_balancer_group: Ref,
+    pub upload_group: Ref,
+    pub kafka_group: Ref,
+}
+
+impl NetworkOutputs {
+    /// Nothing made yet: what a component sees when the network has not run
+    /// in this pass (a teardown runs the other components first).
+    pub fn pending() -> Self {
+        let pending = |what: &str| Ref::Pending(what.to_owned());
+        Self {
+            api_vpc: pending("the API VPC"),
+            kafka_vpc: pending("the Kafka VPC"),
+            public_subnets: Vec::new(),
+            private_subnets: Vec::new(),
+            load_balancer_group: pending("the load balancer's security group"),
+            upload_group: pending("the upload instances' security group"),
+            kafka_group: pending("the brokers' security group"),
+        }
+    }
+
+    /// The network's outputs in `upstream`, or all pending.
+    pub fn from_upstream(upstream: &Outputs) -> Self {
+        upstream.of::<Self>().cloned().unwrap_or_else(Self::pending)
+    }
+}
+
 impl Declared for Network {
     const KIND: ComponentKind = ComponentKind::Network;
     const DEPENDS_ON: &'static [ComponentKind] = &[];
@@ -81,6 +118,11 @@ impl Declared for Network {
             vpc_ids.insert(role, Ref::to(found.as_ref(), |v| v.id.clone(), vpc.label()));
         }
         let (api_id, kafka_id) = (vpc_ids[&VpcRole::Api].clone(), vpc_ids[&VpcRole::Kafka].clone());
+        let mut made = NetworkOutputs {
+            api_vpc: api_id.clone(),
+            kafka_vpc: kafka_id.clone(),
+            ..NetworkOutputs::pending()
+        };
         let api_label = desired.vpc_resource(VpcRole::Api).label();
         let kafka_label = desired.vpc_resource(VpcRole::Kafka).label();
 
@@ -123,14 +165,8 @@ impl Declared for Network {
             walk.ensure(&table).await?;
             let subnets = subnets.into_iter().map(SubnetOutput::from).collect();
             match role {
-                VpcRole::Api => {
-                    (outputs.api_vpc_id, outputs.public_subnets) =
-                        (vpc_id.known().map(str::to_owned), subnets)
-                }
-                VpcRole::Kafka => {
-                    (outputs.kafka_vpc_id, outputs.private_subnets) =
-                        (vpc_id.known().map(str::to_owned), subnets)
-                }
+                VpcRole::Api => made.public_subnets = subnets,
+                VpcRole::Kafka => made.private_subnets = subnets,
             }
         }
 
@@ -143,14 +179,15 @@ impl Declared for Network {
         ] {
             let group = desired.group(role, &vpc_ids[&role.vpc()], &links, &groups);
             let found = walk.ensure(&group).await?;
-            let id = found.map(|g| g.id);
+            let id = Ref::to(found.as_ref(), |g| g.id.clone(), group.label());
             *match role {
-                GroupRole::LoadBalancer => &mut outputs.load_balancer_security_group,
-                GroupRole::UploadInstances => &mut outputs.upload_security_group,
-                GroupRole::KafkaBrokers => &mut outputs.kafka_security_group,
+                GroupRole::LoadBalancer => &mut made.load_balancer_group,
+                GroupRole::UploadInstances => &mut made.upload_group,
+                GroupRole::KafkaBrokers => &mut made.kafka_group,
             } = id.clone();
-            groups.insert(role, Ref::to(id.as_ref(), String::clone, group.label()));
+            groups.insert(role, id);
         }
+        outputs.publish(made);
         if walk.mode() == WalkMode::Find {
             let ids: Vec<String> = vpc_ids
                 .values()

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::components::network::NetworkOutputs;
 use crate::components::upload_instance_setup::{
     self as setup, IMDS_HOP_LIMIT, UPLOAD_PORT, UploadInstanceConfig, UploadTargets,
 };
@@ -87,24 +88,21 @@ pub(super) fn desired(
     let short_name = ctx.resource_name("upload", 32);
     let tags = ctx.tags(ComponentKind::UploadTier);
     let iam_arn = |kind: &str| ctx.global_arn("iam", &format!("{kind}{}{name}", iam_role::ROLE_PATH));
-    let network = |id: &Option<String>, what: &str| Ref::to(id.as_ref(), String::clone, what);
-    let subnets: BTreeSet<String> = upstream.public_subnets.iter().map(|s| s.id.clone()).collect();
+    let network = NetworkOutputs::from_upstream(upstream);
+    let subnets: BTreeSet<String> = network.public_subnets.iter().map(|s| s.id.clone()).collect();
     let launch_template = LaunchTemplate {
         name: name.clone(),
         description: "ImagePipeline upload-api".to_owned(),
         image: None,
         instance_type: spec.instance_type.clone(),
         instance_type_field: "spec.uploadApi.instanceType",
-        zones: upstream
+        zones: network
             .public_subnets
             .iter()
             .map(|s| s.availability_zone.clone())
             .collect(),
         instance_profile_arn: iam_arn("instance-profile"),
-        security_group: network(
-            &upstream.upload_security_group,
-            "the upload instances' security group",
-        ),
+        security_group: network.upload_group.clone(),
         imds_hop_limit: IMDS_HOP_LIMIT,
         root_volume_gib: ROOT_VOLUME_GIB,
         user_data: setup::user_data_base64(&config),
@@ -112,7 +110,7 @@ pub(super) fn desired(
     };
     let target_group = TargetGroup {
         name: short_name.clone(),
-        vpc_id: network(&upstream.api_vpc_id, "the API VPC"),
+        vpc_id: network.api_vpc.clone(),
         port: i32::from(UPLOAD_PORT),
         health_check_path: HEALTH_CHECK_PATH.to_owned(),
         tags: tags.clone(),
@@ -120,10 +118,7 @@ pub(super) fn desired(
     let load_balancer = LoadBalancer {
         name: short_name.clone(),
         subnets: subnets.clone(),
-        security_group: network(
-            &upstream.load_balancer_security_group,
-            "the load balancer's security group",
-        ),
+        security_group: network.load_balancer_group.clone(),
         tags: tags.clone(),
     };
     let certificate_arn = spec.certificate_arn.clone();

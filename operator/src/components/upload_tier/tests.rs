@@ -1,6 +1,8 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::components::network::NetworkOutputs;
+use crate::engine::resource::Ref;
 use crate::engine::{Readiness, SecretText, SubnetOutput, context_from_yaml};
 use crate::resources::auto_scaling_group::{GroupInstance, GroupState};
 use crate::resources::iam_role::DesiredRole;
@@ -24,16 +26,20 @@ fn upstream() -> Outputs {
         availability_zone: zone.to_owned(),
         cidr: String::new(),
     };
-    Outputs {
-        api_vpc_id: Some("vpc-api".to_owned()),
-        public_subnets: vec![subnet("subnet-a", "eu-west-1a"), subnet("subnet-b", "eu-west-1b")],
-        load_balancer_security_group: Some("sg-lb".to_owned()),
-        upload_security_group: Some("sg-upload".to_owned()),
+    let mut upstream = Outputs {
         bucket: Some("photos-bucket".to_owned()),
         table: Some("photos-table".to_owned()),
         delivery_stream: Some("photos-events".to_owned()),
         ..Outputs::default()
-    }
+    };
+    upstream.publish(NetworkOutputs {
+        api_vpc: Ref::Known("vpc-api".to_owned()),
+        public_subnets: vec![subnet("subnet-a", "eu-west-1a"), subnet("subnet-b", "eu-west-1b")],
+        load_balancer_group: Ref::Known("sg-lb".to_owned()),
+        upload_group: Ref::Known("sg-upload".to_owned()),
+        ..NetworkOutputs::pending()
+    });
+    upstream
 }
 
 fn context(upload_api: &str) -> PipelineContext {

@@ -241,3 +241,97 @@ async fn retain_keeps_the_bucket_the_table_and_a_final_snapshot_of_the_warehouse
     pipeline.destroy().await;
     assert_eq!(aws.calls.successful_mutations(), 0);
 }
+
+/// Turning analytics off (`analytics.enabled: false`) removes the warehouse
+/// as a teardown under the pipeline's `deletionPolicy` would, and the rest of
+/// the pipeline stays.
+#[tokio::test]
+async fn turning_analytics_off_under_retain_keeps_a_final_snapshot_and_removes_the_rest_of_the_warehouse() {
+    let applied = Applied::new("Retain").await;
+    let engine = &applied.engine;
+    let pipeline_spec = applied.ctx.spec.clone();
+    let owner = applied.ctx.owner.clone();
+    let owned_before = applied.owned().await;
+    let mut before = kinds(&owned_before);
+    before.sort();
+
+    let mut spec = pipeline_spec;
+    spec.analytics.enabled = false;
+    let off = engine.context(owner, spec).await.expect("account id from sts");
+    let cluster_id = off.resource_name("warehouse", 63);
+
+    let plan = engine.plan(&off).await;
+    let planned: Vec<String> = plan
+        .changes()
+        .filter(|(kind, _)| *kind == ComponentKind::Analytics)
+        .map(|(_, change)| format!("{:?} {}", change.action, change.resource))
+        .collect();
+    let [deletion] = planned.as_slice() else {
+        panic!("the plan deletes the cluster first, and only that: {planned:#?}");
+    };
+    assert!(
+        deletion.starts_with("Delete Redshift cluster")
+            && deletion.contains(&format!("final snapshot {cluster_id}-final-")),
+        "{deletion}"
+    );
+
+    let report = apply_until_ready(engine, &off).await;
+    let mut expected = before.clone();
+    for gone in ["cluster", "subnet group", "security group", "role"] {
+        let at = expected.iter().position(|k| *k == gone).unwrap();
+        expected.remove(at);
+    }
+    expected.push("snapshot");
+    expected.sort();
+    let owned_after = applied.owned().await;
+    let mut after = kinds(&owned_after);
+    after.sort();
+    assert_eq!(after, expected);
+
+    let aws = engine.aws();
+    let snapshots = aws
+        .redshift
+        .describe_cluster_snapshots()
+        .snapshot_type("manual")
+        .send()
+        .await
+        .expect("DescribeClusterSnapshots");
+    let [snapshot] = snapshots.snapshots() else {
+        panic!("one final snapshot: {snapshots:#?}");
+    };
+    assert!(
+        snapshot
+            .tags()
+            .iter()
+            .any(|t| (t.key(), t.value()) == (Some(RETAINED_TAG), Some("true"))),
+        "{snapshot:#?}"
+    );
+    let listed: Vec<(&str, &str)> = report
+        .outputs
+        .resources
+        .iter()
+        .filter(|r| r.component == ComponentKind::Analytics.name())
+        .map(|r| (r.type_.as_str(), r.id.as_str()))
+        .collect();
+    let snapshot_id = snapshot.snapshot_identifier().unwrap_or_default();
+    assert_eq!(listed, [("AWS::Redshift::ClusterSnapshot", snapshot_id)]);
+
+    // Off stays off: nothing changes, and the kept snapshot is left alone.
+    aws.calls.reset();
+    let again = engine.apply(&off).await;
+    assert!(again.is_ready());
+    assert_eq!(again.changes().count(), 0);
+    assert_eq!(aws.calls.successful_mutations(), 0, "{:#?}", aws.calls.counts());
+}
+
+async fn apply_until_ready(engine: &Engine, ctx: &PipelineContext) -> PassReport {
+    let mut last = None;
+    for _ in 0..5 {
+        let report = engine.apply(ctx).await;
+        if report.is_ready() {
+            return report;
+        }
+        last = Some(report.components);
+    }
+    panic!("not ready after 5 passes: {last:#?}");
+}

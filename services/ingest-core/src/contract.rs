@@ -33,6 +33,18 @@ pub mod env {
     //! endpoints the operator adds for other workloads. The services' tests
     //! check that their flags read exactly these names.
 
+    use std::collections::BTreeSet;
+
+    /// The environment variables the flags of `command` fall back to: what a
+    /// service's tests compare with the contract's names.
+    pub fn read_by(command: &clap::Command) -> BTreeSet<String> {
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
     names! {
         /// Every pipeline setting, as [`crate::service::PipelineArgs`] reads them.
         ALL;
@@ -183,19 +195,10 @@ mod tests {
     use super::*;
     use crate::service::PipelineArgs;
 
-    /// The environment variables a command's flags fall back to.
-    fn env_names(command: &clap::Command) -> BTreeSet<String> {
-        command
-            .get_arguments()
-            .filter_map(|arg| arg.get_env())
-            .map(|name| name.to_string_lossy().into_owned())
-            .collect()
-    }
-
     #[test]
     fn the_pipeline_flags_read_exactly_the_contract_s_environment() {
         let command = PipelineArgs::augment_args(clap::Command::new("service"));
-        let read = env_names(&command);
+        let read = env::read_by(&command);
         let contract: BTreeSet<String> = env::ALL.iter().map(|name| (*name).to_owned()).collect();
         assert_eq!(
             read, contract,

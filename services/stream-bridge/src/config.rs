@@ -117,11 +117,7 @@ mod tests {
         use std::collections::BTreeSet;
 
         use clap::CommandFactory;
-        let read: BTreeSet<String> = Config::command()
-            .get_arguments()
-            .filter_map(|arg| arg.get_env())
-            .map(|name| name.to_string_lossy().into_owned())
-            .collect();
+        let read = ingest_core::contract::env::read_by(&Config::command());
         let contract: BTreeSet<String> = [ingest_core::contract::env::ALL, stream_bridge::ALL]
             .concat()
             .into_iter()

@@ -104,11 +104,7 @@ mod tests {
     #[test]
     fn the_flags_read_exactly_the_contract_s_environment() {
         use clap::CommandFactory;
-        let read: BTreeSet<String> = Config::command()
-            .get_arguments()
-            .filter_map(|arg| arg.get_env())
-            .map(|name| name.to_string_lossy().into_owned())
-            .collect();
+        let read = ingest_core::contract::env::read_by(&Config::command());
         let contract: BTreeSet<String> = [ingest_core::contract::env::ALL, upload_api::ALL]
             .concat()
             .into_iter()

@@ -27,7 +27,7 @@ pub use run::{
 /// AWS tags, key to value: the one shape every resource's tags take here.
 pub type Tags = BTreeMap<String, String>;
 
-use crate::api::v1alpha1::AwsResource;
+use crate::api::v1alpha1::{AwsResource, KafkaBrokerStatus};
 pub use crate::error::{ComponentError, ErrorKind};
 
 /// The components, in the order they are created.
@@ -275,6 +275,8 @@ pub struct Outputs {
     /// `host:port,…` of the brokers, managed or given in the spec.
     pub kafka_bootstrap: Option<String>,
     pub resources: Vec<AwsResource>,
+    /// The managed brokers and what they last reported.
+    pub kafka_brokers: Vec<KafkaBrokerStatus>,
     pub published: Published,
 }
 
@@ -304,6 +306,7 @@ impl fmt::Debug for Outputs {
             .field("upload_url", &self.upload_url)
             .field("kafka_bootstrap", &self.kafka_bootstrap)
             .field("resources", &self.resources)
+            .field("kafka_brokers", &self.kafka_brokers)
             .field("published", &self.published.0.len())
             .finish()
     }

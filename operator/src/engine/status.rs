@@ -146,6 +146,7 @@ pub fn pipeline_status(
         conditions,
         endpoints: Some(endpoints),
         resources: outputs.resources.clone(),
+        kafka_brokers: outputs.kafka_brokers.clone(),
     }
 }
 

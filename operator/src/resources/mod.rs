@@ -13,6 +13,7 @@ pub mod iam_role;
 pub(crate) mod instance_offering;
 pub mod instance_profile;
 pub mod internet_gateway;
+pub mod kafka_distribution;
 pub mod launch_template;
 pub mod listener;
 pub mod load_balancer;

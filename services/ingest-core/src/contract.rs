@@ -168,6 +168,12 @@ pub mod prefix {
     pub const EVENTS: &str = "events/";
     /// Records Firehose could not deliver.
     pub const ERRORS: &str = "errors/";
+    /// The Kafka distribution the operator stages for its brokers,
+    /// `artifacts/kafka/<version>/<file>`: never expired, read by the brokers.
+    pub const KAFKA_ARTIFACTS: &str = "artifacts/kafka/";
+    /// The brokers' heartbeats, `kafka/brokers/<node-id>.json`
+    /// ([`crate::contract::kafka::heartbeat`]).
+    pub const BROKER_HEARTBEATS: &str = "kafka/brokers/";
 }
 
 pub mod kafka {
@@ -183,6 +189,70 @@ pub mod kafka {
     /// `<topic>.dlq`, where stream-bridge puts records it cannot store.
     pub fn dead_letter_topic(topic: &str) -> String {
         format!("{topic}{DEAD_LETTER_SUFFIX}")
+    }
+
+    pub mod heartbeat {
+        //! What a managed broker reports every 30 s: one JSON object at
+        //! [`key`] in the pipeline's bucket, written by the broker's boot
+        //! script (and by the demo, which plays the brokers' part), read by
+        //! the operator for `KafkaReady`.
+
+        use serde::{Deserialize, Serialize};
+
+        /// How often a broker writes its heartbeat.
+        pub const INTERVAL_SECONDS: u64 = 30;
+        /// A heartbeat older than this is silence.
+        pub const FRESH_FOR_SECONDS: u64 = 120;
+
+        /// `kafka/brokers/<node-id>.json`.
+        pub fn key(node_id: u32) -> String {
+            format!("{}{node_id}.json", crate::contract::prefix::BROKER_HEARTBEATS)
+        }
+
+        /// Where a broker is in its life.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum BrokerState {
+            /// Installing Java or Kafka, or preparing the data volume.
+            Installing,
+            /// Kafka is started and has not joined a quorum with a leader yet.
+            Starting,
+            /// Kafka answers and the KRaft quorum has a leader.
+            Serving,
+            /// Setup or Kafka failed; `error` says why.
+            Failed,
+        }
+
+        impl BrokerState {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Self::Installing => "installing",
+                    Self::Starting => "starting",
+                    Self::Serving => "serving",
+                    Self::Failed => "failed",
+                }
+            }
+        }
+
+        /// One heartbeat. Every key is always written (`error` is null
+        /// unless the state is `failed`).
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct BrokerHeartbeat {
+            pub node_id: u32,
+            pub instance_id: String,
+            pub state: BrokerState,
+            /// The last error line when `failed`.
+            pub error: Option<String>,
+            pub kafka_version: String,
+            /// Whether the KRaft quorum has a leader.
+            pub quorum_leader: bool,
+            pub under_replicated_partitions: u64,
+            /// Free bytes on the data volume.
+            pub data_free_bytes: u64,
+            /// RFC 3339, when the heartbeat was written.
+            pub time: String,
+        }
     }
 }
 

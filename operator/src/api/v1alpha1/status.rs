@@ -30,6 +30,10 @@ pub struct ImagePipelineStatus {
     /// The AWS resources the operator made for this pipeline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<AwsResource>,
+
+    /// The managed Kafka brokers and what each last reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kafka_brokers: Vec<KafkaBrokerStatus>,
 }
 
 /// Lifecycle phase of an ImagePipeline.
@@ -76,6 +80,29 @@ pub struct Endpoints {
     /// `host:port/database` of the Redshift cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warehouse: Option<String>,
+}
+
+/// A managed Kafka broker as its last heartbeat describes it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaBrokerStatus {
+    /// Kafka `node.id`.
+    pub node_id: u32,
+    /// The EC2 instance running it, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// `host:port` clients connect to.
+    pub address: String,
+    /// `installing`, `starting`, `serving` or `failed` as the broker last
+    /// said; `silent` when its last heartbeat is older than 2 minutes;
+    /// `unknown` before its instance's first heartbeat.
+    pub state: String,
+    /// When its last heartbeat was written (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+    /// The last error line it reported, when `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One AWS resource the operator made.

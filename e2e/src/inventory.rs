@@ -293,6 +293,19 @@ async fn ec2(config: &SdkConfig, owner: &str, found: &mut Vec<String>) -> Result
             ));
         }
     }
+    let endpoints = ec2.describe_vpc_endpoints().filters(by_owner()).send().await;
+    for endpoint in endpoints
+        .map_err(HarnessError::aws("DescribeVpcEndpoints"))?
+        .vpc_endpoints()
+    {
+        let state = endpoint.state().map(|s| s.as_str().to_lowercase());
+        if state.as_deref() != Some("deleted") {
+            found.push(format!(
+                "vpc endpoint {}",
+                endpoint.vpc_endpoint_id().unwrap_or_default()
+            ));
+        }
+    }
     let templates = ec2.describe_launch_templates().filters(by_owner()).send().await;
     for template in templates
         .map_err(HarnessError::aws("DescribeLaunchTemplates"))?

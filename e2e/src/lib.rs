@@ -16,6 +16,7 @@
 
 mod aws;
 mod binaries;
+pub mod brokers;
 mod error;
 mod inventory;
 mod kafka;

@@ -315,7 +315,10 @@ impl LocalPipeline {
                 what: "creating a folder for the services".into(),
                 source,
             })?;
-        let (aws, kafka) = tokio::try_join!(AwsEmulator::start(), KafkaBroker::start())?;
+        let (mut aws, kafka) = tokio::try_join!(AwsEmulator::start(), KafkaBroker::start())?;
+        // Emulated instances never boot: the brokers' heartbeats are played
+        // for the local broker.
+        aws.play_brokers(Some(kafka.bootstrap_servers())).await;
         kafka.create_topic(&manifest.topic, manifest.partitions).await?;
         kafka.create_topic(&manifest.dead_letter_topic(), 1).await?;
         let producer = ClientConfig::new()
@@ -331,6 +334,7 @@ impl LocalPipeline {
         Ok(Self {
             aws,
             kafka,
+
             manifest,
             producer,
             http: http_client(),

@@ -295,6 +295,7 @@ fn state_text(state: &ComponentState) -> String {
     match state {
         ComponentState::Ready => "ready".to_owned(),
         ComponentState::Waiting(why) => format!("waiting: {why}"),
+        ComponentState::NotServing(check) => format!("not serving: {} ({})", check.message, check.reason),
         ComponentState::ChangesPending => "changes pending".to_owned(),
         ComponentState::Failed(err) if err.needs_person() => format!("{} ({})", err.message, err.reason),
         ComponentState::Failed(err) => format!("{} ({}), retrying", err.message, err.reason),

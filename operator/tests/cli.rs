@@ -10,7 +10,8 @@ mod command;
 
 #[tokio::test]
 async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let example = "examples/imagepipeline.yaml";
 
     let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
@@ -101,7 +102,8 @@ async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
 
 #[tokio::test]
 async fn apply_stops_at_once_on_a_terminal_error() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("two.yaml");
     let pipeline = |name: &str| {
@@ -264,7 +266,8 @@ fn each_error_is_printed_once_and_without_colour_codes() {
 
 #[tokio::test]
 async fn the_cli_takes_the_secrets_a_spec_names_from_the_manifest_file() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("pipeline.yaml");
     let pipeline = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: keyed }\n\

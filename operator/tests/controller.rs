@@ -283,7 +283,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+        emulator.play_brokers(None).await;
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let (ctx, writers) = context(client, emulator.sdk_config().await);

@@ -58,7 +58,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new(yaml: &str) -> Self {
-        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+        emulator.play_brokers(None).await;
         let (engine, ctx) = engine_for(&emulator, &pipeline(yaml)).await;
         Self {
             emulator,
@@ -475,7 +476,7 @@ fn kinds(resources: &[String]) -> Vec<&str> {
 /// minimum) and 3 brokers, each broker with a root and a data volume (the
 /// upload instances' volumes carry tags only on AWS, where the launch
 /// template applies them).
-const EVERY_RESOURCE: [&str; 39] = [
+const EVERY_RESOURCE: [&str; 43] = [
     "auto scaling group",
     "bucket",
     "cluster",
@@ -486,11 +487,13 @@ const EVERY_RESOURCE: [&str; 39] = [
     "instance",
     "instance",
     "instance profile",
+    "instance profile",
     "internet gateway",
     "launch template",
     "load balancer",
     "parameter",
     "peering",
+    "role",
     "role",
     "role",
     "role",
@@ -515,6 +518,7 @@ const EVERY_RESOURCE: [&str; 39] = [
     "volume",
     "vpc",
     "vpc",
+    "vpc endpoint",
 ];
 // Two halves of the mutating calls, so that they run at once on two emulators.
 #[tokio::test]
@@ -530,7 +534,8 @@ async fn a_crash_after_any_even_numbered_mutating_call_converges_to_exactly_one_
 /// Injects a failure after mutating call `first`, `first + 2`, … of a first
 /// apply, and checks that a new process converges to one of each resource.
 async fn crash_after_each_mutation(first: u64) {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let pipeline = pipeline(MINIMAL);
     let (engine, ctx) = engine_for(&emulator, &pipeline).await;
     engine.apply(&ctx).await;
@@ -707,7 +712,8 @@ async fn destroy_leaves_nothing_owned_behind() {
 
 #[tokio::test]
 async fn a_bucket_of_another_pipeline_is_a_terminal_error_without_retries() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let first = pipeline(&MINIMAL.replace("tags: { team: media }", "storage: { bucketName: shared-photos }"));
     let (engine, ctx) = engine_for(&emulator, &first).await;
     assert!(
@@ -876,7 +882,8 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
                     .or(r.gateway_id())
                     .unwrap_or_default()
                     .to_owned();
-                (r.destination_cidr_block().unwrap().to_owned(), target)
+                let destination = r.destination_cidr_block().or(r.destination_prefix_list_id());
+                (destination.unwrap().to_owned(), target)
             })
             .collect();
         routes.sort();
@@ -914,13 +921,70 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
         "both public subnets use the public route table"
     );
     let (kafka_routes, kafka_associated) = routes_of(kafka_vpc.clone()).await;
+    let endpoints = aws
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&kafka_vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let [endpoint] = endpoints.vpc_endpoints() else {
+        panic!("one endpoint in the Kafka VPC: {endpoints:#?}");
+    };
+    assert_eq!(endpoint.service_name(), Some("com.amazonaws.eu-west-1.s3"));
+    assert_eq!(
+        endpoint.vpc_endpoint_type().map(|t| t.as_str()),
+        Some("Gateway")
+    );
+    let prefix_list = kafka_routes
+        .iter()
+        .find(|(_, target)| Some(target.as_str()) == endpoint.vpc_endpoint_id())
+        .map(|(destination, _)| destination.clone())
+        .expect("a route to S3 through the endpoint");
     assert_eq!(
         kafka_routes,
         [
             ("10.40.0.0/16".to_owned(), peering_id.to_owned()),
             ("10.41.0.0/16".to_owned(), "local".to_owned()),
+            (prefix_list, endpoint.vpc_endpoint_id().unwrap().to_owned()),
         ],
-        "no way out of the Kafka VPC but the peering"
+        "no way out of the Kafka VPC but the peering and S3 through the endpoint"
+    );
+    let policy: serde_json::Value = serde_json::from_str(endpoint.policy_document().unwrap()).unwrap();
+    let allowed: Vec<(String, String)> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|statement| {
+            assert_eq!(statement["Effect"], "Allow");
+            let action = statement["Action"][0].as_str().unwrap().to_owned();
+            statement["Resource"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |r| (action.clone(), r.as_str().unwrap().to_owned()))
+        })
+        .collect();
+    let bucket = format!("arn:aws:s3:::{}", fx.ctx.bucket_name());
+    assert_eq!(
+        allowed,
+        [
+            (
+                "s3:GetObject".to_owned(),
+                format!("{bucket}/artifacts/kafka/4.1.1/kafka_2.13-4.1.1.tgz")
+            ),
+            (
+                "s3:GetObject".to_owned(),
+                "arn:aws:s3:::al2023-repos-eu-west-1-de612dc2/*".to_owned()
+            ),
+            ("s3:PutObject".to_owned(), format!("{bucket}/kafka/brokers/*")),
+        ],
+        "the brokers reach only the Kafka distribution, the package repositories and their heartbeats"
     );
     assert_eq!(kafka_associated, 2);
     for subnet in &network(outputs).public_subnets {
@@ -953,6 +1017,14 @@ async fn the_network_is_wired_and_its_security_groups_hold_exactly_the_designed_
     );
     fx.apply_until_ready().await;
     assert_eq!(inbound_rules(aws, &kafka).await.len(), 3, "port 22 closed again");
+}
+
+/// IAM answers policy documents URL-encoded.
+fn percent_decoded(document: &str) -> String {
+    percent_encoding::percent_decode_str(document)
+        .decode_utf8()
+        .expect("UTF-8 policy")
+        .into_owned()
 }
 
 fn decoded(base64: &str) -> String {
@@ -1206,9 +1278,67 @@ async fn the_upload_tier_and_the_brokers_are_wired_as_designed() {
         outputs.kafka_bootstrap.as_deref(),
         Some("10.41.0.10:9092,10.41.16.10:9092,10.41.0.11:9092")
     );
+    // The brokers' role may read the Kafka distribution and write their
+    // heartbeats, nothing else.
+    let profile_arn = format!(
+        "arn:aws:iam::{}:instance-profile/imagepipeline/{}",
+        fx.ctx.account_id,
+        fx.ctx.resource_name("kafka", 64)
+    );
+    let role = aws
+        .iam
+        .get_role_policy()
+        .role_name(fx.ctx.resource_name("kafka", 64))
+        .policy_name("kafka-broker")
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&percent_decoded(role.policy_document())).unwrap();
+    let bucket = format!("arn:aws:s3:::{}", fx.ctx.bucket_name());
+    let granted: Vec<(String, String)> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["Action"][0].as_str().unwrap().to_owned(),
+                s["Resource"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        granted,
+        [
+            (
+                "s3:GetObject".to_owned(),
+                format!("{bucket}/artifacts/kafka/4.1.1/kafka_2.13-4.1.1.tgz")
+            ),
+            ("s3:PutObject".to_owned(), format!("{bucket}/kafka/brokers/*")),
+        ]
+    );
+    // Each broker is listed with what its heartbeat said.
+    let listed: Vec<(u32, String, String)> = outputs
+        .kafka_brokers
+        .iter()
+        .map(|b| (b.node_id, b.address.clone(), b.state.clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1, "10.41.0.10:9092".to_owned(), "serving".to_owned()),
+            (2, "10.41.16.10:9092".to_owned(), "serving".to_owned()),
+            (3, "10.41.0.11:9092".to_owned(), "serving".to_owned()),
+        ]
+    );
     for broker in &brokers {
         let id = broker.instance_id().unwrap();
         assert_eq!(broker.instance_type().unwrap().as_str(), "m7i.large");
+        assert_eq!(
+            broker.iam_instance_profile().and_then(|p| p.arn()),
+            Some(profile_arn.as_str()),
+            "broker {id} runs with the brokers' instance profile"
+        );
         assert_eq!(
             broker
                 .security_groups()

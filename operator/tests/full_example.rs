@@ -101,7 +101,8 @@ fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
 
 #[tokio::test]
 async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_policies() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let made = make_what_the_example_names(&emulator).await;
     let dir = tempfile::tempdir().unwrap();
     let file = manifest(dir.path(), &made, &made.certificate);
@@ -194,7 +195,8 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
 
 #[tokio::test]
 async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_the_field() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let made = make_what_the_example_names(&emulator).await;
     let dir = tempfile::tempdir().unwrap();
     // The example's own placeholder: a well-formed ARN of no certificate.
@@ -228,7 +230,8 @@ async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_th
 /// AWS's published offerings.)
 #[tokio::test]
 async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
-    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await;
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (

@@ -62,7 +62,8 @@ impl Applied {
         let pipeline = manifest::parse(Path::new("test.yaml"), &yaml)
             .expect("a valid manifest")
             .remove(0);
-        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+        emulator.play_brokers(None).await;
         let config = emulator.sdk_config().await;
         let engine = imagepipeline_operator::pipeline::engine(
             AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),

@@ -46,8 +46,8 @@ AWS. The dependency patches refuse as AWS does: DeleteSubnet answers
 DependencyViolation while a network interface is in the subnet or a Redshift
 cluster's subnet group holds it; DeleteSecurityGroup while a network interface
 or a Redshift cluster uses the group; DeleteVpc while a security group other
-than the default one is left in it (moto checks only subnets and route
-tables); DeleteClusterSubnetGroup answers InvalidClusterSubnetGroupStateFault
+than the default one, or a VPC endpoint that is not deleted, is left in it
+(moto checks only subnets and route tables); DeleteClusterSubnetGroup answers InvalidClusterSubnetGroupStateFault
 while a cluster is in the group. moto removes a Redshift cluster at
 DeleteCluster, so every cluster it still lists is live. moto's DeleteCluster
 already takes the final snapshot, with the cluster's tags, but drops
@@ -424,6 +424,13 @@ _delete_vpc = VPCBackend.delete_vpc
 
 def delete_vpc(self, vpc_id):
     if any(group.name != "default" for group in self.groups.get(vpc_id, {}).values()):
+        raise DependencyViolationError(
+            f"The vpc '{vpc_id}' has dependencies and cannot be deleted."
+        )
+    if any(
+        endpoint.vpc_id == vpc_id and endpoint.state != "deleted"
+        for endpoint in self.vpc_end_points.values()
+    ):
         raise DependencyViolationError(
             f"The vpc '{vpc_id}' has dependencies and cannot be deleted."
         )

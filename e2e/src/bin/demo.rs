@@ -104,6 +104,10 @@ async fn demo(pipeline: &mut LocalPipeline) -> Result<(), HarnessError> {
         manifest.partitions,
         manifest.dead_letter_topic()
     );
+    println!(
+        "    (emulated instances never boot: the demo plays the brokers' part, writing for each broker instance \
+         the heartbeat its boot script would, `serving` while the local broker answers)"
+    );
 
     step(&format!("imagepipeline plan -f {path}"));
     let plan = pipeline.plan().await?;

@@ -146,6 +146,11 @@ pub struct BrokerSetup<'a> {
     pub max_image_bytes: i64,
     /// Topic, partitions and replication factor.
     pub kafka: &'a KafkaSpec,
+    pub region: &'a str,
+    /// The pipeline's bucket, where heartbeats go.
+    pub bucket: &'a str,
+    /// Where Kafka is fetched from.
+    pub archive: &'a crate::resources::kafka_distribution::StagedArchive,
 }
 
 impl BrokerSetup<'_> {
@@ -414,11 +419,20 @@ mod tests {
             ..KafkaSpec::default()
         };
         let cluster_id = cluster_id("team-a/photos");
+        let archive = crate::resources::kafka_distribution::StagedArchive {
+            bucket: "b".to_owned(),
+            key: "k".to_owned(),
+            sha512: String::new(),
+            version: "4.1.1".to_owned(),
+        };
         let setup = BrokerSetup {
             placements: &placements,
             cluster_id: &cluster_id,
             max_image_bytes: 20 * 1024 * 1024,
             kafka: &kafka,
+            region: "eu-west-1",
+            bucket: "b",
+            archive: &archive,
         };
         test(&setup, &placements)
     }

@@ -258,6 +258,15 @@ pub struct Walk<'a> {
     changes: Vec<Change>,
     entries: Vec<Entry>,
     waiting: Option<String>,
+    not_serving: Option<NotServing>,
+}
+
+/// Everything exists, and a check of whether it does its job says it does
+/// not: the condition's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotServing {
+    pub reason: String,
+    pub message: String,
 }
 
 impl<'a> Walk<'a> {
@@ -270,6 +279,7 @@ impl<'a> Walk<'a> {
             changes: Vec::new(),
             entries: Vec::new(),
             waiting: None,
+            not_serving: None,
         }
     }
 
@@ -464,6 +474,21 @@ impl<'a> Walk<'a> {
     /// The changes made (apply) or pending (plan), in order.
     pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// What the component made exists but was checked not to serve (brokers
+    /// whose heartbeats say they do not): the component is not ready, for
+    /// `reason`.
+    pub fn not_serving(&mut self, reason: &str, message: String) {
+        self.not_serving = Some(NotServing {
+            reason: reason.to_owned(),
+            message,
+        });
+    }
+
+    /// Why the component does not serve, when a check said so.
+    pub fn serving_check(&self) -> Option<&NotServing> {
+        self.not_serving.as_ref()
     }
 
     /// The first resource AWS is still working on.

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use crate::api::v1alpha1::{DeletionPolicy, ImagePipelineSpec};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
-use crate::engine::resource::{Walk, WalkMode};
+use crate::engine::resource::{NotServing, Walk, WalkMode};
 use crate::engine::{
     Change, ComponentError, ComponentKind, Outputs, Owner, PipelineContext, Readiness, fold_into_creates,
 };
@@ -33,6 +33,8 @@ pub enum ComponentState {
     Ready,
     /// AWS is still working on it.
     Waiting(String),
+    /// It exists, and a check of whether it does its job says it does not.
+    NotServing(NotServing),
     /// `plan`: changes are pending.
     ChangesPending,
     /// Could not converge; see the error's kind.
@@ -189,9 +191,10 @@ async fn walk<C: Declared>(
         }
         let declared = C::declare(&mut walk, &desired, outputs).await;
         let made = walk.take_changes();
-        let settled = || match walk.readiness() {
-            Readiness::Ready => ComponentState::Ready,
-            Readiness::Waiting(reason) => ComponentState::Waiting(reason),
+        let settled = || match (walk.readiness(), walk.serving_check()) {
+            (Readiness::Waiting(reason), _) => ComponentState::Waiting(reason),
+            (Readiness::Ready, Some(not_serving)) => ComponentState::NotServing(not_serving.clone()),
+            (Readiness::Ready, None) => ComponentState::Ready,
         };
         match goal {
             Goal::Converge(Mode::Plan) => {

@@ -177,6 +177,7 @@ fn describe(component: &ComponentReport, lifecycle: Lifecycle) -> (bool, String,
             (false, "Deleting".into(), why.clone())
         }
         ComponentState::Waiting(why) => (false, "Provisioning".into(), why.clone()),
+        ComponentState::NotServing(check) => (false, check.reason.clone(), check.message.clone()),
         ComponentState::ChangesPending => (
             false,
             "ChangesPending".into(),

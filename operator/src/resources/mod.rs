@@ -23,6 +23,7 @@ pub mod redshift_cluster;
 pub mod redshift_subnet_group;
 pub mod route;
 pub mod route_table;
+pub mod s3_gateway_endpoint;
 pub mod scaling_policy;
 pub(crate) mod sdk;
 pub mod security_group;

@@ -74,16 +74,26 @@ pub async fn read_heartbeats(
         let object = match s3.get_object().bucket(bucket).key(&key).send().await {
             Ok(object) => object,
             Err(err) if code(&err) == Some("NoSuchKey") => continue,
-            Err(err) => return Err(classify(&format!("reading the heartbeat s3://{bucket}/{key}"), err)),
+            Err(err) => {
+                return Err(classify(
+                    &format!("reading the heartbeat s3://{bucket}/{key}"),
+                    err,
+                ));
+            }
         };
         let body = object.body.collect().await.map_err(|err| {
-            ComponentError::retryable("HeartbeatUnreadable", format!("reading s3://{bucket}/{key}: {err}"))
+            ComponentError::retryable(
+                "HeartbeatUnreadable",
+                format!("reading s3://{bucket}/{key}: {err}"),
+            )
         })?;
         match serde_json::from_slice::<BrokerHeartbeat>(&body.into_bytes()) {
             Ok(beat) => {
                 heartbeats.insert(node_id, beat);
             }
-            Err(err) => tracing::warn!(%bucket, %key, error = %err, "ignoring a heartbeat that is not the contract's JSON"),
+            Err(err) => {
+                tracing::warn!(%bucket, %key, error = %err, "ignoring a heartbeat that is not the contract's JSON")
+            }
         }
     }
     Ok(heartbeats)
@@ -118,7 +128,11 @@ pub fn assess(
     let worst = verdicts.iter().min().filter(|v| **v != Verdict::Serving);
     let not_serving = worst.map(|worst| NotServing {
         reason: worst.reason(),
-        message: verdicts.iter().filter_map(Verdict::message).collect::<Vec<_>>().join("; "),
+        message: verdicts
+            .iter()
+            .filter_map(Verdict::message)
+            .collect::<Vec<_>>()
+            .join("; "),
     });
     (statuses, not_serving)
 }
@@ -212,7 +226,10 @@ mod tests {
         let states: Vec<&str> = statuses.iter().map(|s| s.state.as_str()).collect();
         assert_eq!(states, ["serving"; 3]);
         assert_eq!(statuses[1].address, "10.41.0.11:9092");
-        assert_eq!(statuses[1].last_heartbeat.as_deref(), Some("2026-12-02T11:59:31Z"));
+        assert_eq!(
+            statuses[1].last_heartbeat.as_deref(),
+            Some("2026-12-02T11:59:31Z")
+        );
     }
 
     #[test]
@@ -240,7 +257,10 @@ mod tests {
         ]);
         let silent = silent.unwrap();
         assert_eq!(silent.reason, "BrokerSilent");
-        assert_eq!(silent.message, "broker 2 (i-2): starting; broker 3 (i-3) has not reported yet");
+        assert_eq!(
+            silent.message,
+            "broker 2 (i-2): starting; broker 3 (i-3) has not reported yet"
+        );
 
         let mut leaderless = beat(3, BrokerState::Serving, "2026-12-02T11:59:50Z");
         leaderless.quorum_leader = false;
@@ -273,7 +293,11 @@ mod tests {
         assert_eq!(statuses[1].state, "silent");
         let not_serving = not_serving.unwrap();
         assert_eq!(not_serving.reason, "BrokerSilent");
-        assert!(not_serving.message.starts_with("broker 1 (i-1) has not reported yet; broker 2 (i-2) wrote"));
+        assert!(
+            not_serving
+                .message
+                .starts_with("broker 1 (i-1) has not reported yet; broker 2 (i-2) wrote")
+        );
     }
 
     #[test]

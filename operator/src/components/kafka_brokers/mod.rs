@@ -9,24 +9,25 @@
 //!
 //! [`kafka_broker_setup`]: super::kafka_broker_setup
 
-use super::kafka_broker_setup::{
-    self as setup, BrokerSetup, bootstrap_servers, encode_user_data, place_brokers,
-};
-use super::network::NetworkOutputs;
-use super::network::layout::subnet_cidrs;
-use crate::engine::resource::{Ref, Walk, WalkMode};
+use std::time::SystemTime;
+
+use k8s_openapi::jiff::Timestamp;
+
+use self::desired::ManagedBrokers;
+use crate::api::v1alpha1::DeletionPolicy;
+use crate::engine::resource::{Resource, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext, Tags};
 pub use crate::resources::broker_instance::BROKER_TAG;
-use crate::resources::broker_instance::{self, BrokerInstance, InstanceState, Launch};
-use crate::resources::machine_image::{self, ImageSource, ResolvedImage};
+use crate::resources::broker_instance::{self, BrokerInstance, InstanceState};
+use crate::resources::iam_role::DesiredRole;
+use crate::resources::instance_profile::InstanceProfile;
+use crate::resources::machine_image;
+use crate::resources::s3_gateway_endpoint::{self, S3GatewayEndpoint};
 
+mod desired;
 pub mod health;
 
 pub struct KafkaBrokers;
-
-const DEFAULT_INSTANCE_TYPE: &str = "m7i.large";
-const DEFAULT_VOLUME_GIB: i32 = 100;
-const DEFAULT_BROKERS: i32 = 3;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredKafka {
@@ -36,131 +37,20 @@ pub struct DesiredKafka {
     pub managed: Option<ManagedBrokers>,
     /// `host:port,…` the stream-bridge connects to.
     pub bootstrap: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ManagedBrokers {
-    pub image: ImageSource,
-    pub instance_type: String,
-    pub volume_gib: i32,
-    pub security_group: Ref,
-    pub brokers: Vec<DesiredBroker>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredBroker {
-    pub node_id: u32,
-    /// The `Name` tag.
-    pub name: String,
-    pub availability_zone: String,
-    /// Subnet of the Kafka VPC in that zone.
-    pub subnet: Ref,
-    pub private_ip: String,
-    /// Base64 of the first-boot script.
-    pub user_data: String,
-}
-
-impl DesiredKafka {
-    /// The broker's instance, launched from `image`.
-    fn instance(
-        &self,
-        managed: &ManagedBrokers,
-        broker: &DesiredBroker,
-        image: &ResolvedImage,
-    ) -> BrokerInstance {
-        let mut tags = self.tags.clone();
-        tags.insert("Name".to_owned(), broker.name.clone());
-        BrokerInstance {
-            owner: self.owner.clone(),
-            node_id: Some(broker.node_id),
-            launch: Some(Launch {
-                image: image.clone(),
-                image_source: managed.image.clone(),
-                instance_type: managed.instance_type.clone(),
-                volume_gib: managed.volume_gib,
-                availability_zone: broker.availability_zone.clone(),
-                subnet: broker.subnet.clone(),
-                security_group: managed.security_group.clone(),
-                private_ip: broker.private_ip.clone(),
-                user_data: broker.user_data.clone(),
-                tags,
-            }),
-        }
-    }
+    /// The brokers' way to S3, their role and its instance profile: made
+    /// for managed brokers, removed when none is.
+    pub endpoint: S3GatewayEndpoint,
+    pub role: DesiredRole,
+    pub instance_profile: InstanceProfile,
 }
 
 impl Declared for KafkaBrokers {
     const KIND: ComponentKind = ComponentKind::Kafka;
-    const DEPENDS_ON: &'static [ComponentKind] = &[ComponentKind::Network];
+    const DEPENDS_ON: &'static [ComponentKind] = &[ComponentKind::Network, ComponentKind::Storage];
     type Desired = DesiredKafka;
 
     fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<DesiredKafka, ComponentError> {
-        let kafka = &ctx.spec.kafka;
-        let tags = ctx.tags(Self::KIND);
-        let owner = ctx.owner.tag_value();
-        if let Some(servers) = &kafka.bootstrap_servers {
-            return Ok(DesiredKafka {
-                owner,
-                tags,
-                managed: None,
-                bootstrap: servers.join(","),
-            });
-        }
-        // The subnets' CIDRs follow from the spec, so the brokers' addresses
-        // (and `plan`) do not wait for the network to exist.
-        let network = &ctx.spec.network;
-        let subnets = subnet_cidrs(
-            "spec.network.kafkaVpcCidr",
-            &network.kafka_vpc_cidr,
-            &network.availability_zones,
-        )?;
-        let zones: Vec<(&str, &str)> = subnets
-            .iter()
-            .map(|s| (s.availability_zone.as_str(), s.cidr.as_str()))
-            .collect();
-        let placements = place_brokers(&zones, kafka.brokers.unwrap_or(DEFAULT_BROKERS))?;
-        let cluster_id = setup::cluster_id(&format!("{}/{}", ctx.account_id, owner));
-        let broker_setup = BrokerSetup {
-            placements: &placements,
-            cluster_id: &cluster_id,
-            max_image_bytes: ctx.spec.upload_api.max_image_bytes,
-            kafka,
-        };
-        let name = ctx.resource_name("kafka", 200);
-        let network = NetworkOutputs::from_upstream(upstream);
-        let brokers = placements
-            .iter()
-            .map(|placement| {
-                let zone = &placement.availability_zone;
-                let subnet = network
-                    .private_subnets
-                    .iter()
-                    .find(|s| s.availability_zone == *zone);
-                DesiredBroker {
-                    node_id: placement.node_id,
-                    name: format!("{name}-{}", placement.node_id),
-                    availability_zone: zone.clone(),
-                    subnet: Ref::to(subnet, |s| s.id.clone(), format!("private subnet in {zone}")),
-                    private_ip: placement.private_ip.to_string(),
-                    user_data: encode_user_data(&broker_setup.user_data(placement)),
-                }
-            })
-            .collect();
-        Ok(DesiredKafka {
-            owner,
-            tags,
-            managed: Some(ManagedBrokers {
-                image: ImageSource::new(kafka.ami_id.as_ref(), "spec.kafka.amiId"),
-                instance_type: kafka
-                    .instance_type
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.to_owned()),
-                volume_gib: kafka.volume_gib.unwrap_or(DEFAULT_VOLUME_GIB),
-                security_group: network.kafka_group.clone(),
-                brokers,
-            }),
-            bootstrap: bootstrap_servers(&placements),
-        })
+        desired::desired(ctx, upstream)
     }
 
     async fn declare(
@@ -171,18 +61,32 @@ impl Declared for KafkaBrokers {
         let instances = broker_instance::list(walk.aws(), &desired.owner).await?;
         let mut brokers = Vec::new();
         match (&desired.managed, walk.mode()) {
-            // Brokers are compute, removed under any deletion policy. The
-            // hold comes first, so every live one is terminated at once
-            // before the teardown waits for those AWS is terminating.
-            (_, WalkMode::Find) => walk.hold(terminating(&instances)),
-            (None, _) => {}
+            (_, WalkMode::Find) => {
+                walk.ensure(&desired.role).await?;
+                walk.ensure(&desired.instance_profile).await?;
+                // Brokers are compute, removed under any deletion policy.
+                // The hold comes before them, so every live one is
+                // terminated at once, and their role is deleted only once
+                // AWS has terminated them.
+                walk.hold(terminating(&instances));
+            }
+            (None, _) => {
+                walk.retire(&desired.instance_profile, DeletionPolicy::Delete)
+                    .await?;
+                walk.retire(&desired.role, DeletionPolicy::Delete).await?;
+            }
             (Some(managed), _) => {
+                walk.ensure(&desired.role).await?;
+                walk.ensure(&desired.instance_profile).await?;
+                walk.ensure(&desired.endpoint).await?;
+                let archive = managed.stage(walk).await?;
                 // Only a launch needs the AMI, so it is not looked up to tear
                 // down; a missing one stops apply and plan alike.
                 let image = machine_image::resolve(walk.aws(), &managed.image).await?;
                 for broker in &managed.brokers {
-                    walk.ensure(&desired.instance(managed, broker, &image)).await?;
-                    brokers.push(broker.node_id);
+                    walk.ensure(&desired.instance(managed, broker, &image, &archive))
+                        .await?;
+                    brokers.push(broker.placement.node_id);
                 }
             }
         }
@@ -190,9 +94,51 @@ impl Declared for KafkaBrokers {
             walk.remove(&BrokerInstance::unwanted(&desired.owner, stray), stray)
                 .await?;
         }
+        if desired.managed.is_none() || walk.mode() == WalkMode::Find {
+            remove_endpoints(walk, desired).await?;
+        }
+        if let (Some(managed), WalkMode::Apply | WalkMode::Plan) = (&desired.managed, walk.mode()) {
+            // The instances as they are after this walk's launches.
+            let instances = broker_instance::list(walk.aws(), &desired.owner).await?;
+            report_health(walk, managed, &instances, outputs).await?;
+        }
         outputs.kafka_bootstrap = Some(desired.bootstrap.clone());
         Ok(())
     }
+}
+
+/// Reads the brokers' heartbeats: the brokers are listed in the status, and
+/// the component is not ready until every one serves.
+async fn report_health(
+    walk: &mut Walk<'_>,
+    managed: &ManagedBrokers,
+    instances: &[InstanceState],
+    outputs: &mut Outputs,
+) -> Result<(), ComponentError> {
+    let expected = managed.expected(instances);
+    let node_ids: Vec<u32> = expected.iter().map(|b| b.node_id).collect();
+    let heartbeats = health::read_heartbeats(&walk.aws().s3, &managed.bucket, &node_ids).await?;
+    let now = Timestamp::try_from(SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
+    let (statuses, not_serving) = health::assess(&expected, &heartbeats, now);
+    outputs.kafka_brokers = statuses;
+    if let Some(not_serving) = not_serving {
+        walk.not_serving(not_serving.reason, not_serving.message);
+    }
+    Ok(())
+}
+
+/// Deletes the S3 endpoint when no broker needs it: on teardown, or once an
+/// existing cluster is used. Found by its owner tag, so the network's ids
+/// need not be known.
+async fn remove_endpoints(walk: &mut Walk<'_>, desired: &DesiredKafka) -> Result<(), ComponentError> {
+    for endpoint in s3_gateway_endpoint::list(walk.aws(), &desired.owner).await? {
+        if let Some(reason) = desired.endpoint.going(&endpoint) {
+            walk.hold(Some(reason));
+        } else {
+            walk.remove(&desired.endpoint, &endpoint).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Live instances no broker of `brokers` uses: those of brokers taken out of
@@ -215,9 +161,12 @@ fn terminating(instances: &[InstanceState]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::components::network::NetworkOutputs;
+    use crate::engine::resource::Ref;
     use crate::engine::resource::Resource;
     use crate::engine::{Readiness, SubnetOutput, context_from_yaml};
     use crate::resources::broker_instance::client_token;
+    use crate::resources::machine_image::ResolvedImage;
 
     fn desired_with(kafka: &str) -> DesiredKafka {
         let ctx = context_from_yaml(&format!(
@@ -256,12 +205,16 @@ spec:
     /// The resource of broker `node` of `desired`.
     fn broker(desired: &DesiredKafka, node: u32) -> BrokerInstance {
         let managed = desired.managed.as_ref().unwrap();
-        let broker = managed.brokers.iter().find(|b| b.node_id == node).unwrap();
+        let broker = managed
+            .brokers
+            .iter()
+            .find(|b| b.placement.node_id == node)
+            .unwrap();
         let image = ResolvedImage {
             id: "ami-0123456789abcdef0".to_owned(),
             root_device: "/dev/xvda".to_owned(),
         };
-        desired.instance(managed, broker, &image)
+        desired.instance(managed, broker, &image, &managed.distribution.planned_archive())
     }
 
     fn ids<'a>(instances: impl Iterator<Item = &'a InstanceState>) -> Vec<&'a str> {
@@ -272,17 +225,17 @@ spec:
     fn brokers_get_fixed_addresses_in_the_subnet_of_their_zone_before_anything_exists() {
         let desired = desired_with("");
         let managed = desired.managed.as_ref().unwrap();
-        let placed: Vec<(String, &str)> = managed
+        let placed: Vec<(String, String)> = managed
             .brokers
             .iter()
-            .map(|b| (b.subnet.to_string(), b.private_ip.as_str()))
+            .map(|b| (b.subnet.to_string(), b.placement.private_ip.to_string()))
             .collect();
         assert_eq!(
             placed,
             [
-                ("subnet-a".to_owned(), "10.41.0.10"),
-                ("subnet-b".to_owned(), "10.41.16.10"),
-                ("subnet-a".to_owned(), "10.41.0.11")
+                ("subnet-a".to_owned(), "10.41.0.10".to_owned()),
+                ("subnet-b".to_owned(), "10.41.16.10".to_owned()),
+                ("subnet-a".to_owned(), "10.41.0.11".to_owned())
             ]
         );
         assert_eq!(

@@ -48,6 +48,8 @@ pub struct NetworkOutputs {
     pub public_subnets: Vec<SubnetOutput>,
     /// Subnets of the Kafka VPC, without a way out.
     pub private_subnets: Vec<SubnetOutput>,
+    /// The route table of the Kafka VPC's subnets.
+    pub kafka_route_table: Ref,
     pub load_balancer_group: Ref,
     pub upload_group: Ref,
     pub kafka_group: Ref,
@@ -63,6 +65,7 @@ impl NetworkOutputs {
             kafka_vpc: pending("the Kafka VPC"),
             public_subnets: Vec::new(),
             private_subnets: Vec::new(),
+            kafka_route_table: pending("the Kafka VPC's route table"),
             load_balancer_group: pending("the load balancer's security group"),
             upload_group: pending("the upload instances' security group"),
             kafka_group: pending("the brokers' security group"),
@@ -162,11 +165,14 @@ impl Declared for Network {
                 subnets: subnets.iter().map(|s| s.id.clone()).collect(),
                 tags: desired.tags_for(role.tag_value(), desired.vpc(*role).name.clone()),
             };
-            walk.ensure(&table).await?;
+            let made_table = walk.ensure(&table).await?;
             let subnets = subnets.into_iter().map(SubnetOutput::from).collect();
             match role {
                 VpcRole::Api => made.public_subnets = subnets,
-                VpcRole::Kafka => made.private_subnets = subnets,
+                VpcRole::Kafka => {
+                    made.private_subnets = subnets;
+                    made.kafka_route_table = Ref::to(made_table.as_ref(), |t| t.id.clone(), table.label());
+                }
             }
         }
 

@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ec2::operation::run_instances::{RunInstancesError, RunInstancesOutput};
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, ResourceType, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, ResourceType, VolumeType,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use sha2::{Digest, Sha256};
 
 use super::BROKER_TAG;
@@ -24,7 +25,8 @@ use crate::resources::sdk::tag_specification;
 
 const INSTANCE_TYPE_FIELD: &str = "spec.kafka.instanceType";
 const ROOT_VOLUME_GIB: i32 = 20;
-/// Brokers need no instance credentials; one hop keeps IMDS to the host.
+/// Only the broker's own processes (not containers on it) may use the
+/// instance role's credentials: one hop keeps IMDS to the host.
 const BROKER_IMDS_HOP_LIMIT: i32 = 1;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,9 @@ pub struct Launch {
     pub subnet: Ref,
     pub security_group: Ref,
     pub private_ip: String,
+    /// The instance profile whose role lets the broker fetch Kafka and
+    /// write its heartbeat.
+    pub instance_profile_arn: String,
     /// Base64 of the first-boot script.
     pub user_data: String,
     /// The owner's and component's tags and `Name`; [`BROKER_TAG`] is added.
@@ -68,6 +73,19 @@ impl Launch {
                         "{broker}: address {} in subnet {} is in use; if no broker of this pipeline holds it, \
                          release the network interface that does",
                         self.private_ip, self.subnet
+                    ),
+                );
+            }
+            if code(&err) == Some("InvalidParameterValue")
+                && err.message().is_some_and(|m| m.contains("iamInstanceProfile"))
+            {
+                // IAM is eventually consistent: EC2 may not see a profile
+                // made seconds ago.
+                return ComponentError::retryable(
+                    "InstanceProfilePropagating",
+                    format!(
+                        "{broker}: EC2 does not see the instance profile {} yet; trying again",
+                        self.instance_profile_arn
                     ),
                 );
             }
@@ -117,6 +135,11 @@ impl Launch {
             .private_ip_address(&self.private_ip)
             .security_group_ids(self.security_group.id())
             .user_data(&self.user_data)
+            .iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .arn(&self.instance_profile_arn)
+                    .build(),
+            )
             .metadata_options(
                 InstanceMetadataOptionsRequest::builder()
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)

@@ -1,0 +1,150 @@
+//! The managed brokers' part, played for the local broker.
+//!
+//! Emulated instances never boot, so no boot script runs here and no broker
+//! writes a heartbeat; `KafkaReady` would stay False. The stand-in writes,
+//! for every running broker instance in the emulator, the heartbeat its boot
+//! script would write (the contract of
+//! `ingest_core::contract::kafka::heartbeat`), saying `serving` only while
+//! the local broker accepts connections, so the condition turns True for a
+//! reason that is true. The boot script itself runs in the operator's
+//! `broker_boot` test.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState};
+
+use crate::inventory::OWNER_TAG;
+
+/// Tag holding a broker instance's Kafka node id.
+const BROKER_TAG: &str = "imagepipeline.io/broker";
+/// More often than a broker (30 s), so that an apply does not wait long.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes heartbeats until dropped.
+pub struct BrokerStandIn {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BrokerStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BrokerStandIn {
+    /// Plays the brokers of every pipeline in the emulator; `local_broker`
+    /// is the `host:port` whose answering makes them `serving` (`None`:
+    /// they always are, for tests of the AWS side alone).
+    pub fn start(sdk: &aws_config::SdkConfig, local_broker: Option<String>) -> Self {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let ec2 = aws_sdk_ec2::Client::new(sdk);
+        let task = tokio::spawn(async move {
+            loop {
+                let serving = match &local_broker {
+                    Some(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
+                    None => true,
+                };
+                // The bucket or the instances may not exist yet: try again.
+                let _ = beat(&s3, &ec2, serving).await;
+                tokio::time::sleep(BEAT_EVERY).await;
+            }
+        });
+        Self { task }
+    }
+}
+
+/// One heartbeat for each running broker instance; how many.
+pub async fn beat(
+    s3: &aws_sdk_s3::Client,
+    ec2: &aws_sdk_ec2::Client,
+    serving: bool,
+) -> Result<usize, String> {
+    let instances = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag-key").values(BROKER_TAG).build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("listing the broker instances: {e}"))?;
+    let mut written = 0;
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let tag = |key: &str| {
+            instance
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+        };
+        let node_id = tag(BROKER_TAG).and_then(|id| id.parse::<u32>().ok());
+        let (Some(node_id), Some(owner), Some(instance_id)) =
+            (node_id, tag(OWNER_TAG), instance.instance_id())
+        else {
+            continue;
+        };
+        // The pipeline's bucket may not exist yet.
+        let Some(bucket) = bucket_of(s3, owner).await? else {
+            continue;
+        };
+        let beat = BrokerHeartbeat {
+            node_id,
+            instance_id: instance_id.to_owned(),
+            state: if serving {
+                BrokerState::Serving
+            } else {
+                BrokerState::Starting
+            },
+            error: None,
+            kafka_version: "local broker (tansu)".to_owned(),
+            quorum_leader: serving,
+            under_replicated_partitions: 0,
+            data_free_bytes: 0,
+            time: aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .map_err(|e| e.to_string())?,
+        };
+        let body = serde_json::to_vec(&beat).map_err(|e| e.to_string())?;
+        s3.put_object()
+            .bucket(&bucket)
+            .key(heartbeat::key(node_id))
+            .content_type("application/json")
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| format!("writing the heartbeat of broker {node_id}: {e}"))?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// The bucket tagged as `owner`'s, once the pipeline has made it.
+async fn bucket_of(s3: &aws_sdk_s3::Client, owner: &str) -> Result<Option<String>, String> {
+    let buckets = s3
+        .list_buckets()
+        .send()
+        .await
+        .map_err(|e| format!("listing buckets: {e}"))?;
+    for bucket in buckets.buckets() {
+        let Some(name) = bucket.name() else { continue };
+        let Ok(tagging) = s3.get_bucket_tagging().bucket(name).send().await else {
+            continue;
+        };
+        if tagging
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == OWNER_TAG && t.value() == owner)
+        {
+            return Ok(Some(name.to_owned()));
+        }
+    }
+    Ok(None)
+}

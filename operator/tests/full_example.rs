@@ -112,14 +112,14 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
     let (stdout, stderr) = (text(&apply.stdout), text(&apply.stderr));
     assert!(apply.status.success(), "{stdout}{stderr}");
     println!(
-        "apply of both pipelines of the full example: {:?}",
+        "apply of the three pipelines of the full example: {:?}",
         started.elapsed()
     );
     let statuses: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
         .into_iter()
         .collect::<Result<_, _>>()
         .expect("one JSON status per pipeline");
-    assert_eq!(statuses.len(), 2, "{stdout}");
+    assert_eq!(statuses.len(), 3, "{stdout}");
     for status in &statuses {
         assert_eq!(status["phase"], "Ready", "{status:#}");
     }
@@ -140,11 +140,12 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         plan_text
             .matches("Plan: 0 to create, 0 to update, 0 to delete.")
             .count(),
-        2,
+        3,
         "{plan_text}"
     );
 
-    // photos is `deletionPolicy: Retain`, photos-shared-kafka `Delete`.
+    // photos is `deletionPolicy: Retain`, photos-shared-kafka and
+    // photos-air-gapped `Delete`.
     let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
     assert!(
         destroy.status.success(),
@@ -152,14 +153,13 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         text(&destroy.stdout),
         text(&destroy.stderr)
     );
-    assert_eq!(
-        emulator
-            .resources_owned_by("media/photos-shared-kafka")
-            .await
-            .unwrap(),
-        Vec::<String>::new(),
-        "Delete leaves nothing"
-    );
+    for deleted in ["media/photos-shared-kafka", "media/photos-air-gapped"] {
+        assert_eq!(
+            emulator.resources_owned_by(deleted).await.unwrap(),
+            Vec::<String>::new(),
+            "Delete leaves nothing of {deleted}"
+        );
+    }
     let retained = emulator.resources_owned_by("media/photos").await.unwrap();
     let kinds: Vec<&str> = retained.iter().filter_map(|r| r.split(' ').next()).collect();
     assert_eq!(

@@ -187,6 +187,7 @@ mod tests {
                 ..Endpoints::default()
             }),
             resources: vec![],
+            kafka_brokers: vec![],
         }
     }
 

@@ -197,12 +197,18 @@ impl AwsEmulator {
         }
     }
 
-    /// From now until the lease ends, the broker instances the test's
-    /// pipelines launch report as their boot script would: emulated
-    /// instances never boot (see [`BrokerStandIn`]). `local_broker`: the
-    /// broker whose answering makes them `serving`; `None`, always.
-    pub async fn play_brokers(&mut self, local_broker: Option<String>) {
+    /// Stands in for what managed brokers need and emulated instances cannot
+    /// do: places the Kafka distribution the tests' pipelines name
+    /// ([`crate::brokers::KAFKA_DISTRIBUTION_URI`]), and from now until the
+    /// lease ends, the broker instances they launch report as their boot
+    /// script would (see [`BrokerStandIn`]). `local_broker`: the broker whose
+    /// answering makes them `serving`; `None`, always.
+    pub async fn play_brokers(&mut self, local_broker: Option<String>) -> Result<(), HarnessError> {
+        crate::brokers::place_kafka_distribution(&self.s3().await, REGION)
+            .await
+            .map_err(HarnessError::Scenario)?;
         self.brokers = Some(BrokerStandIn::start(&self.sdk_config().await, local_broker));
+        Ok(())
     }
 
     fn server(&self) -> &MotoServer {

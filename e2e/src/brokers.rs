@@ -16,6 +16,56 @@ use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState
 
 use crate::inventory::OWNER_TAG;
 
+/// Where the tests' pipelines get Kafka (`spec.kafka.distribution.s3Uri`):
+/// a copy placed in the emulator, since tests have no internet to stage
+/// Apache's. Staging from a URL has its own test in the operator.
+pub const KAFKA_DISTRIBUTION_URI: &str = "s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz";
+const KAFKA_DISTRIBUTION_BUCKET: &str = "imagepipeline-test-kafka";
+const KAFKA_DISTRIBUTION_KEY: &str = "kafka_2.13-4.1.1.tgz";
+
+/// Places the stand-in archive of [`KAFKA_DISTRIBUTION_URI`] and its
+/// `.sha512` beside it, as an air-gapped user would. Emulated instances
+/// never install it, so its bytes are only checked by their hash.
+pub async fn place_kafka_distribution(s3: &aws_sdk_s3::Client, region: &str) -> Result<(), String> {
+    let archive = b"stand-in for kafka_2.13-4.1.1.tgz: emulated instances never install it\n".to_vec();
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(&archive))
+    };
+    let created = s3
+        .create_bucket()
+        .bucket(KAFKA_DISTRIBUTION_BUCKET)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(region.into())
+                .build(),
+        )
+        .send()
+        .await;
+    if let Err(err) = created {
+        let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&err);
+        if code != Some("BucketAlreadyOwnedByYou") {
+            return Err(format!("creating {KAFKA_DISTRIBUTION_BUCKET}: {err:?}"));
+        }
+    }
+    for (key, body) in [
+        (KAFKA_DISTRIBUTION_KEY.to_owned(), archive),
+        (
+            format!("{KAFKA_DISTRIBUTION_KEY}.sha512"),
+            format!("{sha512}  {KAFKA_DISTRIBUTION_KEY}\n").into_bytes(),
+        ),
+    ] {
+        s3.put_object()
+            .bucket(KAFKA_DISTRIBUTION_BUCKET)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| format!("placing {key}: {e:?}"))?;
+    }
+    Ok(())
+}
+
 /// Tag holding a broker instance's Kafka node id.
 const BROKER_TAG: &str = "imagepipeline.io/broker";
 /// More often than a broker (30 s), so that an apply does not wait long.

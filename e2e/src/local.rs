@@ -24,6 +24,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::brokers::KAFKA_DISTRIBUTION_URI;
 use crate::probes::{free_loopback_address, http_client};
 use crate::process::log_tail;
 use crate::{AwsEmulator, Binary, HarnessError, KafkaBroker};
@@ -53,6 +54,33 @@ pub struct Manifest {
 
 impl Manifest {
     /// Reads the (first) ImagePipeline of `path`.
+    /// A copy of the manifest at `path`, written into `dir`, whose managed
+    /// brokers get Kafka from `s3_uri` unless it says where from: this
+    /// machine has no internet to stage Apache's archive.
+    pub fn with_kafka_distribution(path: &Path, s3_uri: &str, dir: &Path) -> Result<PathBuf, HarnessError> {
+        let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        })?;
+        let mut documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .map_err(|e| HarnessError::Scenario(format!("{}: not YAML: {e}", path.display())))?;
+        for document in documents.iter_mut().filter(|d| d["kind"] == "ImagePipeline") {
+            let kafka = &mut document["spec"]["kafka"];
+            if kafka.get("bootstrapServers").is_none() && kafka.get("distribution").is_none() {
+                kafka["distribution"] = serde_json::json!({ "s3Uri": s3_uri });
+            }
+        }
+        // JSON is YAML: one document per `---`.
+        let copy: Vec<String> = documents.iter().map(Value::to_string).collect();
+        let file_name = path.file_name().unwrap_or_default();
+        let copied = dir.join(file_name);
+        std::fs::write(&copied, copy.join("\n---\n")).map_err(|source| HarnessError::Io {
+            what: format!("writing {}", copied.display()),
+            source,
+        })?;
+        Ok(copied)
+    }
+
     pub fn read(path: &Path) -> Result<Self, HarnessError> {
         let text = std::fs::read_to_string(path).map_err(|source| HarnessError::Io {
             what: format!("reading {}", path.display()),
@@ -307,7 +335,6 @@ pub struct LocalPipeline {
 impl LocalPipeline {
     /// Starts the emulator and the broker, and makes the pipeline's topics.
     pub async fn start(manifest: &Path) -> Result<Self, HarnessError> {
-        let manifest = Manifest::read(manifest)?;
         let dir = tempfile::Builder::new()
             .prefix("imagepipeline-local-")
             .tempdir()
@@ -315,10 +342,12 @@ impl LocalPipeline {
                 what: "creating a folder for the services".into(),
                 source,
             })?;
+        let manifest = Manifest::with_kafka_distribution(manifest, KAFKA_DISTRIBUTION_URI, dir.path())?;
+        let manifest = Manifest::read(&manifest)?;
         let (mut aws, kafka) = tokio::try_join!(AwsEmulator::start(), KafkaBroker::start())?;
         // Emulated instances never boot: the brokers' heartbeats are played
         // for the local broker.
-        aws.play_brokers(Some(kafka.bootstrap_servers())).await;
+        aws.play_brokers(Some(kafka.bootstrap_servers())).await?;
         kafka.create_topic(&manifest.topic, manifest.partitions).await?;
         kafka.create_topic(&manifest.dead_letter_topic(), 1).await?;
         let producer = ClientConfig::new()

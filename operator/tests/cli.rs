@@ -11,7 +11,7 @@ mod command;
 #[tokio::test]
 async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let example = "examples/imagepipeline.yaml";
 
     let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
@@ -103,7 +103,7 @@ async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
 #[tokio::test]
 async fn apply_stops_at_once_on_a_terminal_error() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("two.yaml");
     let pipeline = |name: &str| {
@@ -267,7 +267,7 @@ fn each_error_is_printed_once_and_without_colour_codes() {
 #[tokio::test]
 async fn the_cli_takes_the_secrets_a_spec_names_from_the_manifest_file() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("pipeline.yaml");
     let pipeline = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: keyed }\n\

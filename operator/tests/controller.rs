@@ -284,7 +284,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-        emulator.play_brokers(None).await;
+        emulator.play_brokers(None).await.expect("brokers' stand-ins");
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let (ctx, writers) = context(client, emulator.sdk_config().await);

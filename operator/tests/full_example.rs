@@ -102,7 +102,7 @@ fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
 #[tokio::test]
 async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_policies() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let made = make_what_the_example_names(&emulator).await;
     let dir = tempfile::tempdir().unwrap();
     let file = manifest(dir.path(), &made, &made.certificate);
@@ -113,14 +113,14 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
     let (stdout, stderr) = (text(&apply.stdout), text(&apply.stderr));
     assert!(apply.status.success(), "{stdout}{stderr}");
     println!(
-        "apply of both pipelines of the full example: {:?}",
+        "apply of the three pipelines of the full example: {:?}",
         started.elapsed()
     );
     let statuses: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
         .into_iter()
         .collect::<Result<_, _>>()
         .expect("one JSON status per pipeline");
-    assert_eq!(statuses.len(), 2, "{stdout}");
+    assert_eq!(statuses.len(), 3, "{stdout}");
     for status in &statuses {
         assert_eq!(status["phase"], "Ready", "{status:#}");
     }
@@ -141,11 +141,12 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         plan_text
             .matches("Plan: 0 to create, 0 to update, 0 to delete.")
             .count(),
-        2,
+        3,
         "{plan_text}"
     );
 
-    // photos is `deletionPolicy: Retain`, photos-shared-kafka `Delete`.
+    // photos is `deletionPolicy: Retain`, photos-shared-kafka and
+    // photos-air-gapped `Delete`.
     let destroy = imagepipeline_on(&emulator, &["destroy", "-f", file, "--timeout", "5m"]);
     assert!(
         destroy.status.success(),
@@ -153,14 +154,13 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
         text(&destroy.stdout),
         text(&destroy.stderr)
     );
-    assert_eq!(
-        emulator
-            .resources_owned_by("media/photos-shared-kafka")
-            .await
-            .unwrap(),
-        Vec::<String>::new(),
-        "Delete leaves nothing"
-    );
+    for deleted in ["media/photos-shared-kafka", "media/photos-air-gapped"] {
+        assert_eq!(
+            emulator.resources_owned_by(deleted).await.unwrap(),
+            Vec::<String>::new(),
+            "Delete leaves nothing of {deleted}"
+        );
+    }
     let retained = emulator.resources_owned_by("media/photos").await.unwrap();
     let kinds: Vec<&str> = retained.iter().filter_map(|r| r.split(' ').next()).collect();
     assert_eq!(
@@ -196,7 +196,7 @@ async fn the_full_example_applies_plans_clean_and_is_destroyed_under_both_polici
 #[tokio::test]
 async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_the_field() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let made = make_what_the_example_names(&emulator).await;
     let dir = tempfile::tempdir().unwrap();
     // The example's own placeholder: a well-formed ARN of no certificate.
@@ -231,7 +231,7 @@ async fn a_certificate_that_does_not_exist_stops_apply_within_a_minute_naming_th
 #[tokio::test]
 async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-    emulator.play_brokers(None).await;
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (

@@ -63,7 +63,7 @@ impl Applied {
             .expect("a valid manifest")
             .remove(0);
         let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-        emulator.play_brokers(None).await;
+        emulator.play_brokers(None).await.expect("brokers' stand-ins");
         let config = emulator.sdk_config().await;
         let engine = imagepipeline_operator::pipeline::engine(
             AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),

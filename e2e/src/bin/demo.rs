@@ -106,7 +106,9 @@ async fn demo(pipeline: &mut LocalPipeline) -> Result<(), HarnessError> {
     );
     println!(
         "    (emulated instances never boot: the demo plays the brokers' part, writing for each broker instance \
-         the heartbeat its boot script would, `serving` while the local broker answers)"
+         the heartbeat its boot script would, `serving` while the local broker answers; and with no internet \
+         here, the manifest is copied with spec.kafka.distribution.s3Uri = a stand-in archive placed in the \
+         emulator instead of Apache's)"
     );
 
     step(&format!("imagepipeline plan -f {path}"));

@@ -33,6 +33,10 @@ pub mod managed_kafka_defaults {
     pub const VOLUME_GIB: i32 = 100;
     /// Broker instance type when `kafka.instanceType` is unset.
     pub const INSTANCE_TYPE: &str = "m7i.large";
+    /// The Kafka release the brokers install when `kafka.distribution` gives
+    /// neither `url` nor `s3Uri`: Apache's, over HTTPS, checked against the
+    /// `.sha512` published beside it.
+    pub const DISTRIBUTION_URL: &str = "https://archive.apache.org/dist/kafka/4.1.1/kafka_2.13-4.1.1.tgz";
 }
 
 /// Desired state of an image-ingestion pipeline on AWS.
@@ -318,12 +322,12 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Kafka: brokers managed on EC2 (`brokers`, `instanceType`, `amiId`, `volumeGiB`)
-/// or an existing cluster (`bootstrapServers`), never both.
+/// Kafka: brokers managed on EC2 (`brokers`, `instanceType`, `amiId`, `volumeGiB`,
+/// `distribution`) or an existing cluster (`bootstrapServers`), never both.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(
-    validation = Rule::new("!has(self.bootstrapServers) || !(has(self.brokers) || has(self.instanceType) || has(self.amiId) || has(self.volumeGiB))")
-        .message("spec.kafka.bootstrapServers cannot be combined with managed-broker settings (brokers, instanceType, amiId, volumeGiB): use an existing cluster or let the operator run brokers, not both")
+    validation = Rule::new("!has(self.bootstrapServers) || !(has(self.brokers) || has(self.instanceType) || has(self.amiId) || has(self.volumeGiB) || has(self.distribution))")
+        .message("spec.kafka.bootstrapServers cannot be combined with managed-broker settings (brokers, instanceType, amiId, volumeGiB, distribution): use an existing cluster or let the operator run brokers, not both")
         .field_path(".bootstrapServers"),
     validation = Rule::new("has(self.bootstrapServers) || self.replicationFactor <= (has(self.brokers) ? self.brokers : 3)")
         .message("spec.kafka.replicationFactor must not exceed spec.kafka.brokers (3 when unset)")
@@ -356,6 +360,12 @@ pub struct KafkaSpec {
     #[schemars(range(min = 10, max = 16384))]
     pub volume_gib: Option<i32>,
 
+    /// Where the managed brokers get Apache Kafka from. Default: Apache Kafka
+    /// 4.1.1 from the Apache archive, checked against the SHA-512 published
+    /// beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<KafkaDistributionSpec>,
+
     /// `host:port` addresses of an existing Kafka cluster. When set, no broker
     /// instances are made and the stream-bridge consumes from this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,6 +389,52 @@ pub struct KafkaSpec {
     #[serde(default = "defaults::default_replication_factor")]
     #[schemars(range(min = 1, max = 9))]
     pub replication_factor: i32,
+}
+
+/// The Apache Kafka binary release (`kafka_<scala>-<version>.tgz`) the managed
+/// brokers install. The Kafka VPC has no internet access, so the operator
+/// copies the archive from `url` into the pipeline's bucket, under
+/// `artifacts/kafka/<version>/` (never expired), once per version, and
+/// refuses it unless its SHA-512 is the one expected. The brokers install it
+/// from the bucket and check the SHA-512 again. Give `url` (or nothing, for
+/// the default release) or `s3Uri`, not both.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!(has(self.url) && has(self.s3Uri))")
+        .message("spec.kafka.distribution.url and spec.kafka.distribution.s3Uri exclude each other: give the archive's HTTPS URL for the operator to copy, or the S3 URI of a copy you placed, not both")
+        .field_path(".s3Uri"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaDistributionSpec {
+    /// HTTPS URL of the release archive, whose file name is
+    /// `kafka_<scala>-<version>.tgz`, e.g.
+    /// `https://archive.apache.org/dist/kafka/4.1.1/kafka_2.13-4.1.1.tgz` (the
+    /// default). The operator downloads it once per version into the
+    /// pipeline's bucket. Use a mirror the operator can reach, or `s3Uri`
+    /// where it cannot reach any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https://[^\s/?#]+/\S+$"))]
+    pub url: Option<String>,
+
+    /// SHA-512 of the archive, 128 hexadecimal digits (`sha512sum` prints it).
+    /// Default: the one published beside the archive, at `<url>.sha512` (or
+    /// `<s3Uri>.sha512`), in Apache's format or `sha512sum`'s. An archive
+    /// whose SHA-512 differs is refused. Setting it to another value stages the
+    /// archive again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{128}$"))]
+    pub sha512: Option<String>,
+
+    /// S3 URI of a copy of the archive you placed, for an operator without
+    /// internet access, e.g. `s3://my-artifacts/kafka/kafka_2.13-4.1.1.tgz`:
+    /// the brokers install it from there, and nothing is staged. The
+    /// operator never changes or deletes it. Its SHA-512 is `sha512`, or the
+    /// `<s3Uri>.sha512` object beside it. The brokers read it through the
+    /// Kafka VPC's S3 endpoint, so the bucket must be in the pipeline's
+    /// region.
+    #[serde(default, rename = "s3Uri", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1100), regex(pattern = r"^s3://[a-z0-9.-]{3,63}/.+"))]
+    pub s3_uri: Option<String>,
 }
 
 /// Firehose delivery of image events to S3.

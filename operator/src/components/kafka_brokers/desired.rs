@@ -139,7 +139,7 @@ pub fn desired(ctx: &PipelineContext, upstream: &Outputs) -> Result<DesiredKafka
     let bucket = upstream.bucket.clone().unwrap_or_else(|| ctx.bucket_name());
     let name = ctx.resource_name("kafka", 64);
     let iam_arn = |kind: &str| ctx.global_arn("iam", &format!("{kind}{}{name}", iam_role::ROLE_PATH));
-    let distribution = KafkaDistribution::from_spec(None, &bucket)?;
+    let distribution = KafkaDistribution::from_spec(kafka.distribution.as_ref(), &bucket)?;
     let role = DesiredRole {
         name: name.clone(),
         arn: iam_arn("role"),

@@ -61,9 +61,13 @@ impl Declared for KafkaBrokers {
         let instances = broker_instance::list(walk.aws(), &desired.owner).await?;
         let mut brokers = Vec::new();
         match (&desired.managed, walk.mode()) {
-            (_, WalkMode::Find) => {
+            (managed, WalkMode::Find) => {
                 walk.ensure(&desired.role).await?;
                 walk.ensure(&desired.instance_profile).await?;
+                // The staged archive goes; a copy the user placed stays.
+                if let Some(managed) = managed.as_ref().filter(|m| m.distribution.stages()) {
+                    walk.ensure(&managed.distribution).await?;
+                }
                 // Brokers are compute, removed under any deletion policy.
                 // The hold comes before them, so every live one is
                 // terminated at once, and their role is deleted only once

@@ -1,0 +1,242 @@
+//! `KafkaReady` follows what the managed brokers report in their heartbeats,
+//! not whether their instances run: silent brokers, a failed one, all
+//! serving, and one that stops reporting.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ec2::types::Filter;
+use imagepipeline_e2e::AwsEmulator;
+use imagepipeline_e2e::brokers::place_kafka_distribution;
+use imagepipeline_operator::api::v1alpha1::ImagePipeline;
+use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::engine::resource::NotServing;
+use imagepipeline_operator::engine::{
+    ComponentKind, ComponentState, Engine, Owner, PassReport, PipelineContext,
+};
+use imagepipeline_operator::manifest;
+use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState};
+use support::MINIMAL;
+
+mod support;
+
+struct Cluster {
+    emulator: AwsEmulator,
+    engine: Engine,
+    ctx: PipelineContext,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        place_kafka_distribution(&emulator.s3().await, imagepipeline_e2e::REGION)
+            .await
+            .expect("the Kafka archive is placed");
+        let pipeline: ImagePipeline = manifest::parse(Path::new("test.yaml"), MINIMAL)
+            .expect("a valid manifest")
+            .remove(0);
+        let config = emulator.sdk_config().await;
+        let engine = imagepipeline_operator::pipeline::engine(
+            AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
+        );
+        let owner = Owner {
+            namespace: "media".into(),
+            name: "photos".into(),
+        };
+        let ctx = engine
+            .context(owner, pipeline.spec)
+            .await
+            .expect("account id from sts");
+        Self {
+            emulator,
+            engine,
+            ctx,
+        }
+    }
+
+    /// The Kafka component's state once every other component is ready.
+    async fn kafka_after_apply(&self) -> (ComponentState, PassReport) {
+        let mut report = self.engine.apply(&self.ctx).await;
+        for _ in 0..4 {
+            let others_ready = report
+                .components
+                .iter()
+                .all(|c| c.kind == ComponentKind::Kafka || c.state == ComponentState::Ready);
+            if others_ready {
+                break;
+            }
+            report = self.engine.apply(&self.ctx).await;
+        }
+        let kafka = report
+            .components
+            .iter()
+            .find(|c| c.kind == ComponentKind::Kafka)
+            .expect("a Kafka component");
+        (kafka.state.clone(), report)
+    }
+
+    /// The running broker instances, by node id.
+    async fn instances(&self) -> Vec<(u32, String)> {
+        let ec2 = aws_sdk_ec2::Client::new(&self.emulator.sdk_config().await);
+        let found = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values("imagepipeline.io/broker")
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("instances");
+        let mut instances: Vec<(u32, String)> = found
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                let node = i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("imagepipeline.io/broker"))
+                    .and_then(|t| t.value()?.parse().ok())
+                    .expect("a node id");
+                (node, i.instance_id().unwrap().to_owned())
+            })
+            .collect();
+        instances.sort();
+        instances
+    }
+
+    /// Writes broker `node`'s heartbeat, `age` old, as its boot script would.
+    async fn report(
+        &self,
+        node: u32,
+        instance: &str,
+        state: BrokerState,
+        error: Option<&str>,
+        age: Duration,
+    ) {
+        let written = aws_smithy_types::DateTime::from(SystemTime::now() - age)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap();
+        let beat = BrokerHeartbeat {
+            node_id: node,
+            instance_id: instance.to_owned(),
+            state,
+            error: error.map(str::to_owned),
+            kafka_version: "4.1.1".to_owned(),
+            quorum_leader: state == BrokerState::Serving,
+            under_replicated_partitions: 0,
+            data_free_bytes: 99 << 30,
+            time: written,
+        };
+        self.emulator
+            .s3()
+            .await
+            .put_object()
+            .bucket(self.ctx.bucket_name())
+            .key(heartbeat::key(node))
+            .body(serde_json::to_vec(&beat).unwrap().into())
+            .send()
+            .await
+            .expect("the heartbeat is written");
+    }
+}
+
+fn not_serving(state: &ComponentState) -> &NotServing {
+    match state {
+        ComponentState::NotServing(check) => check,
+        other => panic!("Kafka is not 'not serving' but {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn kafka_is_ready_only_while_every_broker_reports_serving() {
+    let cluster = Cluster::new().await;
+
+    // Running instances are not enough.
+    let (state, report) = cluster.kafka_after_apply().await;
+    let instances = cluster.instances().await;
+    assert_eq!(instances.len(), 3, "three brokers launched");
+    let silent = not_serving(&state);
+    assert_eq!(silent.reason, "BrokerSilent");
+    for (node, instance) in &instances {
+        assert!(
+            silent
+                .message
+                .contains(&format!("broker {node} ({instance}) has not reported yet")),
+            "{}",
+            silent.message
+        );
+    }
+    let listed: Vec<&str> = report
+        .outputs
+        .kafka_brokers
+        .iter()
+        .map(|b| b.state.as_str())
+        .collect();
+    assert_eq!(listed, ["unknown"; 3]);
+
+    // One broker failed: it is named with what it said.
+    let fresh = Duration::from_secs(5);
+    for (node, instance) in &instances {
+        let (state, error) = match node {
+            2 => (BrokerState::Failed, Some("java: command not found")),
+            _ => (BrokerState::Serving, None),
+        };
+        cluster.report(*node, instance, state, error, fresh).await;
+    }
+    let (state, report) = cluster.kafka_after_apply().await;
+    let failed = not_serving(&state);
+    assert_eq!(failed.reason, "BrokerFailed");
+    assert_eq!(
+        failed.message,
+        format!("broker 2 ({}): failed: java: command not found", instances[1].1)
+    );
+    let broker_2 = &report.outputs.kafka_brokers[1];
+    assert_eq!(
+        (broker_2.state.as_str(), broker_2.error.as_deref()),
+        ("failed", Some("java: command not found"))
+    );
+
+    // Every broker serves.
+    cluster
+        .report(2, &instances[1].1, BrokerState::Serving, None, fresh)
+        .await;
+    let (state, report) = cluster.kafka_after_apply().await;
+    assert_eq!(state, ComponentState::Ready);
+    assert!(report.is_ready(), "{:#?}", report.components);
+    let listed: Vec<(&str, &str)> = report
+        .outputs
+        .kafka_brokers
+        .iter()
+        .map(|b| (b.address.as_str(), b.state.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("10.41.0.10:9092", "serving"),
+            ("10.41.16.10:9092", "serving"),
+            ("10.41.0.11:9092", "serving")
+        ]
+    );
+
+    // Broker 3 stops reporting.
+    let stale = Duration::from_secs(5 * 60);
+    cluster
+        .report(3, &instances[2].1, BrokerState::Serving, None, stale)
+        .await;
+    let (state, _) = cluster.kafka_after_apply().await;
+    let silent = not_serving(&state);
+    assert_eq!(silent.reason, "BrokerSilent");
+    assert_eq!(
+        silent.message,
+        format!("broker 3 ({}) has not reported for 5 min", instances[2].1)
+    );
+}

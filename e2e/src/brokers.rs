@@ -9,6 +9,8 @@
 //! reason that is true. The boot script itself runs in the operator's
 //! `broker_boot` test.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
@@ -71,40 +73,57 @@ const BROKER_TAG: &str = "imagepipeline.io/broker";
 /// More often than a broker (30 s), so that an apply does not wait long.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// Writes heartbeats until dropped.
+/// Writes heartbeats until dropped, on a thread of its own: a test that
+/// blocks its runtime (waiting for a CLI process) must not stop the brokers.
 pub struct BrokerStandIn {
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for BrokerStandIn {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // Joined, so that no heartbeat lands after the lease ends.
+            let _ = thread.join();
+        }
     }
 }
 
 impl BrokerStandIn {
-    /// Plays the brokers of every pipeline in the emulator; `local_broker`
-    /// is the `host:port` whose answering makes them `serving` (`None`:
-    /// they always are, for tests of the AWS side alone).
-    pub fn start(sdk: &aws_config::SdkConfig, local_broker: Option<String>) -> Self {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(true)
-                .build(),
-        );
-        let ec2 = aws_sdk_ec2::Client::new(sdk);
-        let task = tokio::spawn(async move {
-            loop {
-                let serving = match &local_broker {
-                    Some(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
-                    None => true,
-                };
-                // The bucket or the instances may not exist yet: try again.
-                let _ = beat(&s3, &ec2, serving).await;
-                tokio::time::sleep(BEAT_EVERY).await;
-            }
+    /// Plays the brokers of every pipeline in the emulator `sdk` reaches (a
+    /// configuration used by this stand-in alone); `local_broker` is the
+    /// `host:port` whose answering makes them `serving` (`None`: they
+    /// always are, for tests of the AWS side alone).
+    pub fn start(sdk: aws_config::SdkConfig, local_broker: Option<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let s3 = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::config::Builder::from(&sdk)
+                        .force_path_style(true)
+                        .build(),
+                );
+                let ec2 = aws_sdk_ec2::Client::new(&sdk);
+                while !stopped.load(Ordering::Relaxed) {
+                    let serving = match &local_broker {
+                        Some(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
+                        None => true,
+                    };
+                    // The bucket or the instances may not exist yet: try again.
+                    let _ = beat(&s3, &ec2, serving).await;
+                    tokio::time::sleep(BEAT_EVERY).await;
+                }
+            });
         });
-        Self { task }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

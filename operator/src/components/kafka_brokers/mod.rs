@@ -102,8 +102,8 @@ impl Declared for KafkaBrokers {
             remove_endpoints(walk, desired).await?;
         }
         if let (Some(managed), WalkMode::Apply | WalkMode::Plan) = (&desired.managed, walk.mode()) {
-            // The instances as they are after this walk's launches.
-            let instances = broker_instance::list(walk.aws(), &desired.owner).await?;
+            // A broker launched by this walk is not listed yet: it has not
+            // reported either, and the next walk or pass sees it.
             report_health(walk, managed, &instances, outputs).await?;
         }
         outputs.kafka_bootstrap = Some(desired.bootstrap.clone());
@@ -120,7 +120,13 @@ async fn report_health(
     outputs: &mut Outputs,
 ) -> Result<(), ComponentError> {
     let expected = managed.expected(instances);
-    let node_ids: Vec<u32> = expected.iter().map(|b| b.node_id).collect();
+    // Only a launched broker can have reported (and before the first
+    // launch, the bucket may not exist yet).
+    let node_ids: Vec<u32> = expected
+        .iter()
+        .filter(|b| b.instance_id.is_some())
+        .map(|b| b.node_id)
+        .collect();
     let heartbeats = health::read_heartbeats(&walk.aws().s3, &managed.bucket, &node_ids).await?;
     let now = Timestamp::try_from(SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
     let (statuses, not_serving) = health::assess(&expected, &heartbeats, now);

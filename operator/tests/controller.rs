@@ -273,6 +273,25 @@ fn context(client: Client, sdk: aws_config::SdkConfig) -> (Context, OwnedWriters
 }
 
 /// A controller context against the mock apiserver and the emulator.
+/// Until `brokers` heartbeats are in `bucket`.
+async fn wait_for_heartbeats(emulator: &AwsEmulator, bucket: &str, brokers: usize) {
+    let s3 = emulator.s3().await;
+    for _ in 0..100 {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(ingest_core::contract::prefix::BROKER_HEARTBEATS)
+            .send()
+            .await
+            .expect("the bucket lists");
+        if listed.contents().len() >= brokers {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the brokers' stand-in wrote no heartbeats");
+}
+
 struct Fixture {
     emulator: AwsEmulator,
     ctx: Arc<Context>,
@@ -459,10 +478,16 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     assert_eq!(status.observed_generation, Some(1));
     for component in ComponentKind::ALL {
         let condition = condition(&status, &component.condition_type());
+        // The brokers were launched by this pass: none has reported yet.
+        let expected = match component {
+            ComponentKind::Kafka => ("False", "BrokerSilent"),
+            _ => ("True", "Ready"),
+        };
         assert_eq!(
             (condition.status.as_str(), condition.reason.as_str()),
-            ("True", "Ready"),
-            "{component}"
+            expected,
+            "{component}: {}",
+            condition.message
         );
     }
     let services = condition(&status, "ServicesReady");
@@ -478,7 +503,7 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     let ready = condition(&status, "Ready");
     assert_eq!(
         (ready.status.as_str(), ready.message.as_str()),
-        ("False", "not ready: Services")
+        ("False", "not ready: Kafka, Services")
     );
     let endpoints = status.endpoints.clone().expect("endpoints");
     assert_eq!(
@@ -592,7 +617,9 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     );
     log.push(recorded);
 
-    // 3. The pods are up: Ready, with no AWS change.
+    // 3. The brokers have reported (the emulator's stand-in) and the pods are
+    // up: Ready, with no AWS change.
+    wait_for_heartbeats(&fx.emulator, &bucket, 3).await;
     let pipeline = with_status(pipeline, Some(status));
     let mutations_before = fx.calls.successful_mutations();
     let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
@@ -634,7 +661,9 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     );
     log.push(recorded);
 
-    // 4. Nothing changed: no status patch (the script has none).
+    // 4. Nothing changed but the time of the brokers' last heartbeats: the
+    // status is patched only if one was written since, and then differs in
+    // nothing else.
     let pipeline = with_status(pipeline, Some(ready_status.clone()));
     let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
         let secret = generated_secret(&log[1]);
@@ -644,11 +673,21 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
         rolled_out,
         &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH],
     ));
+    script.push(maybe(Method::PATCH, STATUS_PATH, stored_status));
     let (result, recorded) = fx.reconcile(&pipeline, script).await;
     assert_eq!(
         result.expect("reconciled"),
         Action::requeue(Timing::default().requeue_after)
     );
+    if let Some(mut patched) = recorded.status() {
+        let mut before = ready_status.clone();
+        for status in [&mut patched, &mut before] {
+            for broker in &mut status.kafka_brokers {
+                broker.last_heartbeat = None;
+            }
+        }
+        assert_eq!(patched, before, "only the heartbeats' times changed");
+    }
     log.push(recorded);
 
     // 5. Down to one upload replica: its disruption budget, seen by the

@@ -547,6 +547,10 @@ async fn crash_after_each_mutation(first: u64) {
 
     for n in (first..=mutations).step_by(2) {
         emulator.reset().await.expect("reset");
+        // The reset took the Kafka archive the brokers install with it.
+        imagepipeline_e2e::brokers::place_kafka_distribution(&emulator.s3().await, imagepipeline_e2e::REGION)
+            .await
+            .expect("the Kafka archive is placed again");
         let (engine, ctx) = engine_for(&emulator, &pipeline).await;
         engine.aws().calls.fail_after_mutation(n);
         let crashed = engine.apply(&ctx).await;

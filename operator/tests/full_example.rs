@@ -235,25 +235,25 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            "uploadApi: { instanceType: c8a.large }",
+            "uploadApi: { instanceType: c8a.large }\n  kafka: { distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }",
             "spec.uploadApi.instanceType c8a.large",
             "InstanceTypeNotOffered",
             "not offered in eu-west-1c",
         ),
         (
-            "kafka: { instanceType: c8a.large }",
+            "kafka: { instanceType: c8a.large, distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }",
             "spec.kafka.instanceType c8a.large",
             "InstanceTypeNotOffered",
             "not offered in eu-west-1c",
         ),
         (
-            "uploadApi: { amiId: ami-0000000000000dead }",
+            "uploadApi: { amiId: ami-0000000000000dead }\n  kafka: { distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }",
             "spec.uploadApi.amiId ami-0000000000000dead",
             "ImageNotFound",
             "latest Amazon Linux 2023",
         ),
         (
-            "kafka: { amiId: ami-0000000000000dead }",
+            "kafka: { amiId: ami-0000000000000dead, distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }",
             "spec.kafka.amiId ami-0000000000000dead",
             "ImageNotFound",
             "describe-images",
@@ -293,7 +293,8 @@ async fn each_missing_reference_stops_apply_at_once_naming_its_field() {
         &file,
         "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: peered }\n\
          spec:\n  region: eu-west-1\n  \
-         network: { availabilityZones: [eu-west-1a, eu-west-1b], clusterVpcId: vpc-0000000000000dead }\n",
+         network: { availabilityZones: [eu-west-1a, eu-west-1b], clusterVpcId: vpc-0000000000000dead }\n  \
+         kafka: { distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }\n",
     )
     .unwrap();
     let apply = imagepipeline_on(&emulator, &["apply", "-f", file.to_str().unwrap()]);

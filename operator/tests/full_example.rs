@@ -1,13 +1,19 @@
 //! `examples/full.yaml`, which sets every field, applied as a user would with
-//! the `imagepipeline` binary: the AMI, certificate, cluster VPC and Secrets
-//! it names are made in the emulator first and put in its place.
+//! the `imagepipeline` binary: the AMI, certificate, cluster VPC, Kafka
+//! archives and Secrets it names are made in the emulator (or, for the
+//! archive's URL, a local HTTPS server) first and put in its place.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use archive_server::{ArchiveServer, Content, Generated};
 use command::{imagepipeline_on, repo_path, text};
 use imagepipeline_e2e::AwsEmulator;
 
+// Shared with tests/kafka_distribution.rs, which also counts requests.
+#[allow(dead_code)]
+#[path = "support/archive_server.rs"]
+mod archive_server;
 #[path = "support/command.rs"]
 mod command;
 
@@ -16,6 +22,16 @@ const EXAMPLE_AMI: &str = "ami-0123456789abcdef0";
 const EXAMPLE_VPC: &str = "vpc-0a1b2c3d4e5f67890";
 const EXAMPLE_CERTIFICATE: &str =
     "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789";
+const EXAMPLE_KAFKA_URL: &str = "https://downloads.example.com/kafka/4.1.1/kafka_2.13-4.1.1.tgz";
+const EXAMPLE_KAFKA_SHA512: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0\
+                                    0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// The copy the air-gapped pipeline names.
+const EXAMPLE_KAFKA_COPY: (&str, &str) = ("media-artifacts-eu-west-1", "kafka/kafka_2.13-4.1.1.tgz");
+/// What the example's Kafka URL serves here: no internet in the tests.
+const KAFKA_ARCHIVE: Generated = Generated {
+    len: 6 * 1024 * 1024,
+    seed: 20,
+};
 
 /// The Secrets the example names, as a user would add them to the file.
 const SECRETS: &str = "---
@@ -37,6 +53,8 @@ struct Made {
     ami: String,
     vpc: String,
     certificate: String,
+    /// Serves the example's Kafka archive while the test runs.
+    archives: ArchiveServer,
 }
 
 async fn make_what_the_example_names(emulator: &AwsEmulator) -> Made {
@@ -73,17 +91,53 @@ async fn make_what_the_example_names(emulator: &AwsEmulator) -> Made {
         .certificate_arn()
         .expect("a certificate ARN")
         .to_owned();
+    let archives = ArchiveServer::start(emulator.ca_file());
+    archives.serve(
+        "/kafka/4.1.1/kafka_2.13-4.1.1.tgz",
+        Content::Generated(KAFKA_ARCHIVE),
+    );
+    let s3 = emulator.s3().await;
+    let (bucket, key) = EXAMPLE_KAFKA_COPY;
+    s3.create_bucket()
+        .bucket(bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint("eu-west-1".into())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateBucket");
+    for (key, body) in [
+        (key.to_owned(), KAFKA_ARCHIVE.bytes()),
+        (format!("{key}.sha512"), KAFKA_ARCHIVE.sha512().into_bytes()),
+    ] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
     Made {
         ami,
         vpc,
         certificate,
+        archives,
     }
 }
 
 /// The example with `made` in place of its placeholders, and the Secrets.
 fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
     let example = std::fs::read_to_string(repo_path("examples/full.yaml")).expect("read examples/full.yaml");
-    for placeholder in [EXAMPLE_AMI, EXAMPLE_VPC, EXAMPLE_CERTIFICATE] {
+    for placeholder in [
+        EXAMPLE_AMI,
+        EXAMPLE_VPC,
+        EXAMPLE_CERTIFICATE,
+        EXAMPLE_KAFKA_URL,
+        EXAMPLE_KAFKA_SHA512,
+    ] {
         assert!(
             example.contains(placeholder),
             "the example still names {placeholder}"
@@ -93,6 +147,11 @@ fn manifest(dir: &Path, made: &Made, certificate: &str) -> PathBuf {
         .replace(EXAMPLE_AMI, &made.ami)
         .replace(EXAMPLE_VPC, &made.vpc)
         .replace(EXAMPLE_CERTIFICATE, certificate)
+        .replace(
+            EXAMPLE_KAFKA_URL,
+            &made.archives.url("/kafka/4.1.1/kafka_2.13-4.1.1.tgz"),
+        )
+        .replace(EXAMPLE_KAFKA_SHA512, &KAFKA_ARCHIVE.sha512())
         + SECRETS;
     let path = dir.join("full.yaml");
     std::fs::write(&path, text).expect("write the manifest");

@@ -177,22 +177,37 @@ pub async fn beat(
             quorum_leader: serving,
             under_replicated_partitions: 0,
             data_free_bytes: 0,
-            time: aws_smithy_types::DateTime::from(std::time::SystemTime::now())
-                .fmt(aws_smithy_types::date_time::Format::DateTime)
-                .map_err(|e| e.to_string())?,
+            time: heartbeat_time(std::time::SystemTime::now()),
         };
-        let body = serde_json::to_vec(&beat).map_err(|e| e.to_string())?;
-        s3.put_object()
-            .bucket(&bucket)
-            .key(heartbeat::key(node_id))
-            .content_type("application/json")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| format!("writing the heartbeat of broker {node_id}: {e}"))?;
+        write_heartbeat(s3, &bucket, &beat).await?;
         written += 1;
     }
     Ok(written)
+}
+
+/// `at` as a heartbeat's `time` (RFC 3339, UTC).
+pub fn heartbeat_time(at: std::time::SystemTime) -> String {
+    aws_smithy_types::DateTime::from(at)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .expect("a time since 1970 formats as RFC 3339")
+}
+
+/// Writes `beat` where the operator reads it, as a broker's boot script does.
+pub async fn write_heartbeat(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    beat: &BrokerHeartbeat,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(beat).map_err(|e| e.to_string())?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(heartbeat::key(beat.node_id))
+        .content_type("application/json")
+        .body(body.into())
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| format!("writing the heartbeat of broker {}: {e}", beat.node_id))
 }
 
 /// The bucket tagged as `owner`'s, once the pipeline has made it.

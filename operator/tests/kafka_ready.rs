@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 use imagepipeline_e2e::AwsEmulator;
-use imagepipeline_e2e::brokers::place_kafka_distribution;
+use imagepipeline_e2e::brokers::{heartbeat_time, place_kafka_distribution, write_heartbeat};
 use imagepipeline_operator::api::v1alpha1::ImagePipeline;
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::resource::NotServing;
@@ -15,7 +15,7 @@ use imagepipeline_operator::engine::{
     ComponentKind, ComponentState, Engine, Owner, PassReport, PipelineContext,
 };
 use imagepipeline_operator::manifest;
-use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState};
+use ingest_core::contract::kafka::heartbeat::{BrokerHeartbeat, BrokerState};
 use support::MINIMAL;
 
 mod support;
@@ -122,9 +122,6 @@ impl Cluster {
         error: Option<&str>,
         age: Duration,
     ) {
-        let written = aws_smithy_types::DateTime::from(SystemTime::now() - age)
-            .fmt(aws_smithy_types::date_time::Format::DateTime)
-            .unwrap();
         let beat = BrokerHeartbeat {
             node_id: node,
             instance_id: instance.to_owned(),
@@ -134,16 +131,9 @@ impl Cluster {
             quorum_leader: state == BrokerState::Serving,
             under_replicated_partitions: 0,
             data_free_bytes: 99 << 30,
-            time: written,
+            time: heartbeat_time(SystemTime::now() - age),
         };
-        self.emulator
-            .s3()
-            .await
-            .put_object()
-            .bucket(self.ctx.bucket_name())
-            .key(heartbeat::key(node))
-            .body(serde_json::to_vec(&beat).unwrap().into())
-            .send()
+        write_heartbeat(&self.emulator.s3().await, &self.ctx.bucket_name(), &beat)
             .await
             .expect("the heartbeat is written");
     }

@@ -479,11 +479,8 @@ impl<'a> Walk<'a> {
     /// What the component made exists but was checked not to serve (brokers
     /// whose heartbeats say they do not): the component is not ready, for
     /// `reason`.
-    pub fn not_serving(&mut self, reason: &str, message: String) {
-        self.not_serving = Some(NotServing {
-            reason: reason.to_owned(),
-            message,
-        });
+    pub fn not_serving(&mut self, why: NotServing) {
+        self.not_serving = Some(why);
     }
 
     /// Why the component does not serve, when a check said so.

@@ -16,9 +16,8 @@ use imagepipeline_operator::api::v1alpha1::KafkaSpec;
 use imagepipeline_operator::components::kafka_broker_setup::{
     BROKER_PORT, BrokerPlacement, BrokerSetup, cluster_id, place_brokers,
 };
-use imagepipeline_operator::components::kafka_brokers::health::{
-    ExpectedBroker, NotServing, assess, read_heartbeats,
-};
+use imagepipeline_operator::components::kafka_brokers::health::{ExpectedBroker, assess, read_heartbeats};
+use imagepipeline_operator::engine::resource::NotServing;
 use imagepipeline_operator::resources::kafka_distribution::StagedArchive;
 use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState};
 use k8s_openapi::jiff::Timestamp;

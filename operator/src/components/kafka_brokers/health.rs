@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::v1alpha1::KafkaBrokerStatus;
 use crate::aws::errors::{classify, code};
+use crate::engine::resource::NotServing;
 use crate::error::ComponentError;
 
 /// A broker the spec asks for, and the instance running it now.
@@ -21,13 +22,6 @@ pub struct ExpectedBroker {
     pub instance_id: Option<String>,
     /// `host:port`.
     pub address: String,
-}
-
-/// Why the brokers do not serve: the condition's reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NotServing {
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// What one broker's heartbeat says, worst first (the condition's reason is
@@ -100,7 +94,7 @@ pub async fn read_heartbeats(
 }
 
 /// Pure: the brokers' status entries, and why they do not serve (`None`
-/// when every one does).
+/// when every one does): the condition's reason and message.
 pub fn assess(
     brokers: &[ExpectedBroker],
     heartbeats: &BTreeMap<u32, BrokerHeartbeat>,
@@ -127,7 +121,7 @@ pub fn assess(
     }
     let worst = verdicts.iter().min().filter(|v| **v != Verdict::Serving);
     let not_serving = worst.map(|worst| NotServing {
-        reason: worst.reason(),
+        reason: worst.reason().to_owned(),
         message: verdicts
             .iter()
             .filter_map(Verdict::message)

@@ -9,8 +9,6 @@
 //!
 //! [`kafka_broker_setup`]: super::kafka_broker_setup
 
-use std::time::SystemTime;
-
 use k8s_openapi::jiff::Timestamp;
 
 use self::desired::ManagedBrokers;
@@ -128,11 +126,10 @@ async fn report_health(
         .map(|b| b.node_id)
         .collect();
     let heartbeats = health::read_heartbeats(&walk.aws().s3, &managed.bucket, &node_ids).await?;
-    let now = Timestamp::try_from(SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
-    let (statuses, not_serving) = health::assess(&expected, &heartbeats, now);
+    let (statuses, not_serving) = health::assess(&expected, &heartbeats, Timestamp::now());
     outputs.kafka_brokers = statuses;
     if let Some(not_serving) = not_serving {
-        walk.not_serving(not_serving.reason, not_serving.message);
+        walk.not_serving(not_serving);
     }
     Ok(())
 }

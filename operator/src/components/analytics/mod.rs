@@ -5,6 +5,8 @@
 //! `deletionPolicy: Retain` keeps the warehouse's data as a final snapshot
 //! (see `resources::final_snapshot`); the cluster and what it stands on go.
 
+pub mod warehouse;
+
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 

@@ -20,8 +20,28 @@ use crate::resources::redshift_cluster::{ClusterState, MASTER_USERNAME, Redshift
 use crate::resources::redshift_subnet_group::RedshiftSubnetGroup;
 use crate::resources::security_group::{GroupState, SecurityGroup};
 use crate::resources::warehouse_schema::WarehouseSchema;
+use warehouse::WarehouseNames;
 
 pub struct Analytics;
+
+/// The Redshift cluster's identifier.
+pub fn cluster_id(ctx: &PipelineContext) -> String {
+    ctx.resource_name("warehouse", 63)
+}
+
+/// The role the cluster reads the pipeline's events with.
+fn role_name(ctx: &PipelineContext) -> String {
+    ctx.resource_name("redshift", 64)
+}
+
+/// The names the warehouse's statements are written with (see
+/// [`warehouse::migrations`]).
+pub fn warehouse_names(ctx: &PipelineContext) -> WarehouseNames {
+    // Glue database names are lower case letters, digits and underscores.
+    let catalog_database = ctx.resource_name("events", 255).replace('-', "_");
+    let role_arn = ctx.global_arn("iam", &format!("role{}{}", iam_role::ROLE_PATH, role_name(ctx)));
+    WarehouseNames::new(&ctx.spec.analytics.database, catalog_database, role_arn, &ctx.bucket_name())
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredAnalytics {
@@ -92,7 +112,7 @@ impl Declared for Analytics {
             ));
         }
         let bucket_arn = ctx.bucket_arn();
-        let role_name = ctx.resource_name("redshift", 64);
+        let role_name = role_name(ctx);
         let role_arn = ctx.global_arn("iam", &format!("role{}{role_name}", iam_role::ROLE_PATH));
         // Read-only, and only this pipeline's data.
         let policy = json!({
@@ -111,7 +131,7 @@ impl Declared for Analytics {
             ]
         });
         let tags = ctx.tags(Self::KIND);
-        let id = ctx.resource_name("warehouse", 63);
+        let id = cluster_id(ctx);
         let role = DesiredRole::for_service(
             role_name,
             role_arn,

@@ -1,31 +1,42 @@
-//! The warehouse's analysis schema, created in the cluster through the
-//! Redshift Data API. A statement runs for a while after it is submitted, so
-//! the cluster's tags record which statement ran and, once it finished, the
-//! schema version: a crash or a restart never loses track of it, and a
-//! finished schema is not run again.
+//! The warehouse's schema: versioned migrations run in the cluster, in order,
+//! each once, through the Redshift Data API.
+//!
+//! A statement runs for a while after it is submitted, so the cluster's tags
+//! record the last version applied and the statement in flight: a crash or a
+//! restart never loses track of either, and an applied migration is never
+//! run again. Every statement is idempotent besides, so a record lost to a
+//! crash between a statement finishing and its version being recorded only
+//! runs that statement twice.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_redshiftdata::types::StatusString;
 
 use super::sdk::{failed, set_redshift_tags};
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
+use crate::components::analytics::warehouse::Migration;
 use crate::engine::resource::Resource;
-use crate::engine::{Tags, field};
+use crate::engine::{Readiness, Tags};
 use crate::error::ComponentError;
 
 /// Cluster tags the operator keeps its own progress in; not user-visible
 /// configuration, so they are left out of the cluster's tag drift.
 pub const SCHEMA_VERSION_TAG: &str = "imagepipeline.io/schema-version";
+/// `<version>:<statement id>` of the migration last submitted.
 pub const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
-pub const SCHEMA_VERSION: &str = "1";
+
+/// How long one update waits for a statement before leaving it to run: the
+/// next round or pass finds it. Redshift runs a DDL statement in seconds.
+const WAIT_FOR_STATEMENT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(500);
 
 /// What the cluster's tags record of the schema.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SchemaRecord {
     pub version: Option<String>,
-    /// The Data API statement that creates it, once one was submitted.
+    /// The Data API statement last submitted, once one was.
     pub statement: Option<String>,
 }
 
@@ -37,6 +48,21 @@ impl SchemaRecord {
             statement: tags.remove(SCHEMA_STATEMENT_TAG),
         }
     }
+
+    /// The last version applied; none is 0.
+    fn applied(&self) -> u32 {
+        self.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// The migration version and statement id submitted last. Before
+    /// versions were recorded with it, the only statement was version 1's.
+    fn submitted(&self) -> Option<(u32, &str)> {
+        let statement = self.statement.as_deref()?;
+        Some(match statement.split_once(':') {
+            Some((version, id)) => (version.parse().ok()?, id),
+            None => (1, statement),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,21 +70,178 @@ pub struct WarehouseSchema {
     pub cluster_id: String,
     pub cluster_arn: String,
     pub database: String,
-    /// The database user the statement runs as: the cluster's master user.
+    /// The database user the statements run as: the cluster's master user.
     pub user: String,
-    pub sql: String,
+    /// Every migration, in version order from 1.
+    pub migrations: Vec<Migration>,
     /// What the cluster's tags recorded when the cluster was found.
     pub record: SchemaRecord,
 }
 
+/// A submitted migration as the Data API reports it.
 #[derive(Clone, Debug, PartialEq)]
-pub enum SchemaState {
-    /// The cluster records the current version.
-    Made,
+pub enum StatementState {
     /// Submitted, picked or started: it is let run.
-    Running { statement: String },
-    /// Finished; the version is not recorded yet.
-    Finished { statement: String },
+    Running,
+    Finished,
+    /// Redshift's error, from `DescribeStatement`.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InFlight {
+    pub version: u32,
+    pub statement: String,
+    pub state: StatementState,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchemaState {
+    /// The last version applied and recorded.
+    pub applied: u32,
+    /// The migration after it, once submitted.
+    pub in_flight: Option<InFlight>,
+}
+
+impl WarehouseSchema {
+    fn latest(&self) -> u32 {
+        self.migrations.last().map_or(0, |m| m.version)
+    }
+
+    fn migration(&self, version: u32) -> Option<&Migration> {
+        self.migrations.iter().find(|m| m.version == version)
+    }
+
+    /// "apply migrations 4–9", or "apply migration 9".
+    fn pending(&self, from: u32) -> String {
+        let latest = self.latest();
+        if from == latest {
+            format!("apply migration {from}")
+        } else {
+            format!("apply migrations {from}–{latest}")
+        }
+    }
+
+    /// The condition of a migration Redshift refused: which one, its
+    /// statement, and Redshift's words.
+    fn failure(&self, version: u32, statement: &str, error: &str) -> ComponentError {
+        let (purpose, sql) = self
+            .migration(version)
+            .map_or(("unknown", ""), |m| (m.purpose, m.sql.as_str()));
+        ComponentError::retryable(
+            "WarehouseMigrationFailed",
+            format!(
+                "warehouse migration {version} ({purpose}) failed in Redshift: {error} \
+                 (Data API statement {statement}; `imagepipeline warehouse ddl` prints it: {}); \
+                 it is submitted again on the next attempt",
+                abbreviated(sql)
+            ),
+        )
+    }
+
+    async fn describe(&self, aws: &AwsClients, id: &str) -> Result<Option<StatementState>, ComponentError> {
+        let out = match aws.redshift_data.describe_statement().id(id).send().await {
+            Ok(out) => out,
+            // The Data API forgets statements after a day.
+            Err(err) if code(&err) == Some("ResourceNotFoundException") => return Ok(None),
+            Err(err) => return Err(classify(&format!("read warehouse statement {id}"), err)),
+        };
+        Ok(Some(match out.status() {
+            Some(StatusString::Finished) => StatementState::Finished,
+            Some(StatusString::Failed) => {
+                StatementState::Failed(out.error().unwrap_or("no error text").to_owned())
+            }
+            Some(StatusString::Aborted) => StatementState::Failed("the statement was cancelled".to_owned()),
+            _ => StatementState::Running,
+        }))
+    }
+
+    async fn record(&self, aws: &AwsClients, key: &str, value: String) -> Result<(), ComponentError> {
+        let record = BTreeMap::from([(key.to_owned(), value)]);
+        set_redshift_tags(aws, &self.cluster_arn, None, &record, &self.label()).await
+    }
+
+    /// Submits migration `version` and records it as in flight.
+    async fn submit(&self, aws: &AwsClients, version: u32) -> Result<String, ComponentError> {
+        let Some(migration) = self.migration(version) else {
+            return Err(ComponentError::terminal(
+                "WarehouseMigrationUnknown",
+                format!("the warehouse has no migration {version}"),
+            ));
+        };
+        let out = aws
+            .redshift_data
+            .execute_statement()
+            .cluster_identifier(&self.cluster_id)
+            .database(&self.database)
+            .db_user(&self.user)
+            .sql(&migration.sql)
+            .statement_name(format!("imagepipeline-migration-{version}"))
+            .send()
+            .await
+            .map_err(failed("run", &format!("warehouse migration {version}")))?;
+        let statement = out.id().unwrap_or_default().to_owned();
+        self.record(aws, SCHEMA_STATEMENT_TAG, format!("{version}:{statement}"))
+            .await?;
+        Ok(statement)
+    }
+
+    /// Applies migrations from the state `observed` on: records the one that
+    /// finished, submits the next and waits a while for it, in order, until
+    /// the last is applied, one is still running, or one failed.
+    async fn advance(&self, aws: &AwsClients, observed: &SchemaState) -> Result<(), ComponentError> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_STATEMENT;
+        let mut applied = observed.applied;
+        let mut in_flight = observed.in_flight.clone();
+        loop {
+            match in_flight {
+                Some(InFlight {
+                    state: StatementState::Running,
+                    version,
+                    statement,
+                }) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(POLL).await;
+                    let state = self.describe(aws, &statement).await?;
+                    in_flight = state.map(|state| InFlight {
+                        version,
+                        statement,
+                        state,
+                    });
+                }
+                Some(InFlight {
+                    state: StatementState::Failed(error),
+                    version,
+                    statement,
+                }) => {
+                    // Submitted again for the next attempt, which finds it.
+                    self.submit(aws, version).await?;
+                    return Err(self.failure(version, &statement, &error));
+                }
+                Some(InFlight {
+                    state: StatementState::Finished,
+                    version,
+                    ..
+                }) => {
+                    self.record(aws, SCHEMA_VERSION_TAG, version.to_string()).await?;
+                    applied = version;
+                    in_flight = None;
+                }
+                None if applied < self.latest() => {
+                    let version = applied + 1;
+                    let statement = self.submit(aws, version).await?;
+                    in_flight = Some(InFlight {
+                        version,
+                        statement,
+                        state: StatementState::Running,
+                    });
+                }
+                None => return Ok(()),
+            }
+        }
+    }
 }
 
 impl Resource for WarehouseSchema {
@@ -67,70 +250,88 @@ impl Resource for WarehouseSchema {
     const TYPE: Option<&'static str> = None;
 
     fn label(&self) -> String {
-        format!("Redshift cluster {} analysis schema", self.cluster_id)
+        format!("warehouse schema in Redshift cluster {}", self.cluster_id)
     }
 
-    /// The recorded version, or the recorded statement while it runs or once
-    /// it finished; a statement that failed, was aborted or is forgotten by
-    /// the Data API counts as none, so the schema is made again.
+    /// The recorded version and the statement submitted after it, as the
+    /// Data API reports it; nothing at all is a schema not made yet.
     async fn find(&self, aws: &AwsClients) -> Result<Option<SchemaState>, ComponentError> {
-        if self.record.version.as_deref() == Some(SCHEMA_VERSION) {
-            return Ok(Some(SchemaState::Made));
-        }
-        let Some(id) = &self.record.statement else {
+        let applied = self.record.applied();
+        let in_flight = match self.record.submitted() {
+            Some((version, id)) if version > applied => {
+                self.describe(aws, id).await?.map(|state| InFlight {
+                    version,
+                    statement: id.to_owned(),
+                    state,
+                })
+            }
+            _ => None,
+        };
+        if applied == 0 && in_flight.is_none() {
             return Ok(None);
-        };
-        let status = match aws.redshift_data.describe_statement().id(id).send().await {
-            Ok(out) => out.status().cloned(),
-            Err(err) if code(&err) == Some("ResourceNotFoundException") => return Ok(None),
-            Err(err) => return Err(classify(&format!("read schema statement {id}"), err)),
-        };
-        let statement = id.clone();
-        Ok(match status {
-            Some(StatusString::Finished) => Some(SchemaState::Finished { statement }),
-            None | Some(StatusString::Failed | StatusString::Aborted) => None,
-            Some(_) => Some(SchemaState::Running { statement }),
-        })
+        }
+        Ok(Some(SchemaState { applied, in_flight }))
     }
 
     fn delta(&self, observed: &SchemaState) -> Result<Vec<String>, ComponentError> {
-        Ok(match observed {
-            SchemaState::Finished { .. } => vec![field(SCHEMA_VERSION_TAG, "(none)", SCHEMA_VERSION)],
-            SchemaState::Made | SchemaState::Running { .. } => vec![],
+        let latest = self.latest();
+        let next = observed.applied + 1;
+        Ok(match &observed.in_flight {
+            _ if observed.applied >= latest => vec![],
+            Some(InFlight {
+                state: StatementState::Failed(error),
+                version,
+                ..
+            }) => vec![format!("migration {version} failed ({error}): {}", self.pending(*version))],
+            Some(InFlight {
+                state: StatementState::Running,
+                version,
+                ..
+            }) if *version == latest => vec![],
+            Some(InFlight {
+                state: StatementState::Running,
+                version,
+                ..
+            }) => vec![format!("{} (migration {version} running)", self.pending(*version))],
+            _ => vec![self.pending(next)],
         })
     }
 
     fn create_fields(&self) -> Vec<String> {
-        vec!["through the Redshift Data API".to_owned()]
+        vec![format!("{}, through the Redshift Data API", self.pending(1))]
     }
 
-    /// Submits the statement and records it on the cluster. Should the
-    /// record be lost to a crash, the statement runs again, which changes
-    /// nothing: it creates only what does not exist.
     async fn create(&self, aws: &AwsClients) -> Result<SchemaState, ComponentError> {
-        let out = aws
-            .redshift_data
-            .execute_statement()
-            .cluster_identifier(&self.cluster_id)
-            .database(&self.database)
-            .db_user(&self.user)
-            .sql(&self.sql)
-            .statement_name("imagepipeline-schema")
-            .send()
-            .await
-            .map_err(failed("create", &self.label()))?;
-        let statement = out.id().unwrap_or_default().to_owned();
-        let record = BTreeMap::from([(SCHEMA_STATEMENT_TAG.to_owned(), statement.clone())]);
-        set_redshift_tags(aws, &self.cluster_arn, None, &record, &self.label()).await?;
-        Ok(SchemaState::Running { statement })
+        let fresh = SchemaState {
+            applied: 0,
+            in_flight: None,
+        };
+        self.advance(aws, &fresh).await?;
+        // The next round finds what got applied.
+        Ok(fresh)
     }
 
     async fn update(&self, aws: &AwsClients, observed: &SchemaState) -> Result<(), ComponentError> {
-        if !matches!(observed, SchemaState::Finished { .. }) {
-            return Ok(());
+        self.advance(aws, observed).await
+    }
+
+    /// Until the last migration is applied, analysts cannot rely on the
+    /// views: the component is not ready.
+    fn readiness(&self, observed: &SchemaState) -> Readiness {
+        let latest = self.latest();
+        if observed.applied >= latest {
+            return Readiness::Ready;
         }
-        let record = BTreeMap::from([(SCHEMA_VERSION_TAG.to_owned(), SCHEMA_VERSION.to_owned())]);
-        set_redshift_tags(aws, &self.cluster_arn, None, &record, &self.label()).await
+        let doing = match &observed.in_flight {
+            Some(flight) => self
+                .migration(flight.version)
+                .map_or_else(String::new, |m| format!(": migration {} ({})", m.version, m.purpose)),
+            None => String::new(),
+        };
+        Readiness::Waiting(format!(
+            "the warehouse schema is at version {} of {latest}{doing}",
+            observed.applied
+        ))
     }
 
     /// It goes with its cluster.
@@ -139,53 +340,18 @@ impl Resource for WarehouseSchema {
     }
 
     fn id(observed: &SchemaState) -> String {
-        match observed {
-            SchemaState::Made => format!("version {SCHEMA_VERSION}"),
-            SchemaState::Running { statement } | SchemaState::Finished { statement } => statement.clone(),
-        }
+        format!("version {}", observed.applied)
+    }
+}
+
+/// The first line of a statement, shortened: enough to recognise it.
+fn abbreviated(sql: &str) -> String {
+    const SHOWN: usize = 120;
+    match sql.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &sql[..cut]),
+        None => sql.to_owned(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_record_is_taken_out_of_the_cluster_tags() {
-        let mut tags = Tags::from([
-            ("team".to_owned(), "media".to_owned()),
-            (SCHEMA_VERSION_TAG.to_owned(), SCHEMA_VERSION.to_owned()),
-            (SCHEMA_STATEMENT_TAG.to_owned(), "statement-1".to_owned()),
-        ]);
-        let record = SchemaRecord::take_from(&mut tags);
-        assert_eq!(
-            record,
-            SchemaRecord {
-                version: Some(SCHEMA_VERSION.to_owned()),
-                statement: Some("statement-1".to_owned()),
-            }
-        );
-        assert_eq!(tags, Tags::from([("team".to_owned(), "media".to_owned())]));
-    }
-
-    #[test]
-    fn a_finished_statement_is_recorded_and_a_running_one_let_run() {
-        let schema = WarehouseSchema {
-            cluster_id: "warehouse".into(),
-            cluster_arn: "arn:aws:redshift:eu-west-1:123456789012:cluster:warehouse".into(),
-            database: "images".into(),
-            user: "imagepipeline_admin".into(),
-            sql: "CREATE TABLE IF NOT EXISTS t (id INT)".into(),
-            record: SchemaRecord::default(),
-        };
-        let statement = "statement-1".to_owned();
-        assert_eq!(
-            schema.delta(&SchemaState::Finished {
-                statement: statement.clone()
-            }),
-            Ok(vec![format!("{SCHEMA_VERSION_TAG}: (none) → 1")])
-        );
-        assert_eq!(schema.delta(&SchemaState::Running { statement }), Ok(vec![]));
-        assert_eq!(schema.delta(&SchemaState::Made), Ok(vec![]));
-    }
-}
+mod tests;

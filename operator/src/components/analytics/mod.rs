@@ -7,6 +7,7 @@
 
 pub mod warehouse;
 
+use ingest_core::contract::prefix;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
@@ -16,10 +17,10 @@ use crate::engine::resource::{Ref, Resource, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};
 use crate::resources::final_snapshot::{self, FinalSnapshot};
 use crate::resources::iam_role::{self, DesiredRole};
-use crate::resources::redshift_cluster::{ClusterState, MASTER_USERNAME, RedshiftCluster};
+use crate::resources::redshift_cluster::{MASTER_USERNAME, RedshiftCluster};
 use crate::resources::redshift_subnet_group::RedshiftSubnetGroup;
 use crate::resources::security_group::{GroupState, SecurityGroup};
-use crate::resources::warehouse_schema::WarehouseSchema;
+use crate::resources::warehouse_schema::{SchemaRecord, WarehouseSchema};
 use warehouse::WarehouseNames;
 
 pub struct Analytics;
@@ -54,7 +55,7 @@ pub struct DesiredAnalytics {
     pub security_group: SecurityGroup,
     /// Its security group is pending until the walk finds or makes it.
     pub cluster: RedshiftCluster,
-    pub schema_sql: String,
+    pub names: WarehouseNames,
 }
 
 impl DesiredAnalytics {
@@ -75,8 +76,8 @@ impl DesiredAnalytics {
         (self.policy == DeletionPolicy::Retain).then(|| self.cluster.snapshots.clone())
     }
 
-    /// The schema of the cluster `found`, with what its tags record of it.
-    pub fn schema(&self, found: &ClusterState) -> WarehouseSchema {
+    /// The schema of the cluster, with what its tags `record` of it.
+    pub fn schema(&self, record: &SchemaRecord) -> WarehouseSchema {
         let cluster = &self.cluster;
         WarehouseSchema {
             cluster_id: cluster.id.clone(),
@@ -87,10 +88,55 @@ impl DesiredAnalytics {
                 .as_ref()
                 .map_or(MASTER_USERNAME, |u| u.username.as_str())
                 .to_owned(),
-            sql: self.schema_sql.clone(),
-            record: found.schema.clone(),
+            migrations: warehouse::migrations(&self.names),
+            record: record.clone(),
         }
     }
+}
+
+/// What Redshift Spectrum needs to read the events, and nothing more: the
+/// objects under `events/` (no images, no other prefix) and the Glue
+/// database and table that describe them, read-only.
+fn spectrum_policy(ctx: &PipelineContext, names: &WarehouseNames) -> serde_json::Value {
+    let bucket_arn = ctx.bucket_arn();
+    let database = &names.catalog_database;
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadEvents",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [format!("{bucket_arn}/{}*", prefix::EVENTS)]
+            },
+            {
+                "Sid": "ListEvents",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [bucket_arn.clone()],
+                "Condition": { "StringLike": { "s3:prefix": [format!("{}*", prefix::EVENTS)] } }
+            },
+            {
+                "Sid": "LocateBucket",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation"],
+                "Resource": [bucket_arn]
+            },
+            {
+                "Sid": "ReadEventsTable",
+                "Effect": "Allow",
+                "Action": [
+                    "glue:GetDatabase", "glue:GetTable", "glue:GetTables",
+                    "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition"
+                ],
+                "Resource": [
+                    ctx.arn("glue", "catalog"),
+                    ctx.arn("glue", &format!("database/{database}")),
+                    ctx.arn("glue", &format!("table/{database}/{}", warehouse::EVENTS_TABLE)),
+                ]
+            }
+        ]
+    })
 }
 
 impl Declared for Analytics {
@@ -111,25 +157,10 @@ impl Declared for Analytics {
                  apply this pipeline with the controller, or remove the field so AWS manages the password",
             ));
         }
-        let bucket_arn = ctx.bucket_arn();
+        let names = warehouse_names(ctx);
         let role_name = role_name(ctx);
-        let role_arn = ctx.global_arn("iam", &format!("role{}{role_name}", iam_role::ROLE_PATH));
-        // Read-only, and only this pipeline's data.
-        let policy = json!({
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetBucketLocation", "s3:ListBucket"],
-                    "Resource": [bucket_arn.clone(), format!("{bucket_arn}/*")]
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["dynamodb:DescribeTable", "dynamodb:Scan"],
-                    "Resource": [ctx.table_arn()]
-                }
-            ]
-        });
+        let role_arn = names.role_arn.clone();
+        let policy = spectrum_policy(ctx, &names);
         let tags = ctx.tags(Self::KIND);
         let id = cluster_id(ctx);
         let role = DesiredRole::for_service(
@@ -180,7 +211,7 @@ impl Declared for Analytics {
             },
             security_group,
             cluster,
-            schema_sql: schema_sql(),
+            names,
         })
     }
 
@@ -215,13 +246,20 @@ impl Declared for Analytics {
             security_group,
             ..desired.cluster.clone()
         };
-        let Some(found) = walk.ensure(&cluster).await? else {
-            return Ok(());
-        };
-        outputs.warehouse = Some(found.endpoint.clone().unwrap_or_else(|| found.id.clone()));
-        // Redshift runs statements only on an available cluster.
-        if found.is_available() {
-            walk.ensure(&desired.schema(&found)).await?;
+        let found = walk.ensure(&cluster).await?;
+        if let Some(found) = &found {
+            outputs.warehouse = Some(found.endpoint.clone().unwrap_or_else(|| found.id.clone()));
+        }
+        match found {
+            // Redshift runs statements only on an available cluster.
+            Some(found) if found.is_available() => {
+                walk.ensure(&desired.schema(&found.schema)).await?;
+            }
+            // A plan shows the migrations a new cluster will get.
+            None if walk.mode() == WalkMode::Plan => {
+                walk.ensure(&desired.schema(&SchemaRecord::default())).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -260,26 +298,15 @@ impl Analytics {
     }
 }
 
-/// The analysis schema: one row per image event, as Firehose writes them
-/// under `events/` (DESIGN.md, data contracts).
-fn schema_sql() -> String {
-    "CREATE TABLE IF NOT EXISTS image_events (\
-     id VARCHAR(36) NOT NULL, sha256 CHAR(64) NOT NULL, content_type VARCHAR(64), bytes BIGINT, \
-     width INTEGER, height INTEGER, bucket VARCHAR(63), object_key VARCHAR(1024), source VARCHAR(16), \
-     ingested_at TIMESTAMPTZ, expires_at BIGINT, kafka SUPER) \
-     DISTSTYLE AUTO SORTKEY (ingested_at)"
-        .to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::resources::redshift_cluster::ClusterState;
     use crate::engine::{MasterUser, RETAINED_TAG, Readiness, context_from_yaml};
     use crate::resources::iam_role::ObservedRole;
     use crate::resources::redshift_subnet_group::SubnetGroupState;
-    use crate::resources::warehouse_schema::SchemaRecord;
 
     /// Pipeline media/photos with bucket photos-bucket, table photos-table and
     /// `analytics` as its `spec.analytics` (a YAML flow mapping).
@@ -394,27 +421,38 @@ spec:
     }
 
     #[test]
-    fn role_may_only_read_the_pipelines_bucket_and_table() {
+    fn role_may_only_read_the_pipelines_events_and_their_catalog_table() {
         let role = desired("{}").role;
         let statements = role.policy["Statement"].as_array().expect("statements");
-        let resources: Vec<&Value> = statements
+        let resources: Vec<&str> = statements
             .iter()
             .flat_map(|s| s["Resource"].as_array().expect("a list of resources"))
+            .filter_map(Value::as_str)
             .collect();
+        let database = warehouse_names(&context("{}")).catalog_database;
+        assert!(database.starts_with("ipl_media_photos_events_"), "{database}");
         assert_eq!(
             resources,
             [
-                "arn:aws:s3:::photos-bucket",
-                "arn:aws:s3:::photos-bucket/*",
-                "arn:aws:dynamodb:eu-west-1:123456789012:table/photos-table",
+                "arn:aws:s3:::photos-bucket/events/*".to_owned(),
+                "arn:aws:s3:::photos-bucket".to_owned(),
+                "arn:aws:s3:::photos-bucket".to_owned(),
+                "arn:aws:glue:eu-west-1:123456789012:catalog".to_owned(),
+                format!("arn:aws:glue:eu-west-1:123456789012:database/{database}"),
+                format!("arn:aws:glue:eu-west-1:123456789012:table/{database}/image_events"),
             ]
+        );
+        // Listing is limited to the events' prefix as well.
+        assert_eq!(
+            statements[1]["Condition"],
+            json!({ "StringLike": { "s3:prefix": ["events/*"] } })
         );
         let actions: Vec<&str> = statements
             .iter()
             .flat_map(|s| s["Action"].as_array().expect("a list of actions"))
             .filter_map(Value::as_str)
             .collect();
-        let reads = ["s3:Get", "s3:List", "dynamodb:Describe", "dynamodb:Scan"];
+        let reads = ["s3:Get", "s3:List", "glue:Get", "glue:BatchGet"];
         assert!(
             actions
                 .iter()
@@ -449,10 +487,10 @@ spec:
         let desired = desired_of(&ctx).expect("analytics with its master user");
         assert_eq!(desired.cluster.master_user, Some(user));
         // The schema is made as that user.
-        assert_eq!(desired.schema(&cluster_as_desired(&desired)).user, "admin");
+        assert_eq!(desired.schema(&cluster_as_desired(&desired).schema).user, "admin");
         let managed = desired_of(&context("{}")).unwrap();
         assert_eq!(
-            managed.schema(&cluster_as_desired(&managed)).user,
+            managed.schema(&cluster_as_desired(&managed).schema).user,
             MASTER_USERNAME
         );
 

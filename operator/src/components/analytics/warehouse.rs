@@ -261,3 +261,6 @@ pub fn ddl(names: &WarehouseNames, cluster: &str, database: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

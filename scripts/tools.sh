@@ -29,7 +29,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p6
+MOTO_PATCH_LEVEL=p7
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -78,7 +78,7 @@ do_moto() {
   patch_moto "$1"
   # Served over TLS only, like AWS: the buckets' TLS-only policies are real.
   "$1/venv/bin/python" "$HERE/moto/certificate.py" "$1/tls"
-  cp "$HERE/moto/server.py" "$1/server.py"
+  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$1/"
   mkdir -p "$1/bin"
   cat >"$1/bin/moto-server" <<SH
 #!/bin/sh
@@ -106,6 +106,10 @@ SH
 #     Scaling group, as AWS does, and deletes them with the group.
 # p6: scripts/moto/server.py also refuses DeleteVpc while a VPC endpoint is
 #     in the VPC, as AWS does.
+# p7: scripts/moto/redshift_data.py runs Redshift Data API statements as AWS
+#     does: only on an available cluster, FINISHED once run, FAILED with
+#     Redshift's error for an external schema over a missing Glue database
+#     or a role the cluster lacks (see that file).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -2,16 +2,22 @@
 //! failures — scripted with aws-smithy-mocks, against the components' own code.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_redshiftdata::types::StatusString;
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use aws_smithy_types::retry::RetryConfig;
 use imagepipeline_operator::aws::{AwsClients, CallLog};
+use imagepipeline_operator::components::analytics::{self, warehouse};
 use imagepipeline_operator::components::network::security_groups::VpcRole;
 use imagepipeline_operator::components::{Metadata, Network, Storage};
 use imagepipeline_operator::engine::resource::{Resource, Walk, WalkMode};
 use imagepipeline_operator::engine::{Declared, ErrorKind, Outputs, Owner, PipelineContext};
 use imagepipeline_operator::manifest;
+use imagepipeline_operator::resources::warehouse_schema::{
+    SCHEMA_STATEMENT_TAG, SCHEMA_VERSION_TAG, SchemaRecord, WarehouseSchema,
+};
 
 /// Standard retries, three attempts, without the real backoff's seconds.
 fn fast_retries() -> RetryConfig {
@@ -277,4 +283,202 @@ async fn a_teardown_leaves_a_bucket_name_another_account_holds_alone() {
     assert_eq!(found, None, "nothing of this pipeline's is there");
     assert!(!walk.found_any(), "nothing to delete");
     assert_eq!(taken.num_calls(), 1);
+}
+
+/// The warehouse schema of the test pipeline, with what its cluster's tags
+/// `record`.
+fn warehouse_schema(record: SchemaRecord) -> WarehouseSchema {
+    let ctx = context();
+    WarehouseSchema {
+        cluster_id: analytics::cluster_id(&ctx),
+        cluster_arn: format!(
+            "arn:aws:redshift:eu-west-1:123456789012:cluster:{}",
+            analytics::cluster_id(&ctx)
+        ),
+        database: ctx.spec.analytics.database.clone(),
+        user: "imagepipeline_admin".into(),
+        migrations: warehouse::migrations(&analytics::warehouse_names(&ctx)),
+        record,
+    }
+}
+
+/// The SQL texts and tags a scripted Redshift was sent, in order.
+#[derive(Clone, Default)]
+struct Sent(Arc<Mutex<Vec<String>>>);
+
+impl Sent {
+    fn push(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn tagged(sent: &Sent) -> Rule {
+    let sent = sent.clone();
+    mock!(aws_sdk_redshift::Client::create_tags)
+        .match_requests(move |req| {
+            let tags: Vec<String> = req
+                .tags()
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}={}",
+                        t.key().unwrap_or_default(),
+                        t.value().unwrap_or_default()
+                    )
+                })
+                .collect();
+            sent.push(format!("tags {}", tags.join(" ")));
+            true
+        })
+        .then_output(|| aws_sdk_redshift::operation::create_tags::CreateTagsOutput::builder().build())
+}
+
+fn executed(sent: &Sent, id: &'static str) -> Rule {
+    let sent = sent.clone();
+    mock!(aws_sdk_redshiftdata::Client::execute_statement)
+        .match_requests(move |req| {
+            sent.push(format!("run {}", req.sql().unwrap_or_default()));
+            true
+        })
+        .then_output(move || {
+            aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementOutput::builder()
+                .id(id)
+                .build()
+        })
+}
+
+#[tokio::test]
+async fn a_new_warehouse_runs_every_migration_once_in_order_and_records_the_last() {
+    let sent = Sent::default();
+    let finished: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement).then_output(|| {
+        aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput::builder()
+            .id("statement")
+            .status(StatusString::Finished)
+            .build()
+            .unwrap()
+    });
+    let run = executed(&sent, "statement");
+    let tags = tagged(&sent);
+    let mut aws = clients().await;
+    aws.redshift_data = mocked_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&run, &finished]);
+    aws.redshift = mocked_client!(aws_sdk_redshift, RuleMode::MatchAny, [&tags]);
+
+    let schema = warehouse_schema(SchemaRecord::default());
+    let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
+    walk.ensure(&schema).await.expect("migrations run");
+
+    let expected: Vec<String> = schema
+        .migrations
+        .iter()
+        .flat_map(|m| {
+            [
+                format!("run {}", m.sql),
+                format!(
+                    "tags {SCHEMA_STATEMENT_TAG}={}:statement {SCHEMA_VERSION_TAG}={}",
+                    m.version,
+                    m.version - 1
+                ),
+            ]
+        })
+        .chain([format!("tags {SCHEMA_VERSION_TAG}=9")])
+        .collect();
+    assert_eq!(sent.all(), expected);
+    assert_eq!(finished.num_calls(), 9, "each statement is waited for once");
+}
+
+#[tokio::test]
+async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submitted_again() {
+    let sent = Sent::default();
+    let error = "ERROR: permission denied for schema images_events";
+    let failed: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement)
+        .match_requests(|req| req.id() == Some("statement-3"))
+        .then_output(move || {
+            aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput::builder()
+                .id("statement-3")
+                .status(StatusString::Failed)
+                .error(error)
+                .build()
+                .unwrap()
+        });
+    let run = executed(&sent, "statement-3b");
+    let tags = tagged(&sent);
+    let mut aws = clients().await;
+    aws.redshift_data = mocked_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&failed, &run]);
+    aws.redshift = mocked_client!(aws_sdk_redshift, RuleMode::MatchAny, [&tags]);
+
+    // Migrations 1 and 2 applied; 3 submitted and failed.
+    let schema = warehouse_schema(SchemaRecord {
+        version: Some("2".into()),
+        statement: Some("3:statement-3".into()),
+    });
+    let mut plan = Walk::new(&aws, "media/photos", WalkMode::Plan);
+    plan.ensure(&schema).await.expect("a plan shows the failure");
+    let shown = plan.take_changes();
+    assert_eq!(
+        shown[0].fields,
+        [format!("migration 3 failed ({error}): apply migrations 3–9")]
+    );
+    assert!(sent.all().is_empty(), "a plan changes nothing");
+
+    let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
+    let err = walk
+        .ensure(&schema)
+        .await
+        .expect_err("the failure is the condition");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Retryable, "WarehouseMigrationFailed")
+    );
+    for part in [
+        "warehouse migration 3 (map the Glue database",
+        error,
+        "statement-3",
+        "CREATE EXTERNAL SCHEMA",
+    ] {
+        assert!(err.message.contains(part), "{part} in {}", err.message);
+    }
+    // Submitted again, after what was applied; nothing later is run.
+    let migration_3 = &schema.migrations[2].sql;
+    assert_eq!(
+        sent.all(),
+        [
+            format!("run {migration_3}"),
+            format!("tags {SCHEMA_STATEMENT_TAG}=3:statement-3b {SCHEMA_VERSION_TAG}=2"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_statement_the_data_api_forgot_is_run_again_and_throttling_is_retryable() {
+    let forgotten: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ResourceNotFoundException","message":"Query does not exist."}"#.to_owned()),
+        )
+        .build();
+    let throttled: Rule = mock!(aws_sdk_redshiftdata::Client::execute_statement)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned()),
+        )
+        .repeatedly()
+        .build();
+    let mut aws = clients().await;
+    aws.redshift_data = mocked_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&forgotten, &throttled]);
+
+    // Version 4 submitted a day ago: the Data API no longer knows it.
+    let schema = warehouse_schema(SchemaRecord {
+        version: Some("3".into()),
+        statement: Some("4:statement-4".into()),
+    });
+    let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
+    let err = walk.ensure(&schema).await.expect_err("throttled");
+    assert_eq!(err.kind, ErrorKind::Retryable, "{err:?}");
+    assert!(err.message.contains("warehouse migration 4"), "{}", err.message);
+    assert_eq!(throttled.num_calls(), 3, "the SDK retried before giving up");
 }

@@ -58,6 +58,9 @@ policies by name alone, so two pipelines' groups replaced each other's
 policy. A patch keys them by group and name, and deletes a group's policies
 with the group, as AWS does.
 
+The Redshift Data API is made to run statements as AWS does (see
+redshift_data.py, imported below).
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -89,6 +92,8 @@ from moto.redshift.models import RedshiftBackend, redshift_backends
 from moto.redshift.responses import RedshiftResponse
 from moto.s3.models import FakeBucket
 from moto.server import main
+
+import redshift_data  # noqa: F401  (patches moto's Redshift Data API on import)
 
 
 def bool_operation(expected, actual):

@@ -30,7 +30,7 @@ pub const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
 /// How long one update waits for a statement before leaving it to run: the
 /// next round or pass finds it. Redshift runs a DDL statement in seconds.
 const WAIT_FOR_STATEMENT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(250);
 
 /// What the cluster's tags record of the schema.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -156,13 +156,24 @@ impl WarehouseSchema {
         }))
     }
 
-    async fn record(&self, aws: &AwsClients, key: &str, value: String) -> Result<(), ComponentError> {
-        let record = BTreeMap::from([(key.to_owned(), value)]);
+    /// Records `applied` and, when one was submitted, the statement in
+    /// flight, in one call.
+    async fn record(
+        &self,
+        aws: &AwsClients,
+        applied: u32,
+        submitted: Option<String>,
+    ) -> Result<(), ComponentError> {
+        let mut record = BTreeMap::from([(SCHEMA_VERSION_TAG.to_owned(), applied.to_string())]);
+        if let Some(submitted) = submitted {
+            record.insert(SCHEMA_STATEMENT_TAG.to_owned(), submitted);
+        }
         set_redshift_tags(aws, &self.cluster_arn, None, &record, &self.label()).await
     }
 
-    /// Submits migration `version` and records it as in flight.
-    async fn submit(&self, aws: &AwsClients, version: u32) -> Result<String, ComponentError> {
+    /// Submits migration `version`, recording it as in flight after
+    /// `applied`.
+    async fn submit(&self, aws: &AwsClients, version: u32, applied: u32) -> Result<String, ComponentError> {
         let Some(migration) = self.migration(version) else {
             return Err(ComponentError::terminal(
                 "WarehouseMigrationUnknown",
@@ -181,7 +192,7 @@ impl WarehouseSchema {
             .await
             .map_err(failed("run", &format!("warehouse migration {version}")))?;
         let statement = out.id().unwrap_or_default().to_owned();
-        self.record(aws, SCHEMA_STATEMENT_TAG, format!("{version}:{statement}"))
+        self.record(aws, applied, Some(format!("{version}:{statement}")))
             .await?;
         Ok(statement)
     }
@@ -217,7 +228,7 @@ impl WarehouseSchema {
                     statement,
                 }) => {
                     // Submitted again for the next attempt, which finds it.
-                    self.submit(aws, version).await?;
+                    self.submit(aws, version, applied).await?;
                     return Err(self.failure(version, &statement, &error));
                 }
                 Some(InFlight {
@@ -225,13 +236,16 @@ impl WarehouseSchema {
                     version,
                     ..
                 }) => {
-                    self.record(aws, SCHEMA_VERSION_TAG, version.to_string()).await?;
                     applied = version;
                     in_flight = None;
+                    if applied == self.latest() {
+                        self.record(aws, applied, None).await?;
+                    }
                 }
                 None if applied < self.latest() => {
+                    // Recorded with the next statement, in one call.
                     let version = applied + 1;
-                    let statement = self.submit(aws, version).await?;
+                    let statement = self.submit(aws, version, applied).await?;
                     in_flight = Some(InFlight {
                         version,
                         statement,
@@ -258,13 +272,11 @@ impl Resource for WarehouseSchema {
     async fn find(&self, aws: &AwsClients) -> Result<Option<SchemaState>, ComponentError> {
         let applied = self.record.applied();
         let in_flight = match self.record.submitted() {
-            Some((version, id)) if version > applied => {
-                self.describe(aws, id).await?.map(|state| InFlight {
-                    version,
-                    statement: id.to_owned(),
-                    state,
-                })
-            }
+            Some((version, id)) if version > applied => self.describe(aws, id).await?.map(|state| InFlight {
+                version,
+                statement: id.to_owned(),
+                state,
+            }),
             _ => None,
         };
         if applied == 0 && in_flight.is_none() {
@@ -282,7 +294,10 @@ impl Resource for WarehouseSchema {
                 state: StatementState::Failed(error),
                 version,
                 ..
-            }) => vec![format!("migration {version} failed ({error}): {}", self.pending(*version))],
+            }) => vec![format!(
+                "migration {version} failed ({error}): {}",
+                self.pending(*version)
+            )],
             Some(InFlight {
                 state: StatementState::Running,
                 version,
@@ -292,7 +307,10 @@ impl Resource for WarehouseSchema {
                 state: StatementState::Running,
                 version,
                 ..
-            }) => vec![format!("{} (migration {version} running)", self.pending(*version))],
+            }) => vec![format!(
+                "{} (migration {version} running)",
+                self.pending(*version)
+            )],
             _ => vec![self.pending(next)],
         })
     }
@@ -323,9 +341,9 @@ impl Resource for WarehouseSchema {
             return Readiness::Ready;
         }
         let doing = match &observed.in_flight {
-            Some(flight) => self
-                .migration(flight.version)
-                .map_or_else(String::new, |m| format!(": migration {} ({})", m.version, m.purpose)),
+            Some(flight) => self.migration(flight.version).map_or_else(String::new, |m| {
+                format!(": migration {} ({})", m.version, m.purpose)
+            }),
             None => String::new(),
         };
         Readiness::Waiting(format!(

@@ -41,7 +41,12 @@ pub fn warehouse_names(ctx: &PipelineContext) -> WarehouseNames {
     // Glue database names are lower case letters, digits and underscores.
     let catalog_database = ctx.resource_name("events", 255).replace('-', "_");
     let role_arn = ctx.global_arn("iam", &format!("role{}{}", iam_role::ROLE_PATH, role_name(ctx)));
-    WarehouseNames::new(&ctx.spec.analytics.database, catalog_database, role_arn, &ctx.bucket_name())
+    WarehouseNames::new(
+        &ctx.spec.analytics.database,
+        catalog_database,
+        role_arn,
+        &ctx.bucket_name(),
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -303,9 +308,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::resources::redshift_cluster::ClusterState;
     use crate::engine::{MasterUser, RETAINED_TAG, Readiness, context_from_yaml};
     use crate::resources::iam_role::ObservedRole;
+    use crate::resources::redshift_cluster::ClusterState;
     use crate::resources::redshift_subnet_group::SubnetGroupState;
 
     /// Pipeline media/photos with bucket photos-bucket, table photos-table and

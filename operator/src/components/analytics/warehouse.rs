@@ -77,7 +77,11 @@ pub const EVENT_COLUMNS: &[EventColumn] = &[
     column("source", "string", "source"),
     column("ingested_at", "string", "ingestedAt"),
     column("expires_at", "bigint", "expiresAt"),
-    column("kafka", "struct<topic:string,partition:int,offset:bigint>", "kafka"),
+    column(
+        "kafka",
+        "struct<topic:string,partition:int,offset:bigint>",
+        "kafka",
+    ),
 ];
 
 /// The SerDe's parameters: keys matched exactly, and the columns whose name
@@ -215,7 +219,11 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
     ];
     (1..)
         .zip(statements)
-        .map(|(version, (purpose, sql))| Migration { version, purpose, sql })
+        .map(|(version, (purpose, sql))| Migration {
+            version,
+            purpose,
+            sql,
+        })
         .collect()
 }
 

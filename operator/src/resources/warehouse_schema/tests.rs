@@ -37,7 +37,10 @@ fn the_record_is_taken_out_of_the_cluster_tags() {
         (SCHEMA_STATEMENT_TAG.to_owned(), "4:statement-4".to_owned()),
     ]);
     let record = SchemaRecord::take_from(&mut tags);
-    assert_eq!((record.applied(), record.submitted()), (3, Some((4, "statement-4"))));
+    assert_eq!(
+        (record.applied(), record.submitted()),
+        (3, Some((4, "statement-4")))
+    );
     assert_eq!(tags, Tags::from([("team".to_owned(), "media".to_owned())]));
 }
 
@@ -48,7 +51,10 @@ fn a_cluster_made_before_migrations_were_numbered_is_at_version_1() {
         version: Some("1".into()),
         statement: Some("0f3c-legacy".into()),
     };
-    assert_eq!((record.applied(), record.submitted()), (1, Some((1, "0f3c-legacy"))));
+    assert_eq!(
+        (record.applied(), record.submitted()),
+        (1, Some((1, "0f3c-legacy")))
+    );
     let schema = schema(record);
     assert_eq!(
         schema.delta(&state(1, None)),
@@ -65,8 +71,14 @@ fn plan_names_the_migrations_left_to_apply() {
         schema.create_fields(),
         ["apply migrations 1–9, through the Redshift Data API"]
     );
-    assert_eq!(schema.delta(&state(7, None)), Ok(vec!["apply migrations 8–9".to_owned()]));
-    assert_eq!(schema.delta(&state(8, None)), Ok(vec!["apply migration 9".to_owned()]));
+    assert_eq!(
+        schema.delta(&state(7, None)),
+        Ok(vec!["apply migrations 8–9".to_owned()])
+    );
+    assert_eq!(
+        schema.delta(&state(8, None)),
+        Ok(vec!["apply migration 9".to_owned()])
+    );
     assert_eq!(
         schema.delta(&state(3, Some((4, StatementState::Running)))),
         Ok(vec!["apply migrations 4–9 (migration 4 running)".to_owned()])
@@ -77,7 +89,10 @@ fn plan_names_the_migrations_left_to_apply() {
     );
     // Nothing to change: every migration applied, or the last one running.
     assert_eq!(schema.delta(&state(9, None)), Ok(vec![]));
-    assert_eq!(schema.delta(&state(8, Some((9, StatementState::Running)))), Ok(vec![]));
+    assert_eq!(
+        schema.delta(&state(8, Some((9, StatementState::Running)))),
+        Ok(vec![])
+    );
 }
 
 #[test]
@@ -101,18 +116,27 @@ fn a_failed_migration_is_a_condition_naming_the_statement_and_redshifts_error() 
     let failed = state(4, Some((5, StatementState::Failed(error.into()))));
     assert_eq!(
         schema.delta(&failed),
-        Ok(vec![format!("migration 5 failed ({error}): apply migrations 5–9")])
+        Ok(vec![format!(
+            "migration 5 failed ({error}): apply migrations 5–9"
+        )])
     );
     let condition = schema.failure(5, "statement-5", error);
     assert_eq!(condition.reason, "WarehouseMigrationFailed");
-    assert!(!condition.is_terminal(), "a fixed grant or role lets the next attempt pass");
+    assert!(
+        !condition.is_terminal(),
+        "a fixed grant or role lets the next attempt pass"
+    );
     for part in [
         "warehouse migration 5 (create the view events",
         error,
         "statement-5",
         "CREATE OR REPLACE VIEW \"images\".events AS SELECT",
     ] {
-        assert!(condition.message.contains(part), "{part} in {}", condition.message);
+        assert!(
+            condition.message.contains(part),
+            "{part} in {}",
+            condition.message
+        );
     }
 }
 

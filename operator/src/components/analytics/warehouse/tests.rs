@@ -111,7 +111,12 @@ fn every_statement_parses_as_redshift_sql_and_prints_back_as_written() {
             continue;
         }
         // Printed back unchanged: nothing was skipped or read differently.
-        assert_eq!(parse(&migration.sql).1, migration.sql, "migration {}", migration.version);
+        assert_eq!(
+            parse(&migration.sql).1,
+            migration.sql,
+            "migration {}",
+            migration.version
+        );
     }
 }
 
@@ -122,13 +127,23 @@ fn versions_count_from_one_without_gaps_and_the_first_is_as_released() {
     assert_eq!(versions, (1..=9).collect::<Vec<_>>());
     assert_eq!(latest_version(&names()), 9);
     // Clusters tagged schema-version 1 ran exactly this.
-    assert!(all[0].sql.starts_with("CREATE TABLE IF NOT EXISTS image_events (id VARCHAR(36) NOT NULL"));
+    assert!(
+        all[0]
+            .sql
+            .starts_with("CREATE TABLE IF NOT EXISTS image_events (id VARCHAR(36) NOT NULL")
+    );
 }
 
 #[test]
 fn views_are_late_binding_over_schema_qualified_relations_only() {
     let names = names();
-    let views = ["events", "images", "images_daily", "duplicate_uploads", "stream_offsets"];
+    let views = [
+        "events",
+        "images",
+        "images_daily",
+        "duplicate_uploads",
+        "stream_offsets",
+    ];
     let mut seen = vec![];
     let in_sqlparser = |m: &Migration| parse_external_schema(&m.sql).expect("grammar").is_none();
     for migration in migrations(&names).into_iter().filter(in_sqlparser) {
@@ -204,12 +219,18 @@ fn the_script_holds_every_statement_in_order_ending_in_a_semicolon() {
     let script = ddl(&names, "ipl-media-photos-warehouse-1a2b3c4d", "photos");
     let mut from = 0;
     for migration in migrations(&names) {
-        let statement = format!("-- migration {}: {}\n{};\n", migration.version, migration.purpose, migration.sql);
+        let statement = format!(
+            "-- migration {}: {}\n{};\n",
+            migration.version, migration.purpose, migration.sql
+        );
         let at = script[from..]
             .find(&statement)
             .unwrap_or_else(|| panic!("migration {} after byte {from}", migration.version));
         from += at + statement.len();
     }
     assert!(script.contains("s3://photos-bucket/events/"), "{script}");
-    assert!(script.contains("--     content_type string (key contentType)"), "{script}");
+    assert!(
+        script.contains("--     content_type string (key contentType)"),
+        "{script}"
+    );
 }

@@ -390,7 +390,7 @@ async fn a_new_warehouse_runs_every_migration_once_in_order_and_records_the_last
 }
 
 #[tokio::test]
-async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submitted_again() {
+async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submitted_again_next_time() {
     let sent = Sent::default();
     let error = "ERROR: permission denied for schema images_events";
     let failed: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement)
@@ -403,10 +403,24 @@ async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submi
                 .build()
                 .unwrap()
         });
+    let failed_again: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement)
+        .match_requests(|req| req.id() == Some("statement-3b"))
+        .then_output(|| {
+            aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput::builder()
+                .id("statement-3b")
+                .status(StatusString::Failed)
+                .error("ERROR: still denied")
+                .build()
+                .unwrap()
+        });
     let run = executed(&sent, "statement-3b");
     let tags = tagged(&sent);
     let mut aws = clients().await;
-    aws.redshift_data = mocked_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&failed, &run]);
+    aws.redshift_data = mocked_client!(
+        aws_sdk_redshiftdata,
+        RuleMode::MatchAny,
+        [&failed, &failed_again, &run]
+    );
     aws.redshift = mocked_client!(aws_sdk_redshift, RuleMode::MatchAny, [&tags]);
 
     // Migrations 1 and 2 applied; 3 submitted and failed.
@@ -440,10 +454,28 @@ async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submi
     ] {
         assert!(err.message.contains(part), "{part} in {}", err.message);
     }
-    // Submitted again, after what was applied; nothing later is run.
-    let migration_3 = &schema.migrations[2].sql;
+    // Recorded as reported; nothing is run until the next attempt.
     assert_eq!(
         sent.all(),
+        [format!(
+            "tags {SCHEMA_STATEMENT_TAG}=3:statement-3:failed {SCHEMA_VERSION_TAG}=2"
+        )]
+    );
+
+    // The next attempt, after the backoff, submits migration 3 again.
+    let next = warehouse_schema(SchemaRecord {
+        version: Some("2".into()),
+        statement: Some("3:statement-3:failed".into()),
+    });
+    let mut plan = Walk::new(&aws, "media/photos", WalkMode::Plan);
+    plan.ensure(&next).await.expect("plan");
+    assert_eq!(plan.take_changes()[0].fields, ["apply migrations 3–9"]);
+    let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
+    let err = walk.ensure(&next).await.expect_err("failed again");
+    assert!(err.message.contains("ERROR: still denied"), "{}", err.message);
+    let migration_3 = &schema.migrations[2].sql;
+    assert_eq!(
+        sent.all()[1..3],
         [
             format!("run {migration_3}"),
             format!("tags {SCHEMA_STATEMENT_TAG}=3:statement-3b {SCHEMA_VERSION_TAG}=2"),

@@ -54,16 +54,25 @@ impl SchemaRecord {
         self.version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
-    /// The migration version and statement id submitted last. Before
-    /// versions were recorded with it, the only statement was version 1's.
+    /// The migration version and statement id submitted last, unless its
+    /// failure was reported. Before versions were recorded with it, the only
+    /// statement was version 1's.
     fn submitted(&self) -> Option<(u32, &str)> {
         let statement = self.statement.as_deref()?;
+        if statement.ends_with(FAILED_SUFFIX) {
+            return None;
+        }
         Some(match statement.split_once(':') {
             Some((version, id)) => (version.parse().ok()?, id),
             None => (1, statement),
         })
     }
 }
+
+/// Marks a recorded statement whose failure was reported: the next attempt
+/// submits its migration again, after the controller's backoff, so a cause
+/// fixed meanwhile (a role, a grant) is enough.
+const FAILED_SUFFIX: &str = ":failed";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarehouseSchema {
@@ -133,7 +142,7 @@ impl WarehouseSchema {
             format!(
                 "warehouse migration {version} ({purpose}) failed in Redshift: {error} \
                  (Data API statement {statement}; `imagepipeline warehouse ddl` prints it: {}); \
-                 it is submitted again on the next attempt",
+                 it is submitted again on the next attempt, after the backoff",
                 abbreviated(sql)
             ),
         )
@@ -227,8 +236,8 @@ impl WarehouseSchema {
                     version,
                     statement,
                 }) => {
-                    // Submitted again for the next attempt, which finds it.
-                    self.submit(aws, version, applied).await?;
+                    let reported = format!("{version}:{statement}{FAILED_SUFFIX}");
+                    self.record(aws, applied, Some(reported)).await?;
                     return Err(self.failure(version, &statement, &error));
                 }
                 Some(InFlight {

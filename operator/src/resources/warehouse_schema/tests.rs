@@ -148,3 +148,12 @@ fn a_long_statement_is_abbreviated_on_a_character_boundary() {
     assert!(shown.ends_with('…'));
     assert_eq!(abbreviated("DROP TABLE t"), "DROP TABLE t");
 }
+
+#[test]
+fn a_reported_failure_leaves_nothing_in_flight_so_the_next_attempt_submits_again() {
+    let record = SchemaRecord {
+        version: Some("2".into()),
+        statement: Some(format!("3:statement-3{FAILED_SUFFIX}")),
+    };
+    assert_eq!((record.applied(), record.submitted()), (2, None));
+}

@@ -7,7 +7,7 @@ and no statement can fail. On AWS:
 - a statement runs only on a cluster that exists and is available: others
   are refused with ValidationException;
 - a statement finishes (status FINISHED) once Redshift has run it; here a
-  statement runs for 0.2 seconds;
+  statement runs for 0.05 seconds;
 - a statement Redshift cannot run ends FAILED with Redshift's error in
   DescribeStatement's Error. Two failures the operator meets are emulated:
   CREATE EXTERNAL SCHEMA … FROM DATA CATALOG DATABASE 'x' (without CREATE
@@ -26,7 +26,7 @@ from moto.redshift.models import redshift_backends
 from moto.redshiftdata.exceptions import ValidationException
 from moto.redshiftdata.models import RedshiftDataAPIServiceBackend, Statement
 
-RUNS_FOR_SECONDS = 0.2
+RUNS_FOR_SECONDS = 0.05
 
 EXTERNAL_SCHEMA = re.compile(
     r"^\s*CREATE\s+EXTERNAL\s+SCHEMA\s.*?\bFROM\s+DATA\s+CATALOG\s+DATABASE\s+'([^']+)'"

@@ -30,7 +30,9 @@ pub const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
 /// How long one update waits for a statement before leaving it to run: the
 /// next round or pass finds it. Redshift runs a DDL statement in seconds.
 const WAIT_FOR_STATEMENT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(250);
+/// The first look at a statement comes soon, later ones less often.
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const LAST_POLL: Duration = Duration::from_secs(2);
 
 /// What the cluster's tags record of the schema.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -211,6 +213,7 @@ impl WarehouseSchema {
     /// the last is applied, one is still running, or one failed.
     async fn advance(&self, aws: &AwsClients, observed: &SchemaState) -> Result<(), ComponentError> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_STATEMENT;
+        let mut poll = FIRST_POLL;
         let mut applied = observed.applied;
         let mut in_flight = observed.in_flight.clone();
         loop {
@@ -223,7 +226,8 @@ impl WarehouseSchema {
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(());
                     }
-                    tokio::time::sleep(POLL).await;
+                    tokio::time::sleep(poll).await;
+                    poll = (poll * 2).min(LAST_POLL);
                     let state = self.describe(aws, &statement).await?;
                     in_flight = state.map(|state| InFlight {
                         version,
@@ -255,6 +259,7 @@ impl WarehouseSchema {
                     // Recorded with the next statement, in one call.
                     let version = applied + 1;
                     let statement = self.submit(aws, version, applied).await?;
+                    poll = FIRST_POLL;
                     in_flight = Some(InFlight {
                         version,
                         statement,

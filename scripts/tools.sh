@@ -29,7 +29,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p7
+MOTO_PATCH_LEVEL=p8
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -106,10 +106,12 @@ SH
 #     Scaling group, as AWS does, and deletes them with the group.
 # p6: scripts/moto/server.py also refuses DeleteVpc while a VPC endpoint is
 #     in the VPC, as AWS does.
-# p7: scripts/moto/redshift_data.py runs Redshift Data API statements as AWS
+# p8: scripts/moto/redshift_data.py runs Redshift Data API statements as AWS
 #     does: only on an available cluster, FINISHED once run, FAILED with
 #     Redshift's error for an external schema over a missing Glue database
-#     or a role the cluster lacks (see that file).
+#     or a role the cluster lacks (see that file); scripts/moto/server.py
+#     also drops a Glue database's tags when it is deleted, as AWS does, so
+#     a database made again under its name does not inherit them.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -164,6 +164,13 @@ def leftovers(args):
     for group in elbv2.describe_target_groups()["TargetGroups"]:
         if elb_owned(group["TargetGroupArn"]):
             found.append(f"target group {group['TargetGroupName']}")
+    glue = client("glue")
+    for database in glue.get_databases()["DatabaseList"]:
+        arn = f"arn:aws:glue:{glue.meta.region_name}:{database['CatalogId']}:database/{database['Name']}"
+        if owned([{"Key": k, "Value": v} for k, v in glue.get_tags(ResourceArn=arn)["Tags"].items()]):
+            found.append(f"glue database {database['Name']}")
+            for table in glue.get_tables(DatabaseName=database["Name"])["TableList"]:
+                found.append(f"glue table {database['Name']}.{table['Name']}")
     ssm = client("ssm")
     name_filter = [{"Key": "Name", "Option": "BeginsWith", "Values": [PREFIX]}]
     for parameter in ssm.describe_parameters(ParameterFilters=name_filter)["Parameters"]:

@@ -33,6 +33,7 @@ impl AwsEmulator {
         storage_and_streams(self, &config, &owned, &mut found).await?;
         iam_and_ssm(&config, &owned, &mut found).await?;
         redshift(&config, &owned, &mut found).await?;
+        glue(&config, &owned, &mut found).await?;
         ec2(&config, owner, &mut found).await?;
         scaling_and_load_balancing(&config, &owned, &mut found).await?;
         found.sort();
@@ -223,6 +224,46 @@ async fn redshift(
                 "snapshot {}",
                 snapshot.snapshot_identifier().unwrap_or_default()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Glue databases carry the owner tag; tables cannot be tagged and are the
+/// pipeline's when their database is.
+async fn glue(
+    config: &SdkConfig,
+    owned: &impl Fn(Tags) -> bool,
+    found: &mut Vec<String>,
+) -> Result<(), HarnessError> {
+    let glue = aws_sdk_glue::Client::new(config);
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let databases = glue
+        .get_databases()
+        .send()
+        .await
+        .map_err(HarnessError::aws("GetDatabases"))?;
+    for database in databases.database_list() {
+        let name = database.name();
+        let account = database.catalog_id().unwrap_or_default();
+        let listed = glue
+            .get_tags()
+            .resource_arn(format!("arn:aws:glue:{region}:{account}:database/{name}"))
+            .send()
+            .await
+            .map_err(HarnessError::aws("GetTags"))?;
+        if !owned(listed.tags.unwrap_or_default().into_iter().collect()) {
+            continue;
+        }
+        found.push(format!("glue database {name}"));
+        let tables = glue
+            .get_tables()
+            .database_name(name)
+            .send()
+            .await
+            .map_err(HarnessError::aws("GetTables"))?;
+        for table in tables.table_list() {
+            found.push(format!("glue table {name}.{}", table.name()));
         }
     }
     Ok(())

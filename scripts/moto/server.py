@@ -61,6 +61,12 @@ with the group, as AWS does.
 The Redshift Data API is made to run statements as AWS does (see
 redshift_data.py, imported below).
 
+Glue tags a database by its ARN, and on AWS the tags go with the database:
+one made again under the same name starts with only the tags it is made
+with. moto 5.2.5 keeps the tags of a deleted database and gives them to the
+next database of that name, owner tag included; a patch drops them at
+DeleteDatabase.
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -84,6 +90,7 @@ from moto.ec2.models.subnets import SubnetBackend
 from moto.ec2.models.vpcs import VPCBackend
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.utils import parse_user_data
+from moto.glue.models import GlueBackend
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
 from moto.moto_api._internal import mock_random as random
@@ -92,6 +99,7 @@ from moto.redshift.models import RedshiftBackend, redshift_backends
 from moto.redshift.responses import RedshiftResponse
 from moto.s3.models import FakeBucket
 from moto.server import main
+from moto.utilities.utils import get_partition
 
 import redshift_data  # noqa: F401  (patches moto's Redshift Data API on import)
 
@@ -533,6 +541,18 @@ AutoScalingBackend.execute_policy = execute_policy
 AutoScalingBackend.delete_auto_scaling_group = delete_auto_scaling_group
 AutoScalingResponse.delete_policy = response_delete_policy
 AutoScalingResponse.execute_policy = response_execute_policy
+
+_delete_database = GlueBackend.delete_database
+
+
+def delete_database(self, database_name):
+    _delete_database(self, database_name)
+    partition = get_partition(self.region_name)
+    arn = f"arn:{partition}:glue:{self.region_name}:{self.account_id}:database/{database_name}"
+    self.tagger.delete_all_tags_for_resource(arn)
+
+
+GlueBackend.delete_database = delete_database
 
 if __name__ == "__main__":
     main()

@@ -23,7 +23,7 @@ const THROTTLING_CODES: [&str; 8] = [
 
 /// Error codes meaning the request as written can never succeed: the spec (or
 /// a name in it) must change.
-const TERMINAL_CODES: [&str; 9] = [
+const TERMINAL_CODES: [&str; 10] = [
     "ValidationException",
     "ValidationError",
     "InvalidParameterValue",
@@ -33,6 +33,8 @@ const TERMINAL_CODES: [&str; 9] = [
     "InvalidBucketName",
     "BucketAlreadyExists",
     "MalformedPolicyDocument",
+    // Glue's answer to a request it can never take (a name or type it refuses).
+    "InvalidInputException",
 ];
 
 /// Error codes meaning AWS refuses the caller, not the request: a missing
@@ -50,7 +52,7 @@ const REFUSED_CODES: [&str; 7] = [
 
 /// Error codes meaning an account quota is used up: a person raises it (in
 /// Service Quotas) or frees something; the spec is not wrong.
-const QUOTA_CODES: [&str; 9] = [
+const QUOTA_CODES: [&str; 10] = [
     "LimitExceeded",
     "LimitExceededException",
     "VpcLimitExceeded",
@@ -60,6 +62,8 @@ const QUOTA_CODES: [&str; 9] = [
     "TooManyLoadBalancers",
     "TooManyBuckets",
     "ClusterQuotaExceeded",
+    // Glue: databases per account, tables per database.
+    "ResourceNumberLimitExceededException",
 ];
 
 /// What kind of thing a spec value names.
@@ -346,6 +350,18 @@ mod tests {
                 ErrorKind::Refused,
                 "QuotaExceeded",
                 "Service Quotas",
+            ),
+            (
+                "ResourceNumberLimitExceededException",
+                ErrorKind::Refused,
+                "QuotaExceeded",
+                "Service Quotas",
+            ),
+            (
+                "InvalidInputException",
+                ErrorKind::Terminal,
+                "InvalidSpec",
+                "change the spec",
             ),
             (
                 "RequestLimitExceeded",

@@ -25,6 +25,7 @@ pub struct AwsClients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub glue: aws_sdk_glue::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
 }
@@ -90,6 +91,7 @@ impl AwsClients {
             elbv2: client!(aws_sdk_elasticloadbalancingv2, rates::ELBV2),
             autoscaling: client!(aws_sdk_autoscaling, rates::AUTOSCALING),
             ssm: client!(aws_sdk_ssm, rates::SSM),
+            glue: client!(aws_sdk_glue, rates::GLUE),
             sts: client!(aws_sdk_sts, rates::STS),
             calls,
         })

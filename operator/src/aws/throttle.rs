@@ -66,6 +66,12 @@ pub mod rates {
     /// SSM Parameter Store: PutParameter is limited to 3 transactions per
     /// second by default (GetParameter to 40); the one bucket keeps to 3.
     pub const SSM: RequestRate = RequestRate::new(3, 5);
+    /// Glue Data Catalog: AWS publishes no per-action rate for GetDatabase,
+    /// GetTable, CreateTable and the like, only that Glue throttles calls
+    /// per account and Region (knowledge center, "glue-throttling-rate-
+    /// exceeded"). The catalog is shared with whatever else in the account
+    /// reads it (Athena, Spectrum queries, crawlers), so stay at 5/s.
+    pub const GLUE: RequestRate = RequestRate::new(5, 10);
     /// STS GetCallerIdentity: generous quota; one call per reconcile.
     pub const STS: RequestRate = RequestRate::new(50, 50);
 }

@@ -9,6 +9,8 @@ pub mod bucket;
 pub mod delivery_stream;
 pub mod dynamodb_table;
 pub mod final_snapshot;
+pub mod glue_database;
+pub mod glue_table;
 pub mod iam_role;
 pub(crate) mod instance_offering;
 pub mod instance_profile;

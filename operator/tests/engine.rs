@@ -10,7 +10,7 @@ use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::{ImagePipeline, Phase};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::components::network::NetworkOutputs;
-use imagepipeline_operator::components::{kafka_broker_setup, upload_instance_setup};
+use imagepipeline_operator::components::{analytics, kafka_broker_setup, upload_instance_setup};
 use imagepipeline_operator::engine::status::{StatusContext, pipeline_status};
 use imagepipeline_operator::engine::{
     ComponentKind, ComponentState, Engine, OWNER_TAG, Outputs, Owner, PassReport, PipelineContext,
@@ -330,6 +330,44 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
     subnets.sort();
     assert_eq!(subnets, expected);
     assert_eq!(expected.len(), 2, "one private subnet per zone");
+    // Every migration ran, in order, and the last one is recorded.
+    let recorded: BTreeMap<&str, &str> = cluster
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(recorded.get("imagepipeline.io/schema-version"), Some(&"9"));
+    // Spectrum reads the events Firehose writes, through the Glue table.
+    let names = analytics::warehouse_names(&fx.ctx);
+    let table = aws
+        .glue
+        .get_table()
+        .database_name(&names.catalog_database)
+        .name("image_events")
+        .send()
+        .await
+        .expect("the events table")
+        .table
+        .unwrap();
+    let storage = table.storage_descriptor().unwrap();
+    assert_eq!(
+        storage.location(),
+        Some(format!("s3://{bucket}/events/").as_str())
+    );
+    assert_eq!(
+        storage.serde_info().and_then(|s| s.serialization_library()),
+        Some("org.openx.data.jsonserde.JsonSerDe")
+    );
+    let cluster_roles: Vec<&str> = cluster
+        .iam_roles()
+        .iter()
+        .filter_map(|r| r.iam_role_arn())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        [names.role_arn.as_str()],
+        "the role the external schema names"
+    );
 
     // Status
     let status = status_after(&report);
@@ -476,11 +514,13 @@ fn kinds(resources: &[String]) -> Vec<&str> {
 /// minimum) and 3 brokers, each broker with a root and a data volume (the
 /// upload instances' volumes carry tags only on AWS, where the launch
 /// template applies them).
-const EVERY_RESOURCE: [&str; 42] = [
+const EVERY_RESOURCE: [&str; 44] = [
     "auto scaling group",
     "bucket",
     "cluster",
     "delivery stream",
+    "glue database",
+    "glue table",
     "instance",
     "instance",
     "instance",

@@ -14,12 +14,15 @@ use serde_json::json;
 use super::network::NetworkOutputs;
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::engine::resource::{Ref, Resource, Walk, WalkMode};
-use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};
+use crate::engine::{ComponentError, ComponentKind, Declared, OWNER_TAG, Outputs, PipelineContext};
 use crate::resources::final_snapshot::{self, FinalSnapshot};
+use crate::resources::glue_database::GlueDatabase;
+use crate::resources::glue_table::{GlueColumn, GlueTable};
 use crate::resources::iam_role::{self, DesiredRole};
 use crate::resources::redshift_cluster::{MASTER_USERNAME, RedshiftCluster};
 use crate::resources::redshift_subnet_group::RedshiftSubnetGroup;
 use crate::resources::security_group::{GroupState, SecurityGroup};
+use crate::resources::tags_of::TagsOf;
 use crate::resources::warehouse_schema::{SchemaRecord, WarehouseSchema};
 use warehouse::WarehouseNames;
 
@@ -61,6 +64,9 @@ pub struct DesiredAnalytics {
     /// Its security group is pending until the walk finds or makes it.
     pub cluster: RedshiftCluster,
     pub names: WarehouseNames,
+    /// The Glue database and table Spectrum reads the events through.
+    pub catalog: GlueDatabase,
+    pub events_table: GlueTable,
 }
 
 impl DesiredAnalytics {
@@ -204,7 +210,35 @@ impl Declared for Analytics {
             final_snapshot: None,
             id: id.clone(),
         };
+        let catalog = GlueDatabase {
+            arn: ctx.arn("glue", &format!("database/{}", names.catalog_database)),
+            name: names.catalog_database.clone(),
+            description: format!(
+                "ImagePipeline {}/{}: the image events Firehose writes, for Redshift Spectrum",
+                ctx.owner.namespace, ctx.owner.name
+            ),
+            tags: tags.clone(),
+        };
+        let events_table = GlueTable {
+            database: names.catalog_database.clone(),
+            name: warehouse::EVENTS_TABLE.to_owned(),
+            arn: ctx.arn(
+                "glue",
+                &format!("table/{}/{}", names.catalog_database, warehouse::EVENTS_TABLE),
+            ),
+            location: names.events_location.clone(),
+            columns: warehouse::EVENT_COLUMNS
+                .iter()
+                .map(|c| GlueColumn::new(c.name, c.hive_type))
+                .collect(),
+            serde_library: warehouse::JSON_SERDE.to_owned(),
+            serde_parameters: warehouse::serde_parameters(),
+            description: "One row per image event: JSON lines Firehose delivers (DESIGN.md, data contracts)"
+                .to_owned(),
+        };
         Ok(DesiredAnalytics {
+            catalog,
+            events_table,
             enabled: spec.enabled,
             policy: ctx.spec.deletion_policy,
             role,
@@ -229,6 +263,7 @@ impl Declared for Analytics {
             return Self::remove_warehouse(walk, desired).await;
         }
         walk.ensure(&desired.role).await?;
+        Self::catalog(walk, desired).await?;
         walk.ensure(&desired.subnet_group).await?;
         let group = Self::security_group(walk, desired).await?;
         let security_group = Ref::to(group.as_ref(), |g| g.id.clone(), desired.security_group.label());
@@ -271,6 +306,27 @@ impl Declared for Analytics {
 }
 
 impl Analytics {
+    /// The Glue database, its tags, and the events table in it. Glue tables
+    /// carry no tags: the table is this pipeline's because its database is,
+    /// so a teardown that finds another pipeline's database leaves its table.
+    async fn catalog(walk: &mut Walk<'_>, desired: &DesiredAnalytics) -> Result<(), ComponentError> {
+        let database = walk.ensure(&desired.catalog).await?;
+        if let Some(found) = &database {
+            if walk.mode() == WalkMode::Find
+                && found.tags.get(OWNER_TAG) != desired.catalog.tags.get(OWNER_TAG)
+            {
+                return Ok(());
+            }
+            walk.ensure(&TagsOf {
+                resource: desired.catalog.clone(),
+                observed: found.clone(),
+            })
+            .await?;
+        }
+        walk.ensure(&desired.events_table).await?;
+        Ok(())
+    }
+
     /// Tearing down, the network (torn down after this component) has not
     /// said the Kafka VPC's id: the group is found by its owner and name.
     async fn security_group(
@@ -298,6 +354,8 @@ impl Analytics {
         }
         walk.retire(&desired.security_group, policy).await?;
         walk.retire(&desired.subnet_group, policy).await?;
+        walk.retire(&desired.events_table, policy).await?;
+        walk.retire(&desired.catalog, policy).await?;
         walk.retire(&desired.role, policy).await?;
         Ok(())
     }

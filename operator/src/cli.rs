@@ -61,18 +61,28 @@ pub async fn engine_for(
     usage: SecretUse,
     calls: CallLog,
 ) -> Result<(Engine, PipelineContext), CliError> {
+    let (engine, mut ctx) = context_for(pipeline, calls).await?;
+    let source = ManifestSecrets {
+        namespace: ctx.owner.namespace.clone(),
+        secrets,
+    };
+    secrets::resolve(&source, pipeline, &mut ctx, usage).await?;
+    Ok((engine, ctx))
+}
+
+/// An engine for one pipeline and its context, without the Secrets: enough
+/// for what depends only on the spec and the account (names, ARNs).
+pub async fn context_for(
+    pipeline: &ImagePipeline,
+    calls: CallLog,
+) -> Result<(Engine, PipelineContext), CliError> {
     let aws = AwsClients::from_environment(&pipeline.spec.region, calls).await?;
     let engine = crate::pipeline::engine(aws);
     let owner = Owner {
         namespace: pipeline.namespace().unwrap_or_default(),
         name: pipeline.name_any(),
     };
-    let mut ctx = engine.context(owner, pipeline.spec.clone()).await?;
-    let source = ManifestSecrets {
-        namespace: ctx.owner.namespace.clone(),
-        secrets,
-    };
-    secrets::resolve(&source, pipeline, &mut ctx, usage).await?;
+    let ctx = engine.context(owner, pipeline.spec.clone()).await?;
     Ok((engine, ctx))
 }
 

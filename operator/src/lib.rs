@@ -15,3 +15,4 @@ pub mod error;
 pub mod manifest;
 pub mod pipeline;
 pub mod resources;
+pub mod warehouse_cli;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use imagepipeline_operator::cli::{self, CliError, OutputFormat};
 use imagepipeline_operator::controller::{self, run::RunArgs};
+use imagepipeline_operator::warehouse_cli::{self, WarehouseError, format::QueryFormat};
 use imagepipeline_operator::{crd::crd_yaml, manifest};
 
 /// Turns ImagePipeline resources into AWS image-ingestion pipelines.
@@ -60,6 +61,38 @@ enum Command {
         /// Give up after this long, e.g. `45m`.
         #[arg(long, default_value = "45m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// The pipelines' Redshift warehouses.
+    Warehouse {
+        #[command(subcommand)]
+        command: WarehouseCommand,
+    },
+    /// Run one SQL statement in the pipeline's Redshift warehouse through the
+    /// Redshift Data API, as its master user, and print the result.
+    Query {
+        /// Manifest holding exactly one ImagePipeline.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        /// How to print the result.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = QueryFormat::Table)]
+        output: QueryFormat,
+        /// Cancel the statement if it has not finished after this long, e.g. `30s`.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// The statement, e.g. "SELECT source, COUNT(*) FROM images.images GROUP BY source"
+        /// (the views are in the schema named after spec.analytics.database).
+        sql: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WarehouseCommand {
+    /// Print every statement the operator runs in each pipeline's warehouse,
+    /// in order, with the pipeline's names filled in.
+    Ddl {
+        /// Manifest holding one or more ImagePipelines.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -124,6 +157,8 @@ enum Failure {
     Runtime(io::Error),
     #[error(transparent)]
     Run(controller::run::RunError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
 }
 
 fn run(command: Command) -> Result<ExitCode, Failure> {
@@ -172,6 +207,30 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 ))?;
                 writeln!(stdout, "ImagePipeline {}: destroyed", pipeline_label(pipeline))?;
             }
+        }
+        Command::Warehouse {
+            command: WarehouseCommand::Ddl { file },
+        } => {
+            let manifest = manifest::load_manifest(&file)?;
+            let several = manifest.pipelines.len() > 1;
+            for (index, pipeline) in manifest.pipelines.iter().enumerate() {
+                let script = runtime()?.block_on(warehouse_cli::ddl(pipeline, several))?;
+                // A blank line between two pipelines' scripts.
+                let gap = if index > 0 { "\n" } else { "" };
+                write!(stdout, "{gap}{script}")?;
+            }
+        }
+        Command::Query {
+            file,
+            output,
+            timeout,
+            sql,
+        } => {
+            let manifest = manifest::load_manifest(&file)?;
+            let pipeline = warehouse_cli::only_pipeline(&manifest.pipelines, &file)?;
+            let outcome =
+                runtime()?.block_on(warehouse_cli::query(pipeline, &manifest.secrets, &sql, timeout))?;
+            stdout.write_all(warehouse_cli::format::render(&outcome, output).as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)

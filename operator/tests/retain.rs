@@ -278,7 +278,14 @@ async fn turning_analytics_off_under_retain_keeps_a_final_snapshot_and_removes_t
 
     let report = apply_until_ready(engine, &off).await;
     let mut expected = before.clone();
-    for gone in ["cluster", "subnet group", "security group", "glue table", "glue database", "role"] {
+    for gone in [
+        "cluster",
+        "subnet group",
+        "security group",
+        "glue table",
+        "glue database",
+        "role",
+    ] {
         let at = expected.iter().position(|k| *k == gone).unwrap();
         expected.remove(at);
     }

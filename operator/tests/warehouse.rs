@@ -312,46 +312,20 @@ async fn query_runs_one_statement_in_the_pipelines_warehouse_as_the_operator_doe
         assert_eq!(request["StatementName"], "imagepipeline-query", "{request}");
     }
 
-    // The emulator's own Data API: the statement never finishes there, so
-    // the timeout cancels it, and the emulator recorded it as sent.
-    let started = Instant::now();
-    let timed_out = failure(&imagepipeline_with(
-        &emulator,
-        &[],
-        &["query", "-f", &manifest, "--timeout", "1s", "SELECT 1"],
-    ));
-    let waited = started.elapsed();
+    // The emulator's own Data API (scripts/moto/redshift_data.py) runs a
+    // statement to FINISHED on the pipeline's cluster; one without a result
+    // set prints what it did.
+    const GRANT: &str = "GRANT USAGE ON SCHEMA images TO GROUP analysts";
+    let granted = imagepipeline_with(&emulator, &[], &["query", "-f", &manifest, GRANT]);
     assert!(
-        timed_out.ends_with("did not finish within 1s (--timeout); it was cancelled"),
-        "{timed_out}"
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
     );
-    assert!(waited.as_secs() < 10, "{waited:?}");
-    let id = timed_out
-        .strip_prefix("error: statement ")
-        .and_then(|rest| rest.split(' ').next())
-        .expect("the statement's id");
-    let data = aws_sdk_redshiftdata::Client::new(&sdk);
-    let statement = data
-        .describe_statement()
-        .id(id)
-        .send()
-        .await
-        .expect("the statement");
+    let printed = String::from_utf8_lossy(&granted.stdout);
     assert_eq!(
-        (
-            statement.status().map(|s| s.as_str()),
-            statement.cluster_identifier(),
-            statement.database(),
-            statement.db_user(),
-            statement.query_string(),
-        ),
-        (
-            Some("ABORTED"),
-            Some(cluster_id.as_str()),
-            Some("images"),
-            Some("imagepipeline_admin"),
-            Some("SELECT 1"),
-        )
+        printed,
+        "finished; Redshift did not say how many rows it affected\n"
     );
 
     // A paused cluster runs nothing: the error says how to resume it.

@@ -187,7 +187,7 @@ pub async fn query(
         });
     };
     available(&found.id, &region, &found.status)?;
-    let schema = desired.schema(&found);
+    let schema = desired.schema(&found.schema);
     let target = Target {
         cluster: schema.cluster_id,
         database: schema.database,

@@ -118,6 +118,9 @@ pub enum HarnessError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The warehouse's views could not be evaluated locally.
+    #[error("the local warehouse: {0}")]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
     /// Local file trouble (temporary folders, logs).
     #[error("{what}: {source}")]
     Io {

@@ -9,6 +9,8 @@
 //!   `imagepipeline` binary, with upload-api and stream-bridge running
 //!   against it; [`Samples`] and [`SampleRun`] send images through it, and
 //!   [`Report`] is what `make demo` prints of them.
+//! - [`LocalWarehouse`]: the warehouse's views, translated to SQLite and
+//!   evaluated over the events that landed (the emulator has no Redshift).
 //!
 //! Every process is tied to the test process by a pipe on its stdin: when the
 //! test process ends, however it ends, the pipe closes and the process exits,
@@ -26,6 +28,7 @@ mod process;
 mod report;
 mod samples;
 mod tools;
+pub mod warehouse;
 
 pub use aws::{AwsEmulator, REGION};
 pub use binaries::Binary;
@@ -37,3 +40,4 @@ pub use probes::{free_loopback_address, http_client, metric, metrics_text};
 pub use report::Report;
 pub use samples::{SOURCE_HEADER, Sample, SampleRun, Samples, sha256_hex};
 pub use tools::{Tool, repo_root};
+pub use warehouse::LocalWarehouse;

@@ -166,7 +166,7 @@ impl PipelineStatus {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
 
-    fn required(&self, value: &Option<String>, what: &str) -> Result<String, HarnessError> {
+    pub(crate) fn required(&self, value: &Option<String>, what: &str) -> Result<String, HarnessError> {
         value
             .clone()
             .ok_or_else(|| HarnessError::Scenario(format!("the status after apply has no {what}")))
@@ -222,7 +222,7 @@ pub struct Landed {
     pub items: Vec<Value>,
     /// The Firehose objects under `events/`.
     pub event_objects: Vec<String>,
-    /// One per line of those objects.
+    /// One per line of those objects (gunzipped when named `.gz`).
     pub events: Vec<Value>,
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -394,7 +394,7 @@ impl LocalPipeline {
 
     /// Runs an `imagepipeline` command, handing each line it writes to
     /// stderr (its progress) to `progress`; returns its exit code and stdout.
-    async fn run_operator(
+    pub(crate) async fn run_operator(
         &self,
         args: &[&str],
         progress: &mut (dyn FnMut(&str) + Send),
@@ -677,11 +677,8 @@ impl LocalPipeline {
                 .await
                 .map_err(|e| HarnessError::Scenario(format!("reading s3://{bucket}/{key}: {e}")))?
                 .into_bytes();
-            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                events.push(serde_json::from_slice(line).map_err(|e| {
-                    HarnessError::Scenario(format!("s3://{bucket}/{key} holds a line that is not JSON: {e}"))
-                })?);
-            }
+            // gzip (Firehose's default) is told by the name, as Spectrum tells it.
+            events.extend(crate::warehouse::event_lines(key, &bytes)?);
         }
         Ok(Landed {
             images,
@@ -692,7 +689,7 @@ impl LocalPipeline {
         })
     }
 
-    fn bucket_and_table(&self) -> Result<(String, String), HarnessError> {
+    pub(crate) fn bucket_and_table(&self) -> Result<(String, String), HarnessError> {
         let status = self
             .status
             .as_ref()

@@ -1,5 +1,6 @@
-//! The report `make demo` prints: where each sample went, and what the
-//! bucket, the table, the delivery stream and the dead-letter topic hold.
+//! The report `make demo` prints: where each sample went, what the
+//! bucket, the table, the delivery stream and the dead-letter topic hold,
+//! and what an analyst would see of it in the warehouse.
 
 use std::fmt;
 
@@ -7,12 +8,15 @@ use serde_json::Value;
 
 use crate::local::{Manifest, PipelineStatus};
 use crate::samples::SampleRun;
+use crate::warehouse::AnalystView;
 
 /// Everything the report shows.
 pub struct Report<'a> {
     pub manifest: &'a Manifest,
     pub status: &'a PipelineStatus,
     pub run: &'a SampleRun,
+    /// The warehouse's views over the events that landed.
+    pub analysts: &'a AnalystView,
 }
 
 impl fmt::Display for Report<'_> {
@@ -145,6 +149,19 @@ impl fmt::Display for Report<'_> {
             )?;
         }
 
+        let warehouse = endpoints.warehouse.as_deref().unwrap_or("?");
+        writeln!(
+            f,
+            "\nWhat an analyst querying the warehouse {warehouse} would see, COMPUTED LOCALLY WITH SQLITE:\n  \
+             the emulator has no warehouse engine, so the views `imagepipeline warehouse ddl` prints are\n  \
+             translated from Redshift SQL to SQLite and run over the {} events above",
+            landed.events.len()
+        )?;
+        writeln!(f, "  images ({} rows):", self.analysts.images.rows.len())?;
+        indented(f, &self.analysts.images.to_string())?;
+        writeln!(f, "  images_daily:")?;
+        indented(f, &self.analysts.images_daily.to_string())?;
+
         write!(
             f,
             "\nSent {} images and 2 bad inputs; everything landed {:.1} s after the first upload.",
@@ -163,6 +180,10 @@ fn status_word(code: u16) -> &'static str {
         415 => "Refused",
         _ => "",
     }
+}
+
+fn indented(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    text.lines().try_for_each(|line| writeln!(f, "    {line}"))
 }
 
 fn compact(value: &Value) -> String {

@@ -2,7 +2,8 @@
 //! AWS emulator by the `imagepipeline` binary, upload-api and stream-bridge
 //! running against what it made (the bridge on a real Kafka-protocol
 //! broker), images sent both ways, checked where a user would look (S3,
-//! DynamoDB, the Firehose objects, the dead-letter topic), then destroyed.
+//! DynamoDB, the Firehose objects, the dead-letter topic, the warehouse's
+//! views evaluated locally), then destroyed.
 //!
 //! The binaries come from the workspace build: `cargo test --workspace`
 //! builds them first.
@@ -215,6 +216,8 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
         "no second object"
     );
 
+    the_views_show_each_stored_image_once(&pipeline, &samples, &run).await;
+
     let plan = pipeline.plan().await.expect("imagepipeline plan runs");
     assert!(
         !plan.changes_pending,
@@ -231,6 +234,172 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
         .collect();
     assert_eq!(row[1..3], ["True", "Ready"], "READY and PHASE:\n{table}");
     destroy_leaves_nothing(&mut pipeline).await;
+}
+
+/// The warehouse's views, from `imagepipeline warehouse ddl`, over the event
+/// objects that landed, with duplicates made on purpose: what an analyst
+/// expects is each stored image once, whatever at-least-once delivery wrote.
+async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, samples: &Samples, run: &SampleRun) {
+    // A delivered event sent to Firehose again, as the bridge does when it
+    // cannot tell whether Firehose took a batch: the same id twice.
+    let (_, produced) = &run.produced[0];
+    let delivered = run
+        .landed
+        .events
+        .iter()
+        .find(|e| e["kafka"]["partition"] == produced.partition && e["kafka"]["offset"] == produced.offset)
+        .expect("the first record's event");
+    pipeline
+        .put_event(format!("{delivered}\n").as_bytes())
+        .await
+        .expect("Firehose takes the event again");
+    // The same new bytes uploaded twice at once. The store looks the content
+    // up before it writes, so which of three things happens is timing: both
+    // miss and store it under two ids (a duplicate upload), both miss within
+    // one millisecond and make the same id (two events, one item), or one
+    // finds the other's item (one event). Each is compared with DynamoDB.
+    let sample = &samples.kafka[0];
+    let mut bytes = sample.bytes.clone();
+    bytes.extend_from_slice(b"#uploaded-twice");
+    let (one, two) = tokio::join!(
+        pipeline.upload(bytes.clone(), sample.content_type),
+        pipeline.upload(bytes.clone(), sample.content_type)
+    );
+    let (one, two) = (one.expect("answered"), two.expect("answered"));
+    assert!(
+        [one.status, two.status].contains(&201),
+        "{}, {}",
+        one.body,
+        two.body
+    );
+
+    let landed = pipeline.landed().await.unwrap();
+    let warehouse = pipeline
+        .local_warehouse(&landed)
+        .await
+        .expect("the views evaluate over the events");
+    let twice = landed
+        .events
+        .iter()
+        .filter(|e| e["id"] == delivered["id"])
+        .count();
+    assert_eq!(twice, 2, "the resent event landed beside the first");
+    let sha = sha256_hex(&bytes);
+    let items_of_bytes = landed.items.iter().filter(|i| i["sha256"] == sha).count();
+    eprintln!(
+        "uploaded twice at once: {} and {}, {items_of_bytes} item(s), {} event(s)",
+        one.status,
+        two.status,
+        landed.events.iter().filter(|e| e["sha256"] == sha).count()
+    );
+
+    // `images`: each item once, as DynamoDB holds it.
+    let images = warehouse
+        .query("SELECT id, sha256, content_type, bytes, source, ingested_at, s3_uri FROM images ORDER BY id")
+        .unwrap();
+    let expected: Vec<Value> = landed
+        .items
+        .iter()
+        .map(|i| {
+            json!([
+                i["id"],
+                i["sha256"],
+                i["contentType"],
+                i["bytes"],
+                i["source"],
+                seconds(&i["ingestedAt"]),
+                format!("s3://{}/{}", text(&i["bucket"]), text(&i["key"]))
+            ])
+        })
+        .collect();
+    assert_eq!(rows(&images), expected, "images is the table's items, once each");
+    assert!(
+        landed.events.len() > landed.items.len(),
+        "the views had duplicates to hide"
+    );
+
+    // `images_daily`: the items counted per UTC day, source and type.
+    let mut daily: BTreeMap<[String; 3], Vec<&Value>> = BTreeMap::new();
+    for item in &landed.items {
+        let day = text(&item["ingestedAt"])[..10].to_owned();
+        let group = [day, text(&item["source"]), text(&item["contentType"])];
+        daily.entry(group).or_default().push(item);
+    }
+    let expected: Vec<Value> = daily
+        .into_iter()
+        .map(|([day, source, type_], items)| {
+            let bytes: u64 = items.iter().map(|i| i["bytes"].as_u64().unwrap()).sum();
+            let contents: BTreeSet<String> = items.iter().map(|i| text(&i["sha256"])).collect();
+            json!([day, source, type_, items.len(), bytes, contents.len()])
+        })
+        .collect();
+    let images_daily = warehouse
+        .query("SELECT * FROM images_daily ORDER BY day, source, content_type")
+        .unwrap();
+    assert_eq!(rows(&images_daily), expected);
+
+    // `duplicate_uploads`: the ids of each content stored more than once.
+    let mut by_sha: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in &landed.items {
+        by_sha
+            .entry(text(&item["sha256"]))
+            .or_default()
+            .push(text(&item["id"]));
+    }
+    let expected: Vec<Value> = by_sha
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .flat_map(|(sha, ids)| {
+            let uploads = ids.len();
+            ids.into_iter().map(move |id| json!([sha, uploads, id]))
+        })
+        .collect();
+    let duplicates = warehouse
+        .query("SELECT sha256, uploads, id FROM duplicate_uploads ORDER BY sha256, id")
+        .unwrap();
+    assert_eq!(rows(&duplicates), expected);
+
+    // `stream_offsets`: each produced record once, at its partition and offset.
+    let mut offsets: BTreeMap<(String, i32), Vec<i64>> = BTreeMap::new();
+    for (sample, produced) in &run.produced {
+        let item = landed
+            .items
+            .iter()
+            .find(|i| i["sha256"] == sample.sha256())
+            .unwrap();
+        let hour = format!("{}:00:00", &seconds(&item["ingestedAt"])[..13]);
+        offsets
+            .entry((hour, produced.partition))
+            .or_default()
+            .push(produced.offset);
+    }
+    let topic = &pipeline.manifest.topic;
+    let expected: Vec<Value> = offsets
+        .into_iter()
+        .map(|((hour, partition), o)| {
+            json!([hour, topic, partition, o.iter().min(), o.iter().max(), o.len()])
+        })
+        .collect();
+    let stream_offsets = warehouse
+        .query("SELECT * FROM stream_offsets ORDER BY hour, kafka_partition")
+        .unwrap();
+    assert_eq!(rows(&stream_offsets), expected);
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not text: {value}"))
+        .to_owned()
+}
+
+/// An RFC 3339 time as the views show it: to the second, UTC, no `T`.
+fn seconds(value: &Value) -> String {
+    text(value)[..19].replace('T', " ")
+}
+
+fn rows(rows: &imagepipeline_e2e::warehouse::Rows) -> Vec<Value> {
+    rows.rows.iter().cloned().map(Value::from).collect()
 }
 
 /// Each Kafka sample with `#n` appended: a distinct image of the same type.

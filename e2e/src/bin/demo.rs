@@ -1,6 +1,7 @@
 //! `make demo`: the example ImagePipeline made real on this machine against
 //! emulated AWS, images sent through it both ways, a report of where they
-//! landed, then everything destroyed and stopped, also on Ctrl-C.
+//! landed and of what the warehouse's views make of them (evaluated here
+//! with SQLite), then everything destroyed and stopped, also on Ctrl-C.
 //!
 //! Usage: `imagepipeline-demo [MANIFEST]` (default `examples/imagepipeline.yaml`).
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use imagepipeline_e2e::warehouse::AnalystView;
 use imagepipeline_e2e::{HarnessError, LocalPipeline, OWNER_TAG, Report, SampleRun, Samples, repo_root};
 
 /// What a shell reports for a program ended by Ctrl-C.
@@ -151,6 +153,9 @@ async fn demo(pipeline: &mut LocalPipeline) -> Result<(), HarnessError> {
         .status()
         .cloned()
         .ok_or_else(|| HarnessError::Scenario("no status after apply".into()))?;
+    // The emulator has no Redshift: the views are evaluated here.
+    let warehouse = pipeline.local_warehouse(&run.landed).await?;
+    let analysts = AnalystView::of(&warehouse)?;
     step("what landed where");
     println!(
         "{}",
@@ -158,6 +163,7 @@ async fn demo(pipeline: &mut LocalPipeline) -> Result<(), HarnessError> {
             manifest: &manifest,
             status: &status,
             run: &run,
+            analysts: &analysts,
         }
     );
 

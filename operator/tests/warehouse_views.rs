@@ -225,7 +225,7 @@ fn the_script_states_the_glue_table_the_operator_defines_and_every_view_translat
 }
 
 #[test]
-fn images_holds_each_live_image_once_as_its_first_copy_landed() {
+fn images_holds_each_live_image_once_as_its_last_copy_landed_which_its_item_holds() {
     let (s, warehouse) = evaluated("2026-12-03T12:00:00Z");
     let images = rows(
         &warehouse,
@@ -246,9 +246,9 @@ fn images_holds_each_live_image_once_as_its_first_copy_landed() {
     assert_eq!(
         images,
         [
-            row(&s.a, "2026-11-30 09:15:00", "2026-12-07 09:15:00"),
+            row(&s.a, "2026-11-30 09:15:04", "2026-12-07 09:15:04"),
             row(&s.b, "2026-11-30 10:05:00", "2026-12-07 10:05:00"),
-            row(&s.c, "2026-11-30 10:40:00", "2026-12-07 10:40:00"),
+            row(&s.c, "2026-11-30 10:40:07", "2026-12-07 10:40:07"),
             row(&s.d, "2026-11-30 16:20:00", "2026-12-07 16:20:00"),
             row(&s.g, "2026-12-01 08:00:00", "2026-12-08 08:00:00"),
             row(&s.f, "2026-12-01 23:10:00", "2026-12-08 23:10:00"),
@@ -294,7 +294,7 @@ fn duplicate_uploads_lists_the_ids_sharing_their_bytes() {
     assert_eq!(
         rows(&warehouse, "SELECT * FROM duplicate_uploads ORDER BY ingested_at"),
         [
-            json!([s.a.item.sha256, 2, id(&s.a), "api", "2026-11-30 09:15:00"]),
+            json!([s.a.item.sha256, 2, id(&s.a), "api", "2026-11-30 09:15:04"]),
             json!([s.d.item.sha256, 2, id(&s.d), "api", "2026-11-30 16:20:00"]),
         ]
     );
@@ -338,9 +338,8 @@ fn the_expired_event_is_in_no_view() {
     assert_eq!(offset_40, [json!([0])]);
 }
 
-/// Expiry is per copy, before deduplication: once the first copy of a
-/// replayed image has expired, the replay (the copy its item and object were
-/// written with) stands for it until it expires too.
+/// Expiry is per copy, before deduplication: the replay (the copy its item
+/// and object were written with) stands for the image until it expires too.
 #[test]
 fn retention_is_evaluated_at_the_time_given_for_getdate() {
     let (s, warehouse) = evaluated("2026-12-07T09:15:02Z");

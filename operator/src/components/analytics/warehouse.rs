@@ -6,7 +6,10 @@
 //! writes under `events/` at query time, so an analyst sees an event as soon
 //! as Firehose delivers it (its buffer interval), and nothing the bucket's
 //! lifecycle has expired. The views hide what at-least-once delivery repeats:
-//! one row per image id, the first copy that landed.
+//! one row per image id, the last copy that landed, which is the one its
+//! DynamoDB item was written with (the store writes the item after the
+//! event, so a replay after a crash sends a later copy, and none follows the
+//! item).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -154,7 +157,7 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
                      TIMESTAMP 'epoch' + e.expires_at * INTERVAL '1 second' AS expires_at, \
                      e.kafka.topic AS kafka_topic, e.kafka.\"partition\" AS kafka_partition, \
                      e.kafka.\"offset\" AS kafka_offset, \
-                     ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY e.ingested_at) AS landing \
+                     ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY e.ingested_at DESC) AS landing \
                      FROM \"{external_schema}\".{EVENTS_TABLE} AS e \
                      WHERE e.expires_at > EXTRACT(EPOCH FROM GETDATE())\
                      ) AS landed \

@@ -502,5 +502,33 @@ async fn a_bridge_killed_in_the_middle_of_a_backlog_and_restarted_loses_and_dupl
         records.len(),
         landed.events.len() - records.len()
     );
+    // What an analyst sees of them: each image once, as its item holds it,
+    // and every record's offset counted once (computed locally: the
+    // emulator has no warehouse engine).
+    let warehouse = pipeline.local_warehouse(&landed).await.unwrap();
+    let images = warehouse
+        .query("SELECT id, ingested_at FROM images ORDER BY id")
+        .unwrap();
+    let expected: Vec<Value> = {
+        let mut items: Vec<&Value> = landed.items.iter().collect();
+        items.sort_by_key(|i| i["id"].as_str().unwrap_or_default().to_owned());
+        items
+            .iter()
+            .map(|i| {
+                let at = i["ingestedAt"].as_str().unwrap_or_default();
+                json!([i["id"], at[..19].replace('T', " ")])
+            })
+            .collect()
+    };
+    let seen: Vec<Value> = images.rows.into_iter().map(Value::from).collect();
+    assert_eq!(seen, expected, "each image once, as its item holds it");
+    let offsets = warehouse
+        .query("SELECT SUM(records) FROM stream_offsets")
+        .unwrap();
+    assert_eq!(
+        offsets.rows,
+        [vec![json!(records.len())]],
+        "each record once in stream_offsets"
+    );
     destroy_leaves_nothing(&mut pipeline).await;
 }

@@ -302,8 +302,19 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let mut emulator = AwsEmulator::start().await.expect("moto server starts");
-        emulator.play_brokers(None).await.expect("brokers' stand-ins");
+        let mut fixture = Self::with_brokers_not_booted().await;
+        fixture.boot_brokers().await;
+        fixture
+    }
+
+    /// Brokers launched by this fixture report nothing until `boot_brokers`:
+    /// on AWS they take minutes to boot, never less than a pass, while the
+    /// emulator's stand-in reports within a second.
+    async fn with_brokers_not_booted() -> Self {
+        let emulator = AwsEmulator::start().await.expect("moto server starts");
+        imagepipeline_e2e::brokers::place_kafka_distribution(&emulator.s3().await, imagepipeline_e2e::REGION)
+            .await
+            .expect("the Kafka archive the brokers install");
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         let (ctx, writers) = context(client, emulator.sdk_config().await);
@@ -315,6 +326,14 @@ impl Fixture {
             writers,
             calls,
         }
+    }
+
+    /// The brokers' stand-in starts reporting for every running broker.
+    async fn boot_brokers(&mut self) {
+        self.emulator
+            .play_brokers(None)
+            .await
+            .expect("brokers' stand-ins");
     }
 
     /// One reconcile of `pipeline` against `script`.
@@ -428,7 +447,7 @@ fn services_script(deployment: fn(&Call) -> (u16, Value), budgets: &[&str]) -> V
 
 /// New pipeline → finalizer → Provisioning → Ready → unchanged → scaled down.
 async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
-    let mut fx = Fixture::new().await;
+    let mut fx = Fixture::with_brokers_not_booted().await;
     let mut log = Vec::new();
     let pipeline = new_pipeline(PIPELINE);
 
@@ -617,8 +636,9 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     );
     log.push(recorded);
 
-    // 3. The brokers have reported (the emulator's stand-in) and the pods are
-    // up: Ready, with no AWS change.
+    // 3. The brokers have booted and reported (the emulator's stand-in) and
+    // the pods are up: Ready, with no AWS change.
+    fx.boot_brokers().await;
     wait_for_heartbeats(&fx.emulator, &bucket, 3).await;
     let pipeline = with_status(pipeline, Some(status));
     let mutations_before = fx.calls.successful_mutations();

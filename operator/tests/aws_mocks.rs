@@ -15,8 +15,9 @@ use imagepipeline_operator::components::{Metadata, Network, Storage};
 use imagepipeline_operator::engine::resource::{Resource, Walk, WalkMode};
 use imagepipeline_operator::engine::{Declared, ErrorKind, Outputs, Owner, PipelineContext};
 use imagepipeline_operator::manifest;
+use imagepipeline_operator::resources::warehouse_check::WarehouseCheck;
 use imagepipeline_operator::resources::warehouse_schema::{
-    SCHEMA_STATEMENT_TAG, SCHEMA_VERSION_TAG, SchemaRecord, WarehouseSchema,
+    SCHEMA_CHECKED_TAG, SCHEMA_STATEMENT_TAG, SCHEMA_VERSION_TAG, SchemaRecord, WarehouseSchema,
 };
 
 /// Standard retries, three attempts, without the real backoff's seconds.
@@ -427,6 +428,7 @@ async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submi
     let schema = warehouse_schema(SchemaRecord {
         version: Some("2".into()),
         statement: Some("3:statement-3".into()),
+        checked: None,
     });
     let mut plan = Walk::new(&aws, "media/photos", WalkMode::Plan);
     plan.ensure(&schema).await.expect("a plan shows the failure");
@@ -466,6 +468,7 @@ async fn a_failed_migration_names_the_statement_and_redshifts_error_and_is_submi
     let next = warehouse_schema(SchemaRecord {
         version: Some("2".into()),
         statement: Some("3:statement-3:failed".into()),
+        checked: None,
     });
     let mut plan = Walk::new(&aws, "media/photos", WalkMode::Plan);
     plan.ensure(&next).await.expect("plan");
@@ -507,10 +510,68 @@ async fn a_statement_the_data_api_forgot_is_run_again_and_throttling_is_retryabl
     let schema = warehouse_schema(SchemaRecord {
         version: Some("3".into()),
         statement: Some("4:statement-4".into()),
+        checked: None,
     });
     let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
     let err = walk.ensure(&schema).await.expect_err("throttled");
     assert_eq!(err.kind, ErrorKind::Retryable, "{err:?}");
     assert!(err.message.contains("warehouse migration 4"), "{}", err.message);
     assert_eq!(throttled.num_calls(), 3, "the SDK retried before giving up");
+}
+
+#[tokio::test]
+async fn a_check_redshift_fails_is_the_condition_naming_the_query_and_runs_again_next_time() {
+    let sent = Sent::default();
+    let error = "ERROR: S3 Query Exception (Fetch). Access denied";
+    let failed: Rule = mock!(aws_sdk_redshiftdata::Client::describe_statement).then_output(move || {
+        aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput::builder()
+            .id("check-1")
+            .status(StatusString::Failed)
+            .error(error)
+            .build()
+            .unwrap()
+    });
+    let run = executed(&sent, "check-1");
+    let tags = tagged(&sent);
+    let mut aws = clients().await;
+    aws.redshift_data = mocked_client!(aws_sdk_redshiftdata, RuleMode::MatchAny, [&failed, &run]);
+    aws.redshift = mocked_client!(aws_sdk_redshift, RuleMode::MatchAny, [&tags]);
+
+    let ctx = context();
+    let names = analytics::warehouse_names(&ctx);
+    let check = |record: Option<&str>| WarehouseCheck {
+        cluster_id: analytics::cluster_id(&ctx),
+        cluster_arn: "arn:aws:redshift:eu-west-1:123456789012:cluster:warehouse".into(),
+        database: "images".into(),
+        user: "imagepipeline_admin".into(),
+        version: 9,
+        sql: warehouse::check(&names),
+        record: record.map(str::to_owned),
+    };
+    let mut walk = Walk::new(&aws, "media/photos", WalkMode::Apply);
+    let err = walk.ensure(&check(None)).await.expect_err("the check failed");
+    assert_eq!(
+        (err.kind, err.reason.as_str()),
+        (ErrorKind::Retryable, "WarehouseNotServing")
+    );
+    for part in [error, "check-1", "SELECT COUNT(*) FROM \"images\".images"] {
+        assert!(err.message.contains(part), "{part} in {}", err.message);
+    }
+    assert_eq!(
+        sent.all(),
+        [
+            format!("run {}", warehouse::check(&names)),
+            format!("tags {SCHEMA_CHECKED_TAG}=9:check-1"),
+            format!("tags {SCHEMA_CHECKED_TAG}=9:check-1:failed"),
+        ]
+    );
+    // Reported: the next attempt plans to run it again.
+    let mut plan = Walk::new(&aws, "media/photos", WalkMode::Plan);
+    plan.ensure(&check(Some("9:check-1:failed"))).await.expect("plan");
+    let changes = plan.take_changes();
+    assert_eq!(changes.len(), 1);
+    assert!(
+        changes[0].fields[0].starts_with("run `SELECT COUNT(*)"),
+        "{changes:?}"
+    );
 }

@@ -337,6 +337,8 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .filter_map(|t| Some((t.key()?, t.value()?)))
         .collect();
     assert_eq!(recorded.get("imagepipeline.io/schema-version"), Some(&"9"));
+    // And its views were queried once, which is what Ready waits for.
+    assert_eq!(recorded.get("imagepipeline.io/schema-checked"), Some(&"9"));
     // Spectrum reads the events Firehose writes, through the Glue table.
     let names = analytics::warehouse_names(&fx.ctx);
     let table = aws

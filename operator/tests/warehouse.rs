@@ -115,8 +115,10 @@ async fn warehouse_ddl_prints_each_pipelines_statements_in_version_order() {
         .lines()
         .filter(|line| !line.is_empty() && !line.starts_with("--"))
         .collect();
-    assert_eq!(statements.len(), 9, "{statements:#?}");
+    // Nine migrations, then the check that the analysts' view answers.
+    assert_eq!(statements.len(), 10, "{statements:#?}");
     assert!(statements.iter().all(|s| s.ends_with(';')), "{statements:#?}");
+    assert_eq!(statements[9], "SELECT COUNT(*) FROM \"photos\".images;");
 
     // Several pipelines: each under its own line; one without analytics says so.
     let two = write(

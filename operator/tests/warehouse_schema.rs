@@ -2,15 +2,18 @@
 //! API runs statements as AWS does (scripts/moto/redshift_data.py): each
 //! migration submitted in order and waited for, the version recorded on the
 //! cluster; a statement Redshift fails is the condition naming it, and once
-//! its cause is fixed the next attempt goes on from it; then nothing runs.
+//! its cause is fixed the next attempt goes on from it; then nothing runs
+//! but the one check that the analysts' view answers.
 
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::components::analytics::warehouse::{self, WarehouseNames};
+use imagepipeline_operator::engine::Readiness;
 use imagepipeline_operator::engine::resource::{Walk, WalkMode};
 use imagepipeline_operator::engine::{ComponentError, ErrorKind, Tags};
+use imagepipeline_operator::resources::warehouse_check::{CheckState, WarehouseCheck};
 use imagepipeline_operator::resources::warehouse_schema::{
-    SCHEMA_STATEMENT_TAG, SCHEMA_VERSION_TAG, SchemaRecord, WarehouseSchema,
+    SCHEMA_CHECKED_TAG, SCHEMA_STATEMENT_TAG, SCHEMA_VERSION_TAG, SchemaRecord, WarehouseSchema,
 };
 
 const CLUSTER: &str = "ipl-media-photos-warehouse-0a1b2c3d";
@@ -168,4 +171,26 @@ async fn migrations_run_in_order_stop_at_a_failed_one_naming_it_and_go_on_once_i
         Vec::<String>::new()
     );
     assert_eq!(setup.aws.calls.successful_mutations(), 0);
+
+    // Then the analysts' view is queried once; its pass is recorded.
+    let names = WarehouseNames::new("images", CATALOG.to_owned(), ROLE.to_owned(), "photos-bucket");
+    let check = |record: Option<String>| WarehouseCheck {
+        cluster_id: CLUSTER.to_owned(),
+        cluster_arn: setup.cluster_arn.clone(),
+        database: "images".to_owned(),
+        user: "imagepipeline_admin".to_owned(),
+        version: warehouse::latest_version(&names),
+        sql: warehouse::check(&names),
+        record,
+    };
+    let mut walk = Walk::new(&setup.aws, "media/photos", WalkMode::Apply);
+    walk.ensure(&check(None)).await.expect("the check runs");
+    let checked = setup.tags().await.get(SCHEMA_CHECKED_TAG).cloned();
+    assert_eq!(checked.as_deref(), Some("9"));
+    let mut walk = Walk::new(&setup.aws, "media/photos", WalkMode::Apply);
+    assert_eq!(
+        walk.ensure(&check(checked)).await.expect("passed"),
+        Some(CheckState::Passed)
+    );
+    assert_eq!(walk.readiness(), Readiness::Ready);
 }

@@ -181,7 +181,7 @@ fn an_unknown_construct_is_an_error_naming_it() {
         let construct = refused_select(expr);
         assert!(construct.contains(named), "{expr}: {construct}");
     }
-    assert!(refused("SELECT 1").contains("CREATE [OR REPLACE] VIEW"));
+    assert!(refused("INSERT INTO t VALUES (1)").contains("CREATE [OR REPLACE] VIEW"));
     assert!(
         refused("CREATE MATERIALIZED VIEW \"images\".m AS SELECT 1").contains("CREATE [OR REPLACE] VIEW")
     );

@@ -36,4 +36,5 @@ pub mod tags;
 pub mod tags_of;
 pub mod target_group;
 pub mod vpc;
+pub mod warehouse_check;
 pub mod warehouse_schema;

@@ -26,13 +26,15 @@ use crate::error::ComponentError;
 pub const SCHEMA_VERSION_TAG: &str = "imagepipeline.io/schema-version";
 /// `<version>:<statement id>` of the migration last submitted.
 pub const SCHEMA_STATEMENT_TAG: &str = "imagepipeline.io/schema-statement";
+/// The version whose views were checked to answer (`resources::warehouse_check`).
+pub const SCHEMA_CHECKED_TAG: &str = "imagepipeline.io/schema-checked";
 
 /// How long one update waits for a statement before leaving it to run: the
 /// next round or pass finds it. Redshift runs a DDL statement in seconds.
-const WAIT_FOR_STATEMENT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT_FOR_STATEMENT: Duration = Duration::from_secs(20);
 /// The first look at a statement comes soon, later ones less often.
-const FIRST_POLL: Duration = Duration::from_millis(100);
-const LAST_POLL: Duration = Duration::from_secs(2);
+pub(crate) const FIRST_POLL: Duration = Duration::from_millis(100);
+pub(crate) const LAST_POLL: Duration = Duration::from_secs(2);
 
 /// What the cluster's tags record of the schema.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,6 +42,8 @@ pub struct SchemaRecord {
     pub version: Option<String>,
     /// The Data API statement last submitted, once one was.
     pub statement: Option<String>,
+    /// The check of the views after the last migration.
+    pub checked: Option<String>,
 }
 
 impl SchemaRecord {
@@ -48,6 +52,7 @@ impl SchemaRecord {
         Self {
             version: tags.remove(SCHEMA_VERSION_TAG),
             statement: tags.remove(SCHEMA_STATEMENT_TAG),
+            checked: tags.remove(SCHEMA_CHECKED_TAG),
         }
     }
 
@@ -74,7 +79,7 @@ impl SchemaRecord {
 /// Marks a recorded statement whose failure was reported: the next attempt
 /// submits its migration again, after the controller's backoff, so a cause
 /// fixed meanwhile (a role, a grant) is enough.
-const FAILED_SUFFIX: &str = ":failed";
+pub(crate) const FAILED_SUFFIX: &str = ":failed";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarehouseSchema {
@@ -150,23 +155,6 @@ impl WarehouseSchema {
         )
     }
 
-    async fn describe(&self, aws: &AwsClients, id: &str) -> Result<Option<StatementState>, ComponentError> {
-        let out = match aws.redshift_data.describe_statement().id(id).send().await {
-            Ok(out) => out,
-            // The Data API forgets statements after a day.
-            Err(err) if code(&err) == Some("ResourceNotFoundException") => return Ok(None),
-            Err(err) => return Err(classify(&format!("read warehouse statement {id}"), err)),
-        };
-        Ok(Some(match out.status() {
-            Some(StatusString::Finished) => StatementState::Finished,
-            Some(StatusString::Failed) => {
-                StatementState::Failed(out.error().unwrap_or("no error text").to_owned())
-            }
-            Some(StatusString::Aborted) => StatementState::Failed("the statement was cancelled".to_owned()),
-            _ => StatementState::Running,
-        }))
-    }
-
     /// Records `applied` and, when one was submitted, the statement in
     /// flight, in one call.
     async fn record(
@@ -228,7 +216,7 @@ impl WarehouseSchema {
                     }
                     tokio::time::sleep(poll).await;
                     poll = (poll * 2).min(LAST_POLL);
-                    let state = self.describe(aws, &statement).await?;
+                    let state = describe_statement(aws, &statement).await?;
                     in_flight = state.map(|state| InFlight {
                         version,
                         statement,
@@ -286,11 +274,13 @@ impl Resource for WarehouseSchema {
     async fn find(&self, aws: &AwsClients) -> Result<Option<SchemaState>, ComponentError> {
         let applied = self.record.applied();
         let in_flight = match self.record.submitted() {
-            Some((version, id)) if version > applied => self.describe(aws, id).await?.map(|state| InFlight {
-                version,
-                statement: id.to_owned(),
-                state,
-            }),
+            Some((version, id)) if version > applied => {
+                describe_statement(aws, id).await?.map(|state| InFlight {
+                    version,
+                    statement: id.to_owned(),
+                    state,
+                })
+            }
             _ => None,
         };
         if applied == 0 && in_flight.is_none() {
@@ -376,8 +366,29 @@ impl Resource for WarehouseSchema {
     }
 }
 
+/// A submitted statement as the Data API reports it; `None` once it forgot
+/// it (after a day).
+pub(crate) async fn describe_statement(
+    aws: &AwsClients,
+    id: &str,
+) -> Result<Option<StatementState>, ComponentError> {
+    let out = match aws.redshift_data.describe_statement().id(id).send().await {
+        Ok(out) => out,
+        Err(err) if code(&err) == Some("ResourceNotFoundException") => return Ok(None),
+        Err(err) => return Err(classify(&format!("read warehouse statement {id}"), err)),
+    };
+    Ok(Some(match out.status() {
+        Some(StatusString::Finished) => StatementState::Finished,
+        Some(StatusString::Failed) => {
+            StatementState::Failed(out.error().unwrap_or("no error text").to_owned())
+        }
+        Some(StatusString::Aborted) => StatementState::Failed("the statement was cancelled".to_owned()),
+        _ => StatementState::Running,
+    }))
+}
+
 /// The first line of a statement, shortened: enough to recognise it.
-fn abbreviated(sql: &str) -> String {
+pub(crate) fn abbreviated(sql: &str) -> String {
     const SHOWN: usize = 120;
     match sql.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{}…", &sql[..cut]),

@@ -23,6 +23,7 @@ use crate::resources::redshift_cluster::{MASTER_USERNAME, RedshiftCluster};
 use crate::resources::redshift_subnet_group::RedshiftSubnetGroup;
 use crate::resources::security_group::{GroupState, SecurityGroup};
 use crate::resources::tags_of::TagsOf;
+use crate::resources::warehouse_check::WarehouseCheck;
 use crate::resources::warehouse_schema::{SchemaRecord, WarehouseSchema};
 use warehouse::WarehouseNames;
 
@@ -85,6 +86,20 @@ impl DesiredAnalytics {
     /// earlier `Retain` kept as it is.
     pub fn kept_snapshot(&self) -> Option<FinalSnapshot> {
         (self.policy == DeletionPolicy::Retain).then(|| self.cluster.snapshots.clone())
+    }
+
+    /// The check of the cluster's views, with what its tags `record` of it.
+    pub fn check(&self, record: &SchemaRecord) -> WarehouseCheck {
+        let schema = self.schema(record);
+        WarehouseCheck {
+            version: warehouse::latest_version(&self.names),
+            sql: warehouse::check(&self.names),
+            record: record.checked.clone(),
+            cluster_id: schema.cluster_id,
+            cluster_arn: schema.cluster_arn,
+            database: schema.database,
+            user: schema.user,
+        }
     }
 
     /// The schema of the cluster, with what its tags `record` of it.
@@ -293,11 +308,17 @@ impl Declared for Analytics {
         match found {
             // Redshift runs statements only on an available cluster.
             Some(found) if found.is_available() => {
-                walk.ensure(&desired.schema(&found.schema)).await?;
+                let schema = desired.schema(&found.schema);
+                let applied = walk.ensure(&schema).await?;
+                // The views are checked once the last migration is applied.
+                if applied.is_some_and(|s| s.applied >= warehouse::latest_version(&desired.names)) {
+                    walk.ensure(&desired.check(&found.schema)).await?;
+                }
             }
-            // A plan shows the migrations a new cluster will get.
+            // A plan shows the migrations a new cluster will get, and the check.
             None if walk.mode() == WalkMode::Plan => {
                 walk.ensure(&desired.schema(&SchemaRecord::default())).await?;
+                walk.ensure(&desired.check(&SchemaRecord::default())).await?;
             }
             _ => {}
         }

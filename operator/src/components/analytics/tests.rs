@@ -78,6 +78,7 @@ fn cluster_as_desired(desired: &DesiredAnalytics) -> ClusterState {
         schema: SchemaRecord {
             version: Some("1".into()),
             statement: Some("statement-1".into()),
+            checked: None,
         },
         final_snapshot: None,
     }

@@ -241,6 +241,12 @@ pub fn latest_version(names: &WarehouseNames) -> u32 {
     migrations(names).last().map_or(0, |m| m.version)
 }
 
+/// The query that checks, once the last migration is applied, that the
+/// analysts' view answers: it reads every event through every layer.
+pub fn check(names: &WarehouseNames) -> String {
+    format!("SELECT COUNT(*) FROM \"{}\".images", names.schema)
+}
+
 /// Every statement as a script a reviewer or a DBA reads: the events table's
 /// definition (made through the Glue API, so a comment), then each
 /// migration with its version and purpose, ending in `;`.
@@ -270,6 +276,11 @@ pub fn ddl(names: &WarehouseNames, cluster: &str, database: &str) -> String {
             migration.version, migration.purpose, migration.sql
         );
     }
+    let _ = write!(
+        out,
+        "\n-- check, once after the last migration: the analysts' view answers (reads every event once)\n{};\n",
+        check(names)
+    );
     out
 }
 

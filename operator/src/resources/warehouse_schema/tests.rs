@@ -50,6 +50,7 @@ fn a_cluster_made_before_migrations_were_numbered_is_at_version_1() {
     let record = SchemaRecord {
         version: Some("1".into()),
         statement: Some("0f3c-legacy".into()),
+        checked: None,
     };
     assert_eq!(
         (record.applied(), record.submitted()),
@@ -154,6 +155,7 @@ fn a_reported_failure_leaves_nothing_in_flight_so_the_next_attempt_submits_again
     let record = SchemaRecord {
         version: Some("2".into()),
         statement: Some(format!("3:statement-3{FAILED_SUFFIX}")),
+        checked: None,
     };
     assert_eq!((record.applied(), record.submitted()), (2, None));
 }

@@ -228,6 +228,11 @@ fn the_script_holds_every_statement_in_order_ending_in_a_semicolon() {
             .unwrap_or_else(|| panic!("migration {} after byte {from}", migration.version));
         from += at + statement.len();
     }
+    assert!(
+        script[from..].contains(&format!("{};\n", check(&names))),
+        "the check comes last"
+    );
+    assert_eq!(parse(&check(&names)).1, check(&names));
     assert!(script.contains("s3://photos-bucket/events/"), "{script}");
     assert!(
         script.contains("--     content_type string (key contentType)"),

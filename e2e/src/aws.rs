@@ -242,6 +242,15 @@ impl AwsEmulator {
             .await
     }
 
+    /// An HTTPS client trusting this emulator's CA only, for requests no SDK
+    /// makes (a browser's POST upload to S3).
+    pub fn https_client(&self) -> reqwest::Client {
+        self.server()
+            .tls
+            .http_client()
+            .unwrap_or_else(|err| panic!("an HTTPS client for the AWS emulator: {err}"))
+    }
+
     /// An S3 client for this emulator. S3 needs path-style addressing here:
     /// bucket names cannot be subdomains of a loopback address.
     pub async fn s3(&self) -> aws_sdk_s3::Client {

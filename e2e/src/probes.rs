@@ -50,3 +50,28 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |sum, value| sum + value)
 }
+
+/// A `multipart/form-data` body as a browser posts a form: `fields` in
+/// order, then `file` as the last field, `file`. Returns the content type
+/// and the body.
+pub fn form_data<N: AsRef<str>, V: AsRef<str>>(fields: &[(N, V)], file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "imagepipeline-form-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .bytes(),
+    );
+    body.extend(file);
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

@@ -21,6 +21,8 @@ pub enum Tool {
     Helm,
     /// kubernetes-validate, for manifests against Kubernetes' schemas.
     KubernetesValidate,
+    /// schemathesis, the property-based fuzzer of an OpenAPI document.
+    Schemathesis,
 }
 
 impl Tool {
@@ -31,6 +33,7 @@ impl Tool {
             Tool::Tansu => "the Kafka broker (tansu)",
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "kubernetes-validate",
+            Tool::Schemathesis => "the API fuzzer (schemathesis)",
         }
     }
 
@@ -41,6 +44,7 @@ impl Tool {
             Tool::Tansu => "tansu",
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "validate",
+            Tool::Schemathesis => "schemathesis",
         }
     }
 
@@ -60,6 +64,7 @@ impl Tool {
             Tool::Tansu => "IMAGEPIPELINE_TANSU",
             Tool::Helm => "IMAGEPIPELINE_HELM",
             Tool::KubernetesValidate => "IMAGEPIPELINE_KUBERNETES_VALIDATE",
+            Tool::Schemathesis => "IMAGEPIPELINE_SCHEMATHESIS",
         }
     }
 

@@ -1,13 +1,18 @@
 //! The AWS emulator refuses what AWS refuses: deleting a subnet, a security
 //! group, a VPC or a Redshift subnet group that something still stands on.
 //! Without that a teardown in the wrong order passes every test and never
-//! finishes on AWS (scripts/moto/server.py has the fixes).
+//! finishes on AWS (scripts/moto/server.py has the fixes). Likewise an S3
+//! POST upload its policy does not allow (scripts/moto/post_policy.py):
+//! without that a direct upload's limits would go untested.
 
 use std::fmt::Debug;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_redshift::types::Tag;
-use imagepipeline_e2e::AwsEmulator;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_smithy_types::date_time::{DateTime, Format};
+use imagepipeline_e2e::{AwsEmulator, REGION, form_data};
 
 /// A VPC with one subnet and one security group, as the pipeline's Kafka VPC
 /// holds the warehouse.
@@ -292,4 +297,233 @@ async fn scaling_policies_are_named_within_their_group_and_go_with_it() {
         "gone with its group"
     );
     assert_eq!(cpu_target(&autoscaling, "second").await, Some(60.0));
+}
+
+/// The bucket and the one key a presigned POST of the tests allows.
+const POST_BUCKET: &str = "direct-uploads";
+const POST_KEY: &str = "staging/x";
+
+/// A presigned POST's form fields, as a service hands them to a client
+/// (AWS's sigv4-post-example): a policy allowing `POST_KEY` with 1 to `max`
+/// bytes until `expiration`, signed at `signed` with the emulator's
+/// credentials.
+fn presigned_post(signed: SystemTime, expiration: SystemTime, max: u64) -> Vec<(&'static str, String)> {
+    let iso = |time: SystemTime| {
+        DateTime::from(time)
+            .fmt(Format::DateTime)
+            .expect("a formattable time")
+    };
+    let amz_date = iso(signed).replace(['-', ':'], "");
+    let credential = format!("testing/{}/{REGION}/s3/aws4_request", &amz_date[..8]);
+    let policy = aws_smithy_types::base64::encode(
+        serde_json::json!({
+            "expiration": iso(expiration),
+            "conditions": [
+                {"bucket": POST_BUCKET},
+                ["eq", "$key", POST_KEY],
+                ["content-length-range", 1, max],
+                {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+                {"x-amz-credential": credential},
+                {"x-amz-date": amz_date},
+            ],
+        })
+        .to_string(),
+    );
+    let signing_key = aws_sigv4::sign::v4::generate_signing_key("testing", signed, REGION, "s3");
+    let signature = aws_sigv4::sign::v4::calculate_signature(signing_key, policy.as_bytes());
+    vec![
+        ("key", POST_KEY.to_owned()),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_owned()),
+        ("x-amz-credential", credential),
+        ("x-amz-date", amz_date),
+        ("policy", policy),
+        ("x-amz-signature", signature),
+    ]
+}
+
+/// `fields` with the value of `name` replaced, or added when absent.
+fn with(
+    mut fields: Vec<(&'static str, String)>,
+    name: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
+    match fields.iter_mut().find(|(field, _)| *field == name) {
+        Some((_, old)) => *old = value.to_owned(),
+        None => fields.push((name, value.to_owned())),
+    }
+    fields
+}
+
+/// The value of `name` in `fields`.
+fn field<'a>(fields: &'a [(&'static str, String)], name: &str) -> &'a str {
+    &fields
+        .iter()
+        .find(|(field, _)| *field == name)
+        .expect("the field")
+        .1
+}
+
+/// What S3 answers a POST upload: the status, and the error's code and
+/// message when it refuses.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    code: String,
+    message: String,
+}
+
+/// Posts `fields`, then `file` last, to `POST_BUCKET` as a browser does
+/// (multipart/form-data, path style), trusting the emulator's CA only.
+async fn post_upload(emulator: &AwsEmulator, fields: &[(&'static str, String)], file: &[u8]) -> Answer {
+    let (content_type, body) = form_data(fields, file);
+    let response = emulator
+        .https_client()
+        .post(format!("{}/{POST_BUCKET}", emulator.endpoint_url()))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("the emulator answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("an answer's body");
+    let element = |name: &str| {
+        text.split_once(&format!("<{name}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+            .map(|(value, _)| value.to_owned())
+            .unwrap_or_default()
+    };
+    Answer {
+        status,
+        code: element("Code"),
+        message: element("Message"),
+    }
+}
+
+/// Whether an object is stored under `key` (HeadObject).
+async fn stored(s3: &aws_sdk_s3::Client, key: &str) -> bool {
+    match s3.head_object().bucket(POST_BUCKET).key(key).send().await {
+        Ok(_) => true,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
+        Err(err) => panic!("HeadObject {key}: {err:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_post_upload_is_stored_only_as_its_signed_policy_allows() {
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let s3 = emulator.s3().await;
+    s3.create_bucket()
+        .bucket(POST_BUCKET)
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateBucket");
+    // Whole seconds, as the signed dates carry them.
+    let now = UNIX_EPOCH
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs(),
+        );
+    let in_an_hour = now + Duration::from_secs(3600);
+    let valid = presigned_post(now, in_an_hour, 1000);
+    let refused = |status: u16, code: &str, message: &str| Answer {
+        status,
+        code: code.to_owned(),
+        message: message.to_owned(),
+    };
+    let too_large = "Your proposed upload exceeds the maximum allowed size";
+    let too_small = "Your proposed upload is smaller than the minimum allowed size";
+    let mismatch = "The request signature we calculated does not match the signature you provided. \
+                    Check your key and signing method.";
+    // The policy raised to 5000 bytes after signing, sent with its old signature.
+    let raised = presigned_post(now, in_an_hour, 5000);
+    let forged = with(valid.clone(), "policy", field(&raised, "policy"));
+    let cases = [
+        (
+            "a file over the maximum",
+            valid.clone(),
+            vec![0; 1001],
+            POST_KEY,
+            refused(400, "EntityTooLarge", too_large),
+        ),
+        (
+            "an empty file",
+            valid.clone(),
+            vec![],
+            POST_KEY,
+            refused(400, "EntityTooSmall", too_small),
+        ),
+        (
+            "another key",
+            with(valid.clone(), "key", "staging/y"),
+            vec![1; 10],
+            "staging/y",
+            refused(
+                403,
+                "AccessDenied",
+                r#"Invalid according to Policy: Policy Condition failed: ["eq", "$key", "staging/x"]"#,
+            ),
+        ),
+        (
+            "an expired policy",
+            presigned_post(
+                now - Duration::from_secs(120),
+                now - Duration::from_secs(60),
+                1000,
+            ),
+            vec![1; 10],
+            POST_KEY,
+            refused(
+                403,
+                "AccessDenied",
+                "Invalid according to Policy: Policy expired.",
+            ),
+        ),
+        (
+            "a policy changed after signing",
+            forged,
+            vec![1; 2000],
+            POST_KEY,
+            refused(403, "SignatureDoesNotMatch", mismatch),
+        ),
+        (
+            "a field the policy does not name",
+            with(valid.clone(), "x-amz-meta-owner", "someone"),
+            vec![1; 10],
+            POST_KEY,
+            refused(
+                403,
+                "AccessDenied",
+                "Invalid according to Policy: Extra input fields: x-amz-meta-owner",
+            ),
+        ),
+    ];
+    for (case, fields, file, key, expected) in cases {
+        assert_eq!(post_upload(&emulator, &fields, &file).await, expected, "{case}");
+        assert!(!stored(&s3, key).await, "{case}: nothing is stored");
+    }
+
+    let file = b"an image's bytes".to_vec();
+    let answer = post_upload(&emulator, &valid, &file).await;
+    assert_eq!(answer.status, 204, "{answer:?}");
+    let object = s3
+        .get_object()
+        .bucket(POST_BUCKET)
+        .key(POST_KEY)
+        .send()
+        .await
+        .expect("the upload is stored");
+    let body = object
+        .body
+        .collect()
+        .await
+        .expect("the object's bytes")
+        .into_bytes();
+    assert_eq!(body.as_ref(), file.as_slice());
 }

@@ -11,8 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use imagepipeline_e2e::images;
 use imagepipeline_e2e::local::{BRIDGE_SESSION_TIMEOUT, Landed, StoredObject};
 use imagepipeline_e2e::{LocalPipeline, SOURCE_HEADER, SampleRun, Samples, repo_root, sha256_hex};
+use ingest_core::{ImageType, PerceptualHash};
 use serde_json::{Value, json};
 
 const CONDITIONS: [&str; 8] = [
@@ -216,7 +218,7 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
         "no second object"
     );
 
-    the_views_show_each_stored_image_once(&pipeline, &samples, &run).await;
+    the_views_show_each_stored_image_once(&pipeline, &run).await;
 
     let plan = pipeline.plan().await.expect("imagepipeline plan runs");
     assert!(
@@ -239,7 +241,7 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
 /// The warehouse's views, from `imagepipeline warehouse ddl`, over the event
 /// objects that landed, with duplicates made on purpose: what an analyst
 /// expects is each stored image once, whatever at-least-once delivery wrote.
-async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, samples: &Samples, run: &SampleRun) {
+async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, run: &SampleRun) {
     // A delivered event sent to Firehose again, as the bridge does when it
     // cannot tell whether Firehose took a batch: the same id twice.
     let (_, produced) = &run.produced[0];
@@ -258,12 +260,10 @@ async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, samples
     // miss and store it under two ids (a duplicate upload), both miss within
     // one millisecond and make the same id (two events, one item), or one
     // finds the other's item (one event). Each is compared with DynamoDB.
-    let sample = &samples.kafka[0];
-    let mut bytes = sample.bytes.clone();
-    bytes.extend_from_slice(b"#uploaded-twice");
+    let bytes = images::image(ImageType::Png, 1_000_000, 1000);
     let (one, two) = tokio::join!(
-        pipeline.upload(bytes.clone(), sample.content_type),
-        pipeline.upload(bytes.clone(), sample.content_type)
+        pipeline.upload(bytes.clone(), "image/png"),
+        pipeline.upload(bytes.clone(), "image/png")
     );
     let (one, two) = (one.expect("answered"), two.expect("answered"));
     assert!(
@@ -272,6 +272,19 @@ async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, samples
         one.body,
         two.body
     );
+
+    // One picture at two sizes in two formats: different bytes that look
+    // alike, a near duplicate.
+    let mut scene = Vec::new();
+    for (width, height, image_type) in [(320, 240, ImageType::Png), (160, 120, ImageType::Jpeg)] {
+        let bytes = images::Picture::scene(width, height, 9).encode(image_type);
+        let upload = pipeline
+            .upload(bytes, image_type.mime_type())
+            .await
+            .expect("uploaded");
+        assert_eq!(upload.status, 201, "{}", upload.body);
+        scene.push(text(&upload.body["id"]));
+    }
 
     let landed = pipeline.landed().await.unwrap();
     let warehouse = pipeline
@@ -384,6 +397,41 @@ async fn the_views_show_each_stored_image_once(pipeline: &LocalPipeline, samples
         .query("SELECT * FROM stream_offsets ORDER BY hour, kafka_partition")
         .unwrap();
     assert_eq!(rows(&stream_offsets), expected);
+
+    // `near_duplicates`: every pair of different bytes whose perceptual
+    // hashes differ in at most 10 bits, as computed here from the items; the
+    // two sizes of the scene among them.
+    let mut hashed: Vec<(String, String, PerceptualHash)> = landed
+        .items
+        .iter()
+        .map(|i| {
+            (
+                text(&i["id"]),
+                text(&i["sha256"]),
+                text(&i["phash"]).parse().expect("16 hex digits"),
+            )
+        })
+        .collect();
+    hashed.sort();
+    let mut expected = Vec::new();
+    for (n, (id, sha256, phash)) in hashed.iter().enumerate() {
+        for (similar_id, similar_sha256, similar) in &hashed[n + 1..] {
+            let distance = phash.distance(*similar);
+            if sha256 != similar_sha256 && distance <= 10 {
+                expected.push(json!([id, similar_id, distance]));
+            }
+        }
+    }
+    let near = warehouse
+        .query("SELECT id, similar_id, distance FROM near_duplicates ORDER BY id, similar_id")
+        .unwrap();
+    assert_eq!(rows(&near), expected);
+    assert!(
+        expected
+            .iter()
+            .any(|pair| pair[0] == scene[0] && pair[1] == scene[1]),
+        "the scene's two sizes are near duplicates: {expected:?}"
+    );
 }
 
 fn text(value: &Value) -> String {
@@ -402,14 +450,12 @@ fn rows(rows: &imagepipeline_e2e::warehouse::Rows) -> Vec<Value> {
     rows.rows.iter().cloned().map(Value::from).collect()
 }
 
-/// Each Kafka sample with `#n` appended: a distinct image of the same type.
-fn backlog(samples: &Samples, count: usize) -> Vec<(Vec<u8>, &'static str)> {
+/// `count` distinct real images of about 1 KB, of each type in turn.
+fn backlog(count: usize) -> Vec<(Vec<u8>, &'static str)> {
     (0..count)
         .map(|n| {
-            let sample = &samples.kafka[n % samples.kafka.len()];
-            let mut bytes = sample.bytes.clone();
-            bytes.extend_from_slice(format!("#{n}").as_bytes());
-            (bytes, sample.content_type)
+            let image_type = ImageType::ALL[n % ImageType::ALL.len()];
+            (images::image(image_type, n as u64, 1000), image_type.mime_type())
         })
         .collect()
 }
@@ -417,8 +463,7 @@ fn backlog(samples: &Samples, count: usize) -> Vec<(Vec<u8>, &'static str)> {
 #[tokio::test]
 async fn a_bridge_killed_in_the_middle_of_a_backlog_and_restarted_loses_and_duplicates_nothing() {
     let (mut pipeline, _) = applied_example().await;
-    let samples = Samples::load().expect("e2e/samples");
-    let records = backlog(&samples, 300);
+    let records = backlog(300);
     for (bytes, content_type) in &records {
         pipeline
             .produce(bytes, &[("content-type", content_type)])

@@ -146,7 +146,8 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         [
             (contract::prefix::ERRORS.to_owned(), 7),
             (contract::prefix::EVENTS.to_owned(), 7),
-            (contract::prefix::IMAGES.to_owned(), 7)
+            (contract::prefix::IMAGES.to_owned(), 7),
+            (contract::prefix::STAGING.to_owned(), 1),
         ]
     );
     let encryption = aws
@@ -336,9 +337,9 @@ async fn apply_makes_every_resource_with_the_specified_settings() {
         .iter()
         .filter_map(|t| Some((t.key()?, t.value()?)))
         .collect();
-    assert_eq!(recorded.get("imagepipeline.io/schema-version"), Some(&"9"));
+    assert_eq!(recorded.get("imagepipeline.io/schema-version"), Some(&"18"));
     // And its views were queried once, which is what Ready waits for.
-    assert_eq!(recorded.get("imagepipeline.io/schema-checked"), Some(&"9"));
+    assert_eq!(recorded.get("imagepipeline.io/schema-checked"), Some(&"18"));
     // Spectrum reads the events Firehose writes, through the Glue table.
     let names = analytics::warehouse_names(&fx.ctx);
     let table = aws
@@ -732,7 +733,8 @@ async fn drift_is_shown_by_plan_and_put_back_by_apply() {
             .unwrap()
             .rules()
             .len(),
-        4
+        // errors/, events/, images/, staging/ and the abort of stale multipart uploads
+        5
     );
 }
 

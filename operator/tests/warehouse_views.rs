@@ -11,6 +11,7 @@ use std::io::Write;
 use imagepipeline_e2e::LocalWarehouse;
 use imagepipeline_e2e::warehouse::Script;
 use imagepipeline_operator::components::analytics::warehouse::{EVENT_COLUMNS, WarehouseNames, ddl};
+use ingest_core::PerceptualHash;
 use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -18,6 +19,10 @@ use sha2::{Digest, Sha256};
 
 const RETENTION_DAYS: u32 = 7;
 const TOPIC: &str = "images";
+/// Perceptual hashes; the top bit of `BEE` is set, as a signed 64-bit
+/// integer could not hold.
+const LEAF: u64 = 0xffff_0000_ffff_0000;
+const BEE: u64 = 0x8000_0000_0000_0000;
 
 fn script() -> String {
     let names = WarehouseNames::new(
@@ -42,10 +47,13 @@ fn stored(content: &str, content_type: &str, bytes: u64, source: Source, ingeste
         item: ImageItem {
             id,
             sha256: hex::encode(digest),
+            original_sha256: None,
+            uploaded_by: None,
             content_type: content_type.to_owned(),
             bytes,
             width: 8,
             height: 8,
+            phash: None,
             bucket: "bucket".to_owned(),
             key: format!("images/{id}"),
             source,
@@ -54,6 +62,13 @@ fn stored(content: &str, content_type: &str, bytes: u64, source: Source, ingeste
         },
         kafka: None,
     }
+}
+
+/// `event` of an image whose perceptual hash is `phash` (events stored
+/// before images were decoded have none).
+fn looking_like(mut event: EventRecord, phash: u64) -> EventRecord {
+    event.item.phash = Some(PerceptualHash(phash));
+    event
 }
 
 fn from_stream(mut event: EventRecord, partition: i32, offset: i64) -> EventRecord {
@@ -90,12 +105,15 @@ struct Scenario {
 
 impl Scenario {
     fn new() -> Self {
-        let a = stored(
-            "leaf",
-            "image/png",
-            100,
-            Source::Api,
-            "2026-11-30T09:15:00.123456789Z",
+        let a = looking_like(
+            stored(
+                "leaf",
+                "image/png",
+                100,
+                Source::Api,
+                "2026-11-30T09:15:00.123456789Z",
+            ),
+            LEAF,
         );
         let c = from_stream(
             stored(
@@ -113,37 +131,55 @@ impl Scenario {
             c_again: replayed(&c, "2026-11-30T10:40:07Z"),
             a,
             c,
-            b: from_stream(
-                stored("bee", "image/jpeg", 200, Source::Stream, "2026-11-30T10:05:00Z"),
-                3,
-                41,
+            b: looking_like(
+                from_stream(
+                    stored("bee", "image/jpeg", 200, Source::Stream, "2026-11-30T10:05:00Z"),
+                    3,
+                    41,
+                ),
+                BEE,
             ),
             // The same bytes as `a`, stored under another id (two uploads
             // that both found no item for the content).
-            d: stored("leaf", "image/png", 150, Source::Api, "2026-11-30T16:20:00Z"),
-            e: from_stream(
-                stored(
-                    "elk",
-                    "image/png",
-                    400,
-                    Source::Stream,
-                    "2026-12-01T23:59:59.999Z",
+            d: looking_like(
+                stored("leaf", "image/png", 150, Source::Api, "2026-11-30T16:20:00Z"),
+                LEAF,
+            ),
+            e: looking_like(
+                from_stream(
+                    stored(
+                        "elk",
+                        "image/png",
+                        400,
+                        Source::Stream,
+                        "2026-12-01T23:59:59.999Z",
+                    ),
+                    7,
+                    0,
                 ),
-                7,
-                0,
+                LEAF ^ 0x0000_003f_0000_001f,
             ),
-            f: from_stream(
-                stored("fern", "image/jpeg", 250, Source::Stream, "2026-12-01T23:10:00Z"),
-                7,
-                1,
+            f: looking_like(
+                from_stream(
+                    stored("fern", "image/jpeg", 250, Source::Stream, "2026-12-01T23:10:00Z"),
+                    7,
+                    1,
+                ),
+                BEE ^ 1,
             ),
-            g: stored("gull", "image/webp", 50, Source::Api, "2026-12-01T08:00:00Z"),
+            g: looking_like(
+                stored("gull", "image/webp", 50, Source::Api, "2026-12-01T08:00:00Z"),
+                LEAF ^ 0x0000_001f_0000_001f,
+            ),
             // `bee`'s bytes again, long ago: were it counted, `bee` would be
             // a duplicate upload and partition 3 would start at offset 40.
-            expired: from_stream(
-                stored("bee", "image/gif", 999, Source::Stream, "2026-11-20T08:00:00Z"),
-                3,
-                40,
+            expired: looking_like(
+                from_stream(
+                    stored("bee", "image/gif", 999, Source::Stream, "2026-11-20T08:00:00Z"),
+                    3,
+                    40,
+                ),
+                BEE,
             ),
         }
     }
@@ -214,14 +250,47 @@ fn the_script_states_the_glue_table_the_operator_defines_and_every_view_translat
     let views: Vec<&str> = warehouse.views().iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
         views,
+        // Made in order; events and images dropped and made again, last
+        // with the original SHA-256 and the uploader. The views are
+        // late-binding, so near_duplicates outlives the images view it
+        // reads being made again.
         [
-            "events",
-            "images",
             "images_daily",
             "duplicate_uploads",
-            "stream_offsets"
+            "stream_offsets",
+            "near_duplicates",
+            "events",
+            "images"
         ]
     );
+}
+
+#[test]
+fn near_duplicates_pairs_different_bytes_whose_hashes_differ_in_ten_bits_or_fewer() {
+    let (s, warehouse) = evaluated("2026-12-03T12:00:00Z");
+    let pair = |x: &EventRecord, y: &EventRecord| {
+        let distance = x.item.phash.unwrap().distance(y.item.phash.unwrap());
+        json!([id(x), x.item.sha256, id(y), y.item.sha256, distance])
+    };
+    // Leaf and its copy under another id are the same bytes, not a near
+    // duplicate; elk is 11 bits from leaf; cactus has no hash; the expired
+    // bee is gone.
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT id, sha256, similar_id, similar_sha256, distance FROM near_duplicates ORDER BY id, similar_id"
+        ),
+        [
+            pair(&s.a, &s.g),
+            pair(&s.b, &s.f),
+            pair(&s.d, &s.g),
+            pair(&s.g, &s.e)
+        ]
+    );
+    let distances: Vec<u32> = [(&s.a, &s.g), (&s.b, &s.f), (&s.g, &s.e), (&s.a, &s.e)]
+        .map(|(x, y)| x.item.phash.unwrap().distance(y.item.phash.unwrap()))
+        .to_vec();
+    assert_eq!(distances, [10, 1, 1, 11]);
 }
 
 #[test]

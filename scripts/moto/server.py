@@ -61,6 +61,14 @@ with the group, as AWS does.
 The Redshift Data API is made to run statements as AWS does (see
 redshift_data.py, imported below).
 
+An S3 POST object upload (a browser-based upload, as a presigned POST makes
+it) is held to its policy as AWS holds it: moto 5.2.5 stores whatever such a
+POST names, at any size, under an expired, forged or unsigned policy. The
+signature (verified with the emulator's one secret, "testing"), the
+expiration, every condition, the fields no condition names and the
+content-length-range are checked, and a breach answered with AWS's error (see
+post_policy.py, imported below). A POST without a policy is moto's own.
+
 Glue tags a database by its ARN, and on AWS the tags go with the database:
 one made again under the same name starts with only the tags it is made
 with. moto 5.2.5 keeps the tags of a deleted database and gives them to the
@@ -101,6 +109,7 @@ from moto.s3.models import FakeBucket
 from moto.server import main
 from moto.utilities.utils import get_partition
 
+import post_policy  # noqa: F401  (patches moto's S3 POST object uploads on import)
 import redshift_data  # noqa: F401  (patches moto's Redshift Data API on import)
 
 

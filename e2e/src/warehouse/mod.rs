@@ -62,6 +62,23 @@ pub struct LocalWarehouse {
     views: Vec<LocalView>,
 }
 
+/// Redshift's `STRTOL(text, base)`: the integer `text` spells in `base`.
+fn register_strtol(db: &Connection) -> Result<(), WarehouseError> {
+    use rusqlite::functions::FunctionFlags;
+    db.create_scalar_function(
+        "strtol",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |call| {
+            let text: String = call.get(0)?;
+            let base: u32 = call.get(1)?;
+            i64::from_str_radix(text.trim(), base)
+                .map_err(|err| rusqlite::Error::UserFunctionError(err.into()))
+        },
+    )
+    .map_err(sqlite("registering strtol"))
+}
+
 impl LocalWarehouse {
     /// The events table and the script's views; `now` is what Redshift's
     /// `GETDATE()` would return, in epoch seconds, so that retention is
@@ -81,13 +98,22 @@ impl LocalWarehouse {
             columns.join(", ")
         );
         db.execute_batch(&create).map_err(sqlite(create.clone()))?;
+        register_strtol(&db)?;
         let mut translator = Translator::new(&script.events_table, now);
         let mut views = Vec::new();
         for statement in &script.statements {
-            if let Translated::View { name, sql } = translator.translate(statement)? {
-                db.execute_batch(&sql)
-                    .map_err(sqlite(format!("creating view {name} as {sql}")))?;
-                views.push(LocalView { name, sql });
+            match translator.translate(statement)? {
+                Translated::View { name, sql } => {
+                    db.execute_batch(&sql)
+                        .map_err(sqlite(format!("creating view {name} as {sql}")))?;
+                    views.push(LocalView { name, sql });
+                }
+                Translated::Drop { name, sql } => {
+                    db.execute_batch(&sql)
+                        .map_err(sqlite(format!("dropping view {name}")))?;
+                    views.retain(|view| view.name != name);
+                }
+                Translated::Skipped { .. } => {}
             }
         }
         Ok(Self {

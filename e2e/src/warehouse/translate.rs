@@ -13,6 +13,11 @@
 //! | `a.s.f` (field `f` of struct column `s`) | `json_extract(a.s, '$.f')` |
 //! | `TRUNC(ts)` | `date(ts)` |
 //! | `DATE_TRUNC('hour', ts)` | `strftime('%Y-%m-%d %H:00:00', ts)` |
+//! | `STRTOL(text, base)` | `strtol(text, base)`, a function the local warehouse registers (Rust's `i64::from_str_radix`) |
+//! | `DROP VIEW IF EXISTS "schema".name` | `DROP VIEW IF EXISTS name` |
+//!
+//! `&`, `|` and `>>` on integers are the same in both; the views parenthesise
+//! every one, as their precedence differs.
 //!
 //! Everything else must mean the same in both ([`same_in_both`]); anything
 //! not known to is an error naming it, so a view is never evaluated with a
@@ -23,8 +28,8 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectName, Statement, TimezoneInfo, UnaryOperator, Value, VisitMut,
-    VisitorMut, WindowType,
+    FunctionArguments, Ident, ObjectName, ObjectType, Statement, TimezoneInfo, UnaryOperator, Value,
+    VisitMut, VisitorMut, WindowType,
 };
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
@@ -70,6 +75,8 @@ const DATE_TRUNC_FORMATS: [(&str, &str); 6] = [
 pub enum Translated {
     /// A view, as SQLite's `CREATE VIEW`.
     View { name: String, sql: String },
+    /// A view dropped, as SQLite's `DROP VIEW`.
+    Drop { name: String, sql: String },
     /// A statement with no local counterpart, and why.
     Skipped {
         keywords: &'static str,
@@ -115,6 +122,24 @@ impl<'a> Translator<'a> {
             })?;
         let [mut parsed] = <[Statement; 1]>::try_from(parsed)
             .map_err(|_| self.refuse("more than one statement", statement))?;
+        if let Statement::Drop {
+            object_type: ObjectType::View,
+            if_exists: true,
+            names,
+            cascade: false,
+            restrict: false,
+            purge: false,
+            temporary: false,
+            table: None,
+        } = &mut parsed
+            && names.len() == 1
+        {
+            let name = self.unqualify(&mut names[0], statement)?;
+            return Ok(Translated::Drop {
+                name,
+                sql: parsed.to_string(),
+            });
+        }
         let name = match &mut parsed {
             Statement::CreateView {
                 or_alter: false,
@@ -218,6 +243,9 @@ impl<'a> Translator<'a> {
                 ..
             } if is_call(expr, "GETDATE", 0) => Some(Expr::value(Value::Number(self.now.to_string(), false))),
             Expr::CompoundIdentifier(parts) if parts.len() == 3 => Some(self.struct_field(parts, statement)?),
+            Expr::Function(function) if is_call(expr, "STRTOL", 2) => {
+                Some(call("strtol", arguments(function).into_iter().cloned().collect()))
+            }
             Expr::Function(function) if is_call(expr, "TRUNC", 1) => {
                 Some(call("date", arguments(function).into_iter().cloned().collect()))
             }
@@ -296,6 +324,9 @@ fn same_in_both(expr: &Expr) -> bool {
                 | B::Minus
                 | B::Multiply
                 | B::StringConcat
+                | B::BitwiseAnd
+                | B::BitwiseOr
+                | B::PGBitwiseShiftRight
         ),
         // `SUBSTRING(x, start, length)`: SQLite has the comma form only.
         Expr::Substring { special: true, .. } => true,

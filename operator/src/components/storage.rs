@@ -19,6 +19,7 @@ const EXPIRING_PREFIXES: [&str; 3] = [prefix::IMAGES, prefix::EVENTS, prefix::ER
 /// Multipart uploads abandoned by a crashed writer are removed after a day.
 const ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS: i32 = 1;
 const ABORT_RULE_ID: &str = "abort-incomplete-uploads";
+const STAGING_RULE_ID: &str = "expire-staging";
 
 pub struct Storage;
 
@@ -48,6 +49,15 @@ impl Declared for Storage {
                 enabled: true,
             })
             .collect();
+        // Resumable and direct uploads wait here until they are complete;
+        // what is abandoned goes after a day, whatever the retention.
+        lifecycle.push(ExpiryRule {
+            id: STAGING_RULE_ID.to_owned(),
+            prefix: prefix::STAGING.to_owned(),
+            expiration_days: Some(prefix::STAGING_EXPIRY_DAYS as i32),
+            abort_incomplete_upload_days: None,
+            enabled: true,
+        });
         lifecycle.push(ExpiryRule {
             id: ABORT_RULE_ID.to_owned(),
             prefix: String::new(),
@@ -162,7 +172,8 @@ spec:
     }
 
     #[test]
-    fn lifecycle_expires_images_events_and_errors_after_retention_days_and_aborts_stale_uploads() {
+    fn lifecycle_expires_images_events_and_errors_after_retention_days_staged_uploads_after_a_day_and_aborts_stale_uploads()
+     {
         let rules: Vec<_> = desired("eu-west-1", "{retentionDays: 30}")
             .lifecycle
             .into_iter()
@@ -182,6 +193,7 @@ spec:
                 ("errors/".into(), Some(30), None, true),
                 ("events/".into(), Some(30), None, true),
                 ("images/".into(), Some(30), None, true),
+                ("staging/".into(), Some(1), None, true),
             ]
         );
     }

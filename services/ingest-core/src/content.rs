@@ -1,8 +1,9 @@
 //! An image's bytes as the store reads them: in memory when small, otherwise
 //! in a temporary file, so the memory an upload holds does not grow with the
-//! image's size. The SHA-256 is computed while the bytes arrive.
+//! image's size. The SHA-256 is computed while the bytes arrive, and again
+//! over what is stored when metadata is removed.
 
-use std::io::{self, BufReader, Read, Seek};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 use crate::image_type::{ImageInfo, ImageType, InspectError, dimensions, inspect};
+use crate::verify::{self, DecodeBudget, ImageRules, Verified, VerifyError};
 
 /// Bytes an image may hold in memory while it arrives; beyond this it is
 /// written to the spool directory.
@@ -25,6 +27,9 @@ const SIGNATURE_BYTES: usize = 16;
 #[derive(Debug)]
 pub struct Content {
     sha256: [u8; 32],
+    /// The SHA-256 of the bytes as they were received, before metadata was
+    /// removed.
+    original_sha256: [u8; 32],
     len: u64,
     storage: Storage,
 }
@@ -40,8 +45,10 @@ impl Content {
     /// Bytes already in memory (a Kafka record).
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
+        let sha256 = Sha256::digest(&bytes).into();
         Self {
-            sha256: Sha256::digest(&bytes).into(),
+            sha256,
+            original_sha256: sha256,
             len: bytes.len() as u64,
             storage: Storage::Memory(bytes),
         }
@@ -57,6 +64,12 @@ impl Content {
 
     pub fn sha256(&self) -> &[u8; 32] {
         &self.sha256
+    }
+
+    /// The SHA-256 of the bytes received, which differs from
+    /// [`Content::sha256`] once [`Content::verify`] removed metadata.
+    pub fn original_sha256(&self) -> &[u8; 32] {
+        &self.original_sha256
     }
 
     /// Whether the bytes were written to a file rather than held in memory.
@@ -76,6 +89,56 @@ impl Content {
                     .unwrap_or(Err(InspectError::NotAnImage))
             }
         }
+    }
+
+    /// Decodes the image `inspect` recognised, once the header is within
+    /// the limits of `rules` and `budget` has room for the decode (see
+    /// [`crate::verify`]), and returns the content to store: these bytes, or
+    /// a copy without the metadata `rules` removes (spooled like the
+    /// original when large).
+    pub async fn verify(
+        self,
+        info: ImageInfo,
+        rules: ImageRules,
+        budget: &DecodeBudget,
+    ) -> Result<(Content, Verified), ContentError> {
+        let ImageRules { limits, strip } = rules;
+        limits.check_header(info)?;
+        let _room = budget.reserve(verify::memory_cost(self.len, info)).await;
+        let bytes = self.to_bytes().await.map_err(ContentError::Unreadable)?;
+        tokio::task::spawn_blocking(move || {
+            let (image, stripped) = verify::verify(&bytes, info, &limits, strip)?;
+            drop(bytes);
+            let content = match stripped {
+                None => self,
+                Some(stripped) => self.replaced_by(stripped).map_err(ContentError::Unreadable)?,
+            };
+            Ok((content, image))
+        })
+        .await
+        .map_err(|err| ContentError::Unreadable(io::Error::other(err)))?
+    }
+
+    /// `bytes` in place of these, kept in memory if these were or if they
+    /// are small, otherwise in a new file beside this one's.
+    fn replaced_by(self, bytes: Vec<u8>) -> io::Result<Content> {
+        let sha256 = Sha256::digest(&bytes).into();
+        let len = bytes.len() as u64;
+        let storage = match &self.storage {
+            Storage::File(path) if bytes.len() > IN_MEMORY_BYTES => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let mut file = tempfile::Builder::new().prefix("image-").tempfile_in(dir)?;
+                file.write_all(&bytes)?;
+                Storage::File(file.into_temp_path())
+            }
+            _ => Storage::Memory(Bytes::from(bytes)),
+        };
+        Ok(Content {
+            sha256,
+            original_sha256: self.original_sha256,
+            len,
+            storage,
+        })
     }
 
     /// The bytes in `range`, as a request body the SDK can send again on a
@@ -122,6 +185,16 @@ fn inspect_file(path: &Path) -> Result<ImageInfo, InspectError> {
     file.rewind().map_err(unreadable)?;
     let size = imagesize::reader_size(file).map_err(|_| InspectError::BadHeader(image_type))?;
     dimensions(image_type, size)
+}
+
+/// Why a received image is not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error(transparent)]
+    Refused(#[from] VerifyError),
+    /// The service's own disk failed.
+    #[error("the received image could not be read back: {0}")]
+    Unreadable(io::Error),
 }
 
 /// Why an image could not be received.
@@ -199,8 +272,10 @@ impl Spool {
                 Storage::File(path)
             }
         };
+        let sha256 = self.hasher.finalize().into();
         Ok(Content {
-            sha256: self.hasher.finalize().into(),
+            sha256,
+            original_sha256: sha256,
             len: self.len,
             storage,
         })

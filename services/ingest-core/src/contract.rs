@@ -60,6 +60,13 @@ pub mod env {
         MAX_IMAGE_BYTES = "PIPELINE_MAX_IMAGE_BYTES";
         /// Accepted MIME types, comma-separated.
         ALLOWED_CONTENT_TYPES = "PIPELINE_ALLOWED_CONTENT_TYPES";
+        /// Most pixels an image may hold, all frames together.
+        MAX_IMAGE_PIXELS = "PIPELINE_MAX_IMAGE_PIXELS";
+        /// Most frames an animation may hold.
+        MAX_IMAGE_FRAMES = "PIPELINE_MAX_IMAGE_FRAMES";
+        /// What metadata is removed before an image is stored: `all`,
+        /// `location` or `none`.
+        STRIP_METADATA = "PIPELINE_STRIP_METADATA";
     }
 
     pub mod upload_api {
@@ -86,6 +93,10 @@ pub mod env {
             DRAIN_TIMEOUT_SECONDS = "UPLOAD_DRAIN_TIMEOUT_SECONDS";
             /// Log as JSON lines.
             LOG_JSON = "UPLOAD_LOG_JSON";
+            /// Requests a second each API key may make (unlimited when unset).
+            KEY_REQUESTS_PER_SECOND = "UPLOAD_KEY_REQUESTS_PER_SECOND";
+            /// Upload bytes a second each API key may send (unlimited when unset).
+            KEY_BYTES_PER_SECOND = "UPLOAD_KEY_BYTES_PER_SECOND";
         }
     }
 
@@ -150,10 +161,22 @@ pub mod table {
     pub const PARTITION_KEY: &str = "id";
     /// Attribute holding the content's SHA-256, the key of [`SHA256_INDEX`].
     pub const SHA256_ATTRIBUTE: &str = "sha256";
+    /// The perceptual hash of the first frame, 16 hex digits, for finding
+    /// near-duplicates (not a key: written by the services only).
+    pub const PHASH_ATTRIBUTE: &str = "phash";
+    /// The SHA-256 of the bytes received, before metadata was removed.
+    pub const ORIGINAL_SHA256_ATTRIBUTE: &str = "originalSha256";
+    /// The name of the API key an upload came with (never the key).
+    pub const UPLOADED_BY_ATTRIBUTE: &str = "uploadedBy";
     /// Global secondary index on [`SHA256_ATTRIBUTE`], for deduplication.
     pub const SHA256_INDEX: &str = "bySha256";
     /// Epoch seconds after which DynamoDB's TTL deletes an item.
     pub const TTL_ATTRIBUTE: &str = "expiresAt";
+    /// How the partition key of an upload in progress starts
+    /// (`upload#<upload-id>`): items of uploads still arriving live beside
+    /// the images' items, never parse as an image id, and are the only items
+    /// the upload instances may update or delete.
+    pub const UPLOAD_KEY_PREFIX: &str = "upload#";
 }
 
 pub mod prefix {
@@ -174,6 +197,15 @@ pub mod prefix {
     /// The brokers' heartbeats, `kafka/brokers/<node-id>.json`
     /// ([`crate::contract::kafka::heartbeat`]).
     pub const BROKER_HEARTBEATS: &str = "kafka/brokers/";
+    /// Uploads still arriving, `staging/<upload-id>/…`: tus resumable
+    /// uploads and direct uploads to S3, until upload-api checks and stores
+    /// them under [`IMAGES`]. What is abandoned there expires after
+    /// [`STAGING_EXPIRY_DAYS`].
+    pub const STAGING: &str = "staging/";
+    /// Days after which the lifecycle removes what is left under [`STAGING`]
+    /// (S3 counts lifecycle time in whole days); an upload not finished
+    /// within a day is abandoned.
+    pub const STAGING_EXPIRY_DAYS: u32 = 1;
 }
 
 pub mod kafka {

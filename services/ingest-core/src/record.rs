@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::ImageType;
 use crate::contract::prefix;
+use crate::verify::PerceptualHash;
 
 /// Image id: a UUIDv7, so ids sort by ingestion time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,7 +63,7 @@ pub fn sha256_hex(content: &[u8]) -> String {
 }
 
 /// Where an image came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Api,
@@ -70,19 +71,39 @@ pub enum Source {
 }
 
 /// The DynamoDB item of one image; also the body of upload-api's answers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageItem {
+    /// A UUIDv7: ids sort by ingestion time.
+    #[schema(value_type = uuid::Uuid)]
     pub id: ImageId,
+    /// Of the stored object: the bytes received without the metadata the
+    /// pipeline removes. Dedupe is by this hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
+    /// Of the bytes as received; absent on items stored before metadata was
+    /// removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub original_sha256: Option<String>,
     pub content_type: String,
     pub bytes: u64,
     pub width: u32,
     pub height: u32,
+    /// The perceptual hash of the first frame; absent on items stored
+    /// before images were decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9a-f]{16}$")]
+    pub phash: Option<PerceptualHash>,
     pub bucket: String,
     pub key: String,
     pub source: Source,
+    /// The name of the API key an upload came with (never the key); absent
+    /// for stream records and items stored before keys had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_by: Option<String>,
     /// RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
     pub ingested_at: Timestamp,
     /// Epoch seconds, DynamoDB's TTL attribute: `ingestedAt` + retention.
     pub expires_at: i64,
@@ -176,13 +197,16 @@ mod tests {
         let item = ImageItem {
             id,
             sha256: sha256_hex(b"image"),
+            original_sha256: Some(sha256_hex(b"image with metadata")),
             content_type: "image/png".to_owned(),
             bytes: 5,
             width: 3,
             height: 2,
+            phash: Some(PerceptualHash(0x0123_4567_89ab_cdef)),
             bucket: "photos".to_owned(),
             key: object_key(id, ImageType::Png, t),
             source: Source::Stream,
+            uploaded_by: None,
             ingested_at: t,
             expires_at: ImageItem::expiry(t, 7),
         };
@@ -211,6 +235,8 @@ mod tests {
                 "ingestedAt",
                 "kafka",
                 "key",
+                "originalSha256",
+                "phash",
                 "sha256",
                 "source",
                 "width"
@@ -220,6 +246,7 @@ mod tests {
         assert_eq!(json["ingestedAt"], "2026-11-24T10:00:00Z");
         assert_eq!(json["expiresAt"], t.as_second() + 7 * 86_400);
         assert_eq!(json["kafka"]["offset"], 42);
+        assert_eq!(json["phash"], "0123456789abcdef");
         assert_eq!(serde_json::from_slice::<EventRecord>(&line).unwrap(), event);
         assert_eq!(
             item.sha256,

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::ImageType;
 use crate::contract::env;
 use crate::store::Targets;
+use crate::{DecodeLimits, ImageRules, ImageType, StripMetadata};
 
 /// The settings both services take, flattened into each one's flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -34,6 +34,18 @@ pub struct PipelineArgs {
         default_value = "image/jpeg,image/png,image/webp,image/gif"
     )]
     pub allowed_content_types: Vec<ImageType>,
+    /// Most pixels an image may hold, width × height × frames; larger
+    /// images are refused before they are decoded.
+    #[arg(long, env = env::MAX_IMAGE_PIXELS, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    pub max_image_pixels: u64,
+    /// Most frames an animated GIF, PNG or WebP may hold.
+    #[arg(long, env = env::MAX_IMAGE_FRAMES, default_value_t = DecodeLimits::DEFAULT_MAX_FRAMES)]
+    pub max_image_frames: u32,
+    /// Metadata removed before an image is stored, without re-encoding:
+    /// `all` but the orientation and colour profile, `location` (GPS, XMP,
+    /// IPTC) or `none`.
+    #[arg(long, env = env::STRIP_METADATA, value_enum, default_value_t = StripMetadata::All)]
+    pub strip_metadata: StripMetadata,
 }
 
 impl PipelineArgs {
@@ -43,6 +55,16 @@ impl PipelineArgs {
             table: self.table.clone(),
             delivery_stream: self.delivery_stream.clone(),
             retention_days: self.retention_days,
+        }
+    }
+
+    pub fn image_rules(&self) -> ImageRules {
+        ImageRules {
+            limits: DecodeLimits {
+                max_pixels: self.max_image_pixels,
+                max_frames: self.max_image_frames,
+            },
+            strip: self.strip_metadata,
         }
     }
 

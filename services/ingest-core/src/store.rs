@@ -20,9 +20,12 @@ use jiff::Timestamp;
 
 use crate::content::Content;
 use crate::contract::prefix;
-use crate::contract::table::{PARTITION_KEY, SHA256_ATTRIBUTE, SHA256_INDEX, TTL_ATTRIBUTE};
+use crate::contract::table::{
+    ORIGINAL_SHA256_ATTRIBUTE, PARTITION_KEY, PHASH_ATTRIBUTE, SHA256_ATTRIBUTE, SHA256_INDEX, TTL_ATTRIBUTE,
+    UPLOADED_BY_ATTRIBUTE,
+};
 use crate::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key};
-use crate::{ImageInfo, ImageType};
+use crate::{ImageType, Verified};
 
 /// Object metadata key of the content's SHA-256 (`x-amz-meta-sha256`).
 pub const SHA256_METADATA: &str = "sha256";
@@ -38,12 +41,14 @@ pub struct Targets {
     pub retention_days: u32,
 }
 
-/// One image to store, recognised already.
+/// One image to store, decoded already.
 #[derive(Clone, Debug)]
 pub struct Incoming<'a> {
     pub content: &'a Content,
-    pub info: ImageInfo,
+    pub image: Verified,
     pub source: Source,
+    /// The name of the API key an upload came with; none for stream records.
+    pub uploaded_by: Option<String>,
     /// The time the id and the key's date are taken from: now for an upload,
     /// the record's timestamp for a stream record (stable across replays).
     pub at: Timestamp,
@@ -158,6 +163,9 @@ pub struct Store {
     dynamodb: aws_sdk_dynamodb::Client,
     firehose: aws_sdk_firehose::Client,
     targets: Targets,
+    /// What the clients were made from, for callers that sign requests
+    /// themselves (upload-api's direct uploads).
+    sdk_config: SdkConfig,
 }
 
 impl Store {
@@ -173,11 +181,24 @@ impl Store {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             firehose: aws_sdk_firehose::Client::new(config),
             targets,
+            sdk_config: config.clone(),
         }
     }
 
     pub fn targets(&self) -> &Targets {
         &self.targets
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk_config
     }
 
     /// Stores `incoming` unless the same content is stored already.
@@ -204,18 +225,21 @@ impl Store {
             return Ok(Stored::Existing(existing));
         }
         let id = ImageId::for_content(content.sha256(), incoming.at);
-        let image_type = incoming.info.image_type;
+        let image_type = incoming.image.info.image_type;
         let key = object_key(id, image_type, incoming.at);
         let item = ImageItem {
             id,
             sha256,
+            original_sha256: Some(hex::encode(content.original_sha256())),
             content_type: image_type.mime_type().to_owned(),
             bytes: content.len(),
-            width: incoming.info.width,
-            height: incoming.info.height,
+            width: incoming.image.info.width,
+            height: incoming.image.info.height,
+            phash: Some(incoming.image.phash),
             bucket: self.targets.bucket.clone(),
             key,
             source: incoming.source,
+            uploaded_by: incoming.uploaded_by.clone(),
             ingested_at: now,
             expires_at: ImageItem::expiry(now, self.targets.retention_days),
         };
@@ -442,7 +466,7 @@ fn to_attributes(item: &ImageItem) -> HashMap<String, AttributeValue> {
         Source::Api => "api",
         Source::Stream => "stream",
     };
-    HashMap::from([
+    let mut attributes = HashMap::from([
         (PARTITION_KEY.to_owned(), s(&item.id.to_string())),
         (SHA256_ATTRIBUTE.to_owned(), s(&item.sha256)),
         ("contentType".to_owned(), s(&item.content_type)),
@@ -454,7 +478,17 @@ fn to_attributes(item: &ImageItem) -> HashMap<String, AttributeValue> {
         ("source".to_owned(), s(source)),
         ("ingestedAt".to_owned(), s(&item.ingested_at.to_string())),
         (TTL_ATTRIBUTE.to_owned(), n(item.expires_at.to_string())),
-    ])
+    ]);
+    if let Some(phash) = item.phash {
+        attributes.insert(PHASH_ATTRIBUTE.to_owned(), s(&phash.to_string()));
+    }
+    if let Some(original) = &item.original_sha256 {
+        attributes.insert(ORIGINAL_SHA256_ATTRIBUTE.to_owned(), s(original));
+    }
+    if let Some(name) = &item.uploaded_by {
+        attributes.insert(UPLOADED_BY_ATTRIBUTE.to_owned(), s(name));
+    }
+    attributes
 }
 
 fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> Result<ImageItem, StoreError> {
@@ -473,15 +507,31 @@ fn from_attributes(attributes: &HashMap<String, AttributeValue>) -> Result<Image
     Ok(ImageItem {
         id: ImageId::parse(id).ok_or_else(|| StoreError::malformed(format!("{id} is not an image id")))?,
         sha256: field(SHA256_ATTRIBUTE)?.to_owned(),
+        original_sha256: match attributes.get(ORIGINAL_SHA256_ATTRIBUTE) {
+            None => None,
+            Some(_) => Some(field(ORIGINAL_SHA256_ATTRIBUTE)?.to_owned()),
+        },
         content_type: field("contentType")?.to_owned(),
         bytes: u64::try_from(number("bytes")?).unwrap_or_default(),
         width: u32::try_from(number("width")?).unwrap_or_default(),
         height: u32::try_from(number("height")?).unwrap_or_default(),
+        phash: match attributes.get(PHASH_ATTRIBUTE) {
+            None => None,
+            Some(_) => Some(field(PHASH_ATTRIBUTE)?.parse().map_err(|_| {
+                StoreError::malformed(format!(
+                    "{PHASH_ATTRIBUTE} of the image item is not 16 hex digits"
+                ))
+            })?),
+        },
         bucket: field("bucket")?.to_owned(),
         key: field("key")?.to_owned(),
         source: match field("source")? {
             "stream" => Source::Stream,
             _ => Source::Api,
+        },
+        uploaded_by: match attributes.get(UPLOADED_BY_ATTRIBUTE) {
+            None => None,
+            Some(_) => Some(field(UPLOADED_BY_ATTRIBUTE)?.to_owned()),
         },
         ingested_at: field("ingestedAt")?
             .parse()
@@ -501,16 +551,29 @@ mod tests {
         let item = ImageItem {
             id,
             sha256: "ab".repeat(32),
+            original_sha256: Some("cd".repeat(32)),
             content_type: "image/gif".to_owned(),
             bytes: 123,
             width: 3,
             height: 2,
+            phash: Some(crate::PerceptualHash(u64::MAX - 7)),
             bucket: "photos".to_owned(),
             key: object_key(id, ImageType::Gif, at),
             source: Source::Stream,
+            uploaded_by: Some("mobile-app".to_owned()),
             ingested_at: at,
             expires_at: ImageItem::expiry(at, 7),
         };
-        assert_eq!(from_attributes(&to_attributes(&item)), Ok(item));
+        assert_eq!(from_attributes(&to_attributes(&item)), Ok(item.clone()));
+        let before_decoding = ImageItem {
+            phash: None,
+            original_sha256: None,
+            uploaded_by: None,
+            ..item
+        };
+        assert_eq!(
+            from_attributes(&to_attributes(&before_decoding)),
+            Ok(before_decoding)
+        );
     }
 }

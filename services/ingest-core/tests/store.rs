@@ -7,7 +7,7 @@ use std::path::Path;
 use ingest_core::contract::prefix;
 use ingest_core::record::{KafkaPosition, Source};
 use ingest_core::store::{Backend, Incoming, Store, Stored};
-use ingest_core::{Content, ImageType, Spool, sha256_hex};
+use ingest_core::{Content, DecodeBudget, ImageRules, ImageType, Spool, sha256_hex};
 use ingest_testing::{PipelineStorage, png};
 use jiff::Timestamp;
 
@@ -34,11 +34,21 @@ async fn received(bytes: &[u8], spool_dir: &Path) -> Content {
     spool.finish().await.unwrap()
 }
 
+/// `content`, decoded as the services decode it (the test images carry no
+/// metadata, so what would be stored is `content` itself).
 async fn incoming(content: &Content, source: Source) -> Incoming<'_> {
+    let info = content.inspect().await.expect("a valid image");
+    let copy = Content::from_bytes(content.to_bytes().await.unwrap());
+    let (stored, image) = copy
+        .verify(info, ImageRules::default(), &DecodeBudget::default())
+        .await
+        .expect("an image that decodes");
+    assert_eq!(stored.sha256(), content.sha256(), "no metadata to remove");
     Incoming {
         content,
-        info: content.inspect().await.expect("a valid image"),
+        image,
         source,
+        uploaded_by: None,
         at: Timestamp::now(),
         kafka: None,
     }
@@ -83,6 +93,8 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
     let event: serde_json::Value = serde_json::from_slice(&event).unwrap();
     assert_eq!(event["id"], item.id.to_string());
     assert_eq!(event["source"], "api");
+    let phash = read.phash.expect("a decoded image has a perceptual hash");
+    assert_eq!(event["phash"], phash.to_string());
 
     // The same bytes again: the existing item, no second object or event.
     let again = p
@@ -102,7 +114,7 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     let spool_dir = tempfile::tempdir().unwrap();
     // Larger than one part: a multipart upload of three parts, read back
     // from the spool file part by part.
-    let content = png(4000, 3000, 17 * 1024 * 1024);
+    let content = png(2600, 2400, 2);
     let large = received(&content, spool_dir.path()).await;
     assert!(large.is_spooled());
     let record = Incoming {
@@ -145,7 +157,7 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     assert_eq!(p.storage.item_count().await, 1);
 
     // Spooled but one part: a single PutObject streamed from the file.
-    let medium = png(800, 600, 1024 * 1024);
+    let medium = png(800, 600, 3);
     let image = received(&medium, spool_dir.path()).await;
     assert!(image.is_spooled());
     let stored = p
@@ -177,7 +189,7 @@ async fn an_unreachable_backend_is_an_error_never_a_stored_image() {
         .load()
         .await;
     let down = Store::new(&config, p.store.targets().clone());
-    let image = Content::from_bytes(png(1, 1, 10));
+    let image = Content::from_bytes(png(1, 1, 4));
     let err = down
         .store(&incoming(&image, Source::Api).await, Timestamp::now())
         .await

@@ -8,7 +8,9 @@ use std::process::Stdio;
 
 use aws_config::SdkConfig;
 use imagepipeline_e2e::AwsEmulator;
-pub use imagepipeline_e2e::{free_loopback_address, http_client, metric};
+pub use imagepipeline_e2e::image_metadata::{self, Metadata, jpeg_with_a_second_picture};
+pub use imagepipeline_e2e::images::{Picture, animation, image};
+pub use imagepipeline_e2e::{Tool, form_data, free_loopback_address, http_client, metric};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::Owner;
 use imagepipeline_operator::manifest;
@@ -189,32 +191,9 @@ pub struct StoredObject {
     pub bytes: Vec<u8>,
 }
 
-/// A PNG of `width`×`height` whose body is `padding` bytes of `0x42`, so
-/// sizes differ; the header is all the services read.
-pub fn png(width: u32, height: u32, padding: usize) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    png.extend_from_slice(&width.to_be_bytes());
-    png.extend_from_slice(&height.to_be_bytes());
-    png.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
-    png.extend(std::iter::repeat_n(0x42, padding));
-    png
-}
-
-/// A well-formed 3×2 header of each type followed by `len` bytes of `tag`,
-/// so contents differ between images.
-pub fn image(image_type: ImageType, tag: u8, len: usize) -> Vec<u8> {
-    let mut bytes = match image_type {
-        ImageType::Png => return [png(3, 2, 0), vec![tag; len]].concat(),
-        ImageType::Gif => b"GIF89a\x03\x00\x02\x00\x00\x00\x00".to_vec(),
-        ImageType::Webp => {
-            b"RIFF\x16\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x01\x00\x00".to_vec()
-        }
-        ImageType::Jpeg => {
-            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x02\x00\x03\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01".to_vec()
-        }
-    };
-    bytes.extend(std::iter::repeat_n(tag, len));
-    bytes
+/// A real PNG of `width`×`height` random pixels seeded by `tag`.
+pub fn png(width: u32, height: u32, tag: u64) -> Vec<u8> {
+    Picture::noise(width, height, tag).encode(ImageType::Png)
 }
 
 /// The Prometheus text the service at `address` serves on `/metrics`.

@@ -26,9 +26,9 @@ use imagepipeline_e2e::KafkaBroker;
 use ingest_core::contract::kafka::{DEFAULT_TOPIC, dead_letter_topic};
 use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source};
 use ingest_core::store::{Incoming, Store};
-use ingest_core::{Content, ImageType};
+use ingest_core::{Content, ImageRules, ImageType};
 use ingest_testing::{
-    PipelineStorage, free_loopback_address, metric, metrics_text, peak_rss_mib, png, wait_until_healthy,
+    PipelineStorage, free_loopback_address, image, metric, metrics_text, peak_rss_mib, wait_until_healthy,
 };
 use jiff::Timestamp;
 use rdkafka::ClientConfig;
@@ -81,8 +81,7 @@ async fn fill_topic(kafka: &KafkaBroker, count: usize) -> Vec<Record> {
         .create()
         .unwrap();
     let sends = (0..count).map(|n| {
-        let mut value = png(640, 480, IMAGE_BYTES - 33);
-        value[40..48].copy_from_slice(&(n as u64).to_le_bytes());
+        let value = image(ImageType::Png, n as u64, IMAGE_BYTES);
         let producer = &producer;
         async move {
             let partition = (n % PARTITIONS as usize) as i32;
@@ -111,6 +110,8 @@ async fn baseline(records: &[Record]) -> Phase {
     let admission = Admission {
         max_image_bytes: 20 * 1024 * 1024,
         allowed: ImageType::ALL.into_iter().collect(),
+        rules: ImageRules::default(),
+        decode_budget: Default::default(),
     };
     let started = Instant::now();
     let stores = records.iter().map(|record| {
@@ -118,10 +119,15 @@ async fn baseline(records: &[Record]) -> Phase {
         async move {
             let info = admission.check(Some(&record.value), None).expect("an image");
             let content = Content::from_bytes(record.value.clone());
+            let (content, image) = admission
+                .decode(content, info)
+                .await
+                .expect("an image that decodes");
             let incoming = Incoming {
                 content: &content,
-                info,
+                image,
                 source: Source::Stream,
+                uploaded_by: None,
                 at: Timestamp::now(),
                 kafka: Some(KafkaPosition {
                     topic: TOPIC.to_owned(),
@@ -261,13 +267,16 @@ fn event(n: usize) -> EventRecord {
         item: ImageItem {
             id,
             sha256: format!("{n:064x}"),
+            original_sha256: Some(format!("{n:064x}")),
             content_type: "image/png".to_owned(),
             bytes: IMAGE_BYTES as u64,
             width: 640,
             height: 480,
+            phash: None,
             bucket: "bench".to_owned(),
             key: format!("images/bench/{n}.png"),
             source: Source::Stream,
+            uploaded_by: None,
             ingested_at: at,
             expires_at: at.as_second() + 7 * 86_400,
         },

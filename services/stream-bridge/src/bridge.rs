@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ingest_core::record::{KafkaPosition, Source};
 use ingest_core::store::{Incoming, Store, Stored};
-use ingest_core::{Content, ImageInfo};
+use ingest_core::{Content, Verified};
 use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header, Headers, OwnedHeaders, OwnedMessage};
@@ -262,8 +262,13 @@ fn finish(consumer: &StreamConsumer<BridgeContext>, progress: &mut Progress, don
 /// until they succeed (an outage stalls this record, it never drops it).
 async fn handle(workers: &Workers, message: &OwnedMessage, payload: Bytes) {
     let declared = header(message, "content-type");
-    match workers.admission.check(Some(&payload), declared.as_deref()) {
-        Ok(info) => store(workers, message, Content::from_bytes(payload), info).await,
+    let info = match workers.admission.check(Some(&payload), declared.as_deref()) {
+        Ok(info) => info,
+        Err(poison) => return dead_letter(workers, message, &payload, &poison).await,
+    };
+    let content = Content::from_bytes(payload.clone());
+    match workers.admission.decode(content, info).await {
+        Ok((content, image)) => store(workers, message, content, image).await,
         Err(poison) => dead_letter(workers, message, &payload, &poison).await,
     }
 }
@@ -285,7 +290,7 @@ fn detach(message: &BorrowedMessage<'_>) -> (OwnedMessage, Bytes) {
     (record, payload)
 }
 
-async fn store(workers: &Workers, message: &OwnedMessage, content: Content, info: ImageInfo) {
+async fn store(workers: &Workers, message: &OwnedMessage, content: Content, image: Verified) {
     // The record's own time, so a replay derives the same id and key.
     let at = message
         .timestamp()
@@ -294,8 +299,9 @@ async fn store(workers: &Workers, message: &OwnedMessage, content: Content, info
         .unwrap_or_else(Timestamp::now);
     let incoming = Incoming {
         content: &content,
-        info,
+        image,
         source: Source::Stream,
+        uploaded_by: None,
         at,
         kafka: Some(KafkaPosition {
             topic: message.topic().to_owned(),

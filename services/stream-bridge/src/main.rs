@@ -70,6 +70,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         admission: Admission {
             max_image_bytes: config.pipeline.max_image_bytes,
             allowed: config.pipeline.allowed(),
+            rules: config.pipeline.image_rules(),
+            decode_budget: Arc::default(),
         },
         producer,
         dead_letter_topic: config.dead_letter_topic(),

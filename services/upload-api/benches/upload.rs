@@ -6,8 +6,12 @@
 //!   calls made directly with the SDK (the baseline), alternated
 //!   baseline–service–service–baseline so that the emulator slowing down as
 //!   it fills weighs on both alike;
+//! - the CPU cost of the checks every image passes (container walk, metadata
+//!   removed, every frame decoded, perceptual hash, SHA-256 of what is
+//!   stored) per MiB of each image type, on one core;
 //! - the service's peak RSS with 64 uploads in flight at 1, 4, 16 and 20 MiB
-//!   (the default limit), each in a fresh process.
+//!   (the default limit; 20 MiB is a 7-megapixel PNG), each in a fresh
+//!   process.
 //!
 //! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1).
 
@@ -20,11 +24,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
+use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
-use ingest_testing::{
-    PipelineStorage, free_loopback_address, http_client, peak_rss_mib, png, wait_until_healthy,
-};
+use ingest_testing::{PipelineStorage, free_loopback_address, http_client, peak_rss_mib, wait_until_healthy};
+use sha2::{Digest, Sha256};
 use tokio::process::Child;
 
 const MIB: usize = 1024 * 1024;
@@ -127,12 +131,10 @@ impl Service {
     }
 }
 
-/// A distinct PNG of `len` bytes for request `n` (distinct, so none is a
-/// duplicate the service would answer without storing).
+/// A distinct real PNG of about `len` bytes for request `n` (distinct, so
+/// none is a duplicate the service would answer without storing).
 fn image(n: u64, len: usize) -> Bytes {
-    let mut bytes = png(1024, 768, len - 33);
-    bytes[40..48].copy_from_slice(&n.to_le_bytes());
-    Bytes::from(bytes)
+    Bytes::from(ingest_testing::image(ImageType::Png, n, len))
 }
 
 /// Runs `requests` calls of `call` with `concurrency` in flight; each call's
@@ -282,6 +284,37 @@ async fn main() {
         );
     }
     drop(service);
+
+    println!(
+        "\n## The checks, one core (walk, metadata removed, every frame decoded, perceptual hash, SHA-256)\n"
+    );
+    println!("| type | image | pixels | ms per image | ms per MiB | MiB/s |");
+    println!("|---|---|---|---|---|---|");
+    for image_type in ImageType::ALL {
+        for len in [MIB, 16 * MIB] {
+            let bytes = ingest_testing::image(image_type, 1, len);
+            let info = ingest_core::inspect(&bytes).expect("an image");
+            let limits = ingest_core::DecodeLimits::default();
+            let strip = ingest_core::StripMetadata::default();
+            let repeats = (32 * MIB / len).max(2);
+            let started = Instant::now();
+            for _ in 0..repeats {
+                let (_, stripped) =
+                    ingest_core::verify::verify(&bytes, info, &limits, strip).expect("decodes");
+                std::hint::black_box(Sha256::digest(stripped.as_deref().unwrap_or(&bytes)));
+            }
+            let each = started.elapsed().as_secs_f64() / repeats as f64;
+            let mib = bytes.len() as f64 / MIB as f64;
+            println!(
+                "| {image_type} | {mib:.1} MiB | {}×{} | {:.1} | {:.1} | {:.0} |",
+                info.width,
+                info.height,
+                each * 1000.0,
+                each * 1000.0 / mib,
+                mib / each
+            );
+        }
+    }
 
     println!("\n## Peak RSS of the service (fresh process each), 64 uploads in flight\n");
     println!("| image size | idle MiB | peak MiB | peak − idle MiB |");

@@ -9,6 +9,8 @@ use clap::Parser;
 use ingest_core::contract::env::upload_api;
 use ingest_core::service::PipelineArgs;
 
+use crate::limits::KeyLimitSettings;
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "upload-api",
@@ -49,6 +51,31 @@ pub struct Config {
     /// Log as JSON lines.
     #[arg(long, env = upload_api::LOG_JSON)]
     pub log_json: bool,
+    /// Requests a second each API key may make, with a second's worth in
+    /// reserve; beyond it 429 with Retry-After. Unlimited when unset.
+    #[arg(long, env = upload_api::KEY_REQUESTS_PER_SECOND, value_parser = positive)]
+    pub key_requests_per_second: Option<f64>,
+    /// Upload bytes a second each API key may send: an upload is admitted
+    /// while the key is not in debt and charged what it sent; beyond it 429
+    /// with Retry-After. Unlimited when unset.
+    #[arg(long, env = upload_api::KEY_BYTES_PER_SECOND, value_parser = positive)]
+    pub key_bytes_per_second: Option<f64>,
+}
+
+impl Config {
+    pub fn key_limits(&self) -> KeyLimitSettings {
+        KeyLimitSettings {
+            requests_per_second: self.key_requests_per_second,
+            bytes_per_second: self.key_bytes_per_second,
+        }
+    }
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +109,46 @@ mod tests {
             config.pipeline.allowed(),
             BTreeSet::from([ImageType::Png, ImageType::Gif])
         );
+        assert_eq!(config.key_limits(), KeyLimitSettings::default(), "unlimited");
+    }
+
+    #[test]
+    fn per_key_limits_are_positive_numbers() {
+        let base = [
+            "upload-api",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--delivery-stream",
+            "s",
+            "--no-auth",
+        ];
+        let limited = Config::try_parse_from(
+            [
+                &base[..],
+                &[
+                    "--key-requests-per-second",
+                    "2.5",
+                    "--key-bytes-per-second",
+                    "1048576",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            limited.key_limits(),
+            KeyLimitSettings {
+                requests_per_second: Some(2.5),
+                bytes_per_second: Some(1_048_576.0),
+            }
+        );
+        for wrong in ["0", "-1", "NaN", "fast"] {
+            let flag = format!("--key-requests-per-second={wrong}");
+            let err = Config::try_parse_from([&base[..], &[flag.as_str()]].concat()).unwrap_err();
+            assert!(err.to_string().contains("not a positive number"), "{err}");
+        }
     }
 
     #[test]

@@ -35,14 +35,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Store::new(&aws, config.pipeline.targets());
-    let state = Arc::new(AppState::new(
-        store,
-        auth,
-        config.pipeline.max_image_bytes,
-        config.pipeline.allowed(),
-        config.spool_dir.clone(),
-        config.max_concurrent_uploads,
-    ));
+    let state = Arc::new(
+        AppState::new(
+            store,
+            auth,
+            config.pipeline.max_image_bytes,
+            config.pipeline.allowed(),
+            config.pipeline.image_rules(),
+            config.spool_dir.clone(),
+            config.max_concurrent_uploads,
+        )
+        .with_key_limits(config.key_limits()),
+    );
     let router = app(state).layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
         config.body_timeout_seconds,
     )));

@@ -19,6 +19,24 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// A key's name (never the key): as many values as the keys file has lines.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyRequestLabels {
+    pub key: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLimitLabels {
+    pub key: String,
+    pub limit: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 5 ms to about 80 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -31,6 +49,9 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub stored_bytes: Counter,
     pub in_flight: Gauge,
+    pub key_requests: Family<KeyRequestLabels, Counter>,
+    pub key_received_bytes: Family<KeyLabels, Counter>,
+    pub rate_limited: Family<KeyLimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -57,12 +78,33 @@ impl Metrics {
             "Uploads being received or stored",
             in_flight.clone(),
         );
+        let key_requests = Family::<KeyRequestLabels, Counter>::default();
+        let key_received_bytes = Family::<KeyLabels, Counter>::default();
+        let rate_limited = Family::<KeyLimitLabels, Counter>::default();
+        registry.register(
+            "key_requests",
+            "Authenticated requests by API key name and status",
+            key_requests.clone(),
+        );
+        registry.register(
+            "key_received_bytes",
+            "Upload bytes received by API key name",
+            key_received_bytes.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by API key name and the limit they were over",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             stored_bytes,
             in_flight,
+            key_requests,
+            key_received_bytes,
+            rate_limited,
         }
     }
 

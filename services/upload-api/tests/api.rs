@@ -5,11 +5,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ingest_core::ImageType;
+use ingest_core::sha256_hex;
 use ingest_core::store::Store;
-use ingest_testing::{PipelineStorage, http_client, image};
+use ingest_core::{ImageRules, ImageType};
+use ingest_testing::image_metadata::{LATITUDE_SECONDS, LONGITUDE_SECONDS, rational_bytes};
+use ingest_testing::{Metadata, Picture, PipelineStorage, animation, http_client, image};
 use serde_json::Value;
 use upload_api::auth::{ApiKeys, Auth};
+use upload_api::limits::KeyLimitSettings;
 use upload_api::{AppState, app};
 
 const KEY: &str = "test-key-0123456789";
@@ -23,14 +26,22 @@ struct Service {
 }
 
 async fn serve(store: Store, keys: ApiKeys) -> String {
-    let state = Arc::new(AppState::new(
-        store,
-        Auth::Keys(keys),
-        MAX_IMAGE_BYTES,
-        ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
-        std::env::temp_dir(),
-        8,
-    ));
+    serve_limited(store, keys, KeyLimitSettings::default()).await
+}
+
+async fn serve_limited(store: Store, keys: ApiKeys, limits: KeyLimitSettings) -> String {
+    let state = Arc::new(
+        AppState::new(
+            store,
+            Auth::Keys(keys),
+            MAX_IMAGE_BYTES,
+            ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+            ImageRules::default(),
+            std::env::temp_dir(),
+            8,
+        )
+        .with_key_limits(limits),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app(state)).await });
@@ -77,7 +88,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
     let s = service().await;
     let mut ids = Vec::new();
     for (n, image_type) in ImageType::ALL.into_iter().enumerate() {
-        let raw = image(image_type, n as u8, 100);
+        let raw = Picture::noise(3, 2, n as u64).encode(image_type);
         let response = s
             .post()
             .header("content-type", image_type.mime_type())
@@ -93,6 +104,12 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
             (Some(3), Some(2))
         );
         assert_eq!(item["source"], "api");
+        assert!(
+            item["phash"]
+                .as_str()
+                .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+            "a perceptual hash: {item}"
+        );
         let ingested: jiff::Timestamp = item["ingestedAt"].as_str().unwrap().parse().unwrap();
         assert_eq!(
             item["expiresAt"].as_i64(),
@@ -103,7 +120,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
         let (content_type, body) = multipart(
             "file",
             image_type.mime_type(),
-            &image(image_type, 100 + n as u8, 100),
+            &image(image_type, 100 + n as u64, 100),
         );
         let response = s
             .post()
@@ -125,7 +142,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
     let response = s
         .post()
         .header("content-type", "image/png")
-        .body(image(ImageType::Png, 1, 100))
+        .body(Picture::noise(3, 2, 1).encode(ImageType::Png))
         .send()
         .await
         .unwrap();
@@ -153,7 +170,7 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
     assert_eq!(content.headers()["content-type"], "image/jpeg");
     assert_eq!(
         content.bytes().await.unwrap().as_ref(),
-        image(ImageType::Jpeg, 0, 100).as_slice()
+        Picture::noise(3, 2, 0).encode(ImageType::Jpeg).as_slice()
     );
 
     let metrics = s
@@ -181,6 +198,163 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
 }
 
 #[tokio::test]
+async fn a_photo_is_stored_without_its_location_as_read_back_from_s3() {
+    let s = service().await;
+    let contains = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    for (n, image_type) in [ImageType::Jpeg, ImageType::Png, ImageType::Webp]
+        .into_iter()
+        .enumerate()
+    {
+        let picture = Picture::scene(120, 90, n as u32);
+        let sent = picture.encode_with(image_type, &Metadata::from_a_phone(6));
+        let response = s
+            .post()
+            .header("content-type", image_type.mime_type())
+            .body(sent.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{image_type}");
+        let item: Value = response.json().await.unwrap();
+        let object = s.storage.object(item["key"].as_str().unwrap()).await;
+        let exif = exif::Reader::new()
+            .read_from_container(&mut std::io::Cursor::new(&object.bytes))
+            .unwrap_or_else(|err| panic!("{image_type}: the orientation stays: {err}"));
+        let tags: Vec<exif::Tag> = exif.fields().map(|f| f.tag).collect();
+        assert_eq!(tags, [exif::Tag::Orientation], "{image_type}");
+        for seconds in [LATITUDE_SECONDS, LONGITUDE_SECONDS] {
+            assert!(!contains(&object.bytes, &rational_bytes(seconds)), "{image_type}");
+        }
+        assert!(!contains(&object.bytes, b"xpacket"), "{image_type}: no XMP");
+        assert_eq!(item["sha256"], sha256_hex(&object.bytes), "{image_type}");
+        assert_eq!(object.sha256.as_deref(), item["sha256"].as_str());
+        assert_eq!(item["originalSha256"], sha256_hex(&sent), "{image_type}");
+        assert_eq!(item["bytes"], object.bytes.len());
+        assert!(object.bytes.len() < sent.len());
+
+        // The same photo from another phone is the same stored image.
+        let other_phone = Metadata {
+            comment: Some("sent again".to_owned()),
+            ..Metadata::from_a_phone(6)
+        };
+        let response = s
+            .post()
+            .header("content-type", image_type.mime_type())
+            .body(picture.encode_with(image_type, &other_phone))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{image_type}");
+        let again: Value = response.json().await.unwrap();
+        assert_eq!(again["id"], item["id"]);
+    }
+    let events = s.storage.events().await;
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["originalSha256"] != e["sha256"]));
+}
+
+#[tokio::test]
+async fn each_key_is_known_by_its_name_and_held_to_its_own_limits() {
+    const MOBILE: &str = "mobile-key-0123456789";
+    const BATCH: &str = "batch-key-0123456789";
+    let storage = PipelineStorage::start(7).await;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys_file = keys_dir.path().join("keys");
+    std::fs::write(
+        &keys_file,
+        format!("mobile-app:{MOBILE}\nnightly-batch:{BATCH}\n"),
+    )
+    .unwrap();
+    let url = serve_limited(
+        Store::new(&storage.config, storage.targets.clone()),
+        ApiKeys::load(&keys_file).unwrap(),
+        KeyLimitSettings {
+            requests_per_second: Some(3.0),
+            bytes_per_second: Some(20_000.0),
+        },
+    )
+    .await;
+    let http = http_client();
+    let upload = |key: &'static str, tag: u64, len: usize| {
+        http.post(format!("{url}/v1/images"))
+            .bearer_auth(key)
+            .header("content-type", "image/png")
+            .body(image(ImageType::Png, tag, len))
+            .send()
+    };
+
+    // A 50 kB image is over a second's worth of bytes and passes; the key is
+    // then in debt for about 1.5 s, the other key is not.
+    let first = upload(MOBILE, 1, 50_000).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let item: Value = first.json().await.unwrap();
+    assert_eq!(item["uploadedBy"], "mobile-app");
+    let refused = upload(MOBILE, 2, 1000).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limited");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("mobile-app") && message.contains("bytes"),
+        "{message}"
+    );
+    assert!(!message.contains(MOBILE), "never the key itself");
+    let other = upload(BATCH, 3, 1000).await.unwrap();
+    assert_eq!(other.status(), 201);
+    let other: Value = other.json().await.unwrap();
+    assert_eq!(other["uploadedBy"], "nightly-batch");
+
+    // Requests: three a second for each key, reads included.
+    let read = |key: &'static str| {
+        http.get(format!("{url}/v1/images/{}", item["id"].as_str().unwrap()))
+            .bearer_auth(key)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(read(BATCH).await.unwrap().status().as_u16());
+    }
+    // Two tokens were left after the upload, plus what refilled meanwhile.
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert!(statuses[..2] == [200, 200] && refused >= 2, "{statuses:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(
+        upload(MOBILE, 2, 1000).await.unwrap().status(),
+        201,
+        "the debt is repaid"
+    );
+
+    // The item, the event and the metrics carry the name, never the key.
+    let events = storage.events().await;
+    let by: BTreeSet<&str> = events.iter().filter_map(|e| e["uploadedBy"].as_str()).collect();
+    assert_eq!(by, BTreeSet::from(["mobile-app", "nightly-batch"]));
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"upload_api_key_requests_total{key="mobile-app",status="201"} 2"#,
+        &format!(r#"upload_api_key_requests_total{{key="nightly-batch",status="429"}} {refused}"#),
+        r#"upload_api_rate_limited_total{key="mobile-app",limit="bytes"} 1"#,
+        &format!(r#"upload_api_rate_limited_total{{key="nightly-batch",limit="requests"}} {refused}"#),
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(metrics.contains(r#"upload_api_key_received_bytes_total{key="mobile-app"}"#));
+    assert!(!metrics.contains(MOBILE) && !metrics.contains(BATCH));
+}
+
+#[tokio::test]
 async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
     let s = service().await;
     let png = image(ImageType::Png, 7, 100);
@@ -188,6 +362,9 @@ async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
     let (multipart_type, mut broken) = multipart("file", "image/png", &png);
     broken.truncate(broken.len() - 10);
     let (no_file_type, no_file) = multipart("picture", "image/png", &png);
+    let mut bomb = png.clone();
+    bomb[16..24].copy_from_slice(&[0, 0, 0x9C, 0x40, 0, 0, 0x9C, 0x40]);
+    let flip_book: Vec<Picture> = (0..1001).map(|n| Picture::noise(2, 2, n)).collect();
 
     let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
         (
@@ -215,6 +392,44 @@ async fn bad_input_gets_its_status_and_error_code_and_writes_nothing() {
                 .body(png[..12].to_vec()),
             415,
             "unsupported_media_type",
+        ),
+        (
+            "a script behind a GIF signature",
+            s.post()
+                .header("content-type", "image/gif")
+                .body("GIF89a<script>alert(1)</script>"),
+            413,
+            "too_many_pixels",
+        ),
+        (
+            "a truncated image",
+            s.post()
+                .header("content-type", "image/png")
+                .body(png[..png.len() - 20].to_vec()),
+            415,
+            "not_an_image",
+        ),
+        (
+            "an image with a zip appended",
+            s.post()
+                .header("content-type", "image/png")
+                .body([png.as_slice(), b"PK\x03\x04"].concat()),
+            415,
+            "not_an_image",
+        ),
+        (
+            "a header claiming 40000×40000 pixels",
+            s.post().header("content-type", "image/png").body(bomb),
+            413,
+            "too_many_pixels",
+        ),
+        (
+            "an animation of 1001 frames",
+            s.post()
+                .header("content-type", "image/gif")
+                .body(animation(ImageType::Gif, &flip_book)),
+            413,
+            "too_many_frames",
         ),
         (
             "no content type",

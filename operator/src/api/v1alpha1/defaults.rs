@@ -23,6 +23,12 @@ pub(super) fn default_target_cpu_percent() -> i32 {
 pub(super) fn default_max_image_bytes() -> i64 {
     20 * 1024 * 1024
 }
+pub(super) fn default_max_image_pixels() -> i64 {
+    ingest_core::DecodeLimits::DEFAULT_MAX_PIXELS as i64
+}
+pub(super) fn default_max_image_frames() -> i32 {
+    ingest_core::DecodeLimits::DEFAULT_MAX_FRAMES as i32
+}
 pub(super) fn default_allowed_content_types() -> Vec<ImageContentType> {
     use ImageContentType::*;
     vec![Jpeg, Png, Webp, Gif]

@@ -271,6 +271,27 @@ pub struct UploadApiSpec {
     #[schemars(range(min = 1024, max = 104_857_600))]
     pub max_image_bytes: i64,
 
+    /// Most pixels an image may hold: width × height, times the frames of an
+    /// animation. A larger image is refused (413) from its header, before it
+    /// is decoded, so a decompression bomb costs nothing. At most 1 gigapixel.
+    #[serde(default = "defaults::default_max_image_pixels")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
+    pub max_image_pixels: i64,
+
+    /// Most frames an animated GIF, PNG or WebP may hold (413 beyond).
+    #[serde(default = "defaults::default_max_image_frames")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub max_image_frames: i32,
+
+    /// Metadata removed from every image before it is stored, without
+    /// re-encoding its pixels: `all` (the default) keeps only the EXIF
+    /// orientation and the colour profile; `location` removes GPS
+    /// coordinates, XMP and IPTC; `none` stores the bytes as sent. The
+    /// stored object, its SHA-256 and deduplication are of what remains;
+    /// the item keeps the SHA-256 of what was sent (`originalSha256`).
+    #[serde(default)]
+    pub strip_metadata: StripMetadata,
+
     /// Image types accepted, as MIME types; bytes must match the declared type.
     #[serde(default = "defaults::default_allowed_content_types")]
     #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
@@ -290,6 +311,51 @@ pub struct UploadApiSpec {
     /// generates one key into the Secret `<name>-upload-api-keys`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_keys_secret_ref: Option<SecretKeyRef>,
+
+    /// What each API key may send, by its name in the keys file (`name:key`
+    /// lines; a plain key is named `key-` and the start of its SHA-256).
+    /// Beyond it the answer is 429 with `Retry-After`. Unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key_limits: Option<PerKeyLimits>,
+}
+
+/// Token buckets per API key, each holding a second's worth.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PerKeyLimits {
+    /// Requests a second, on every authenticated route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub requests_per_second: Option<i32>,
+    /// Upload bytes a second. An upload is admitted while the key is not in
+    /// debt and charged what it sent, so one image larger than a second's
+    /// worth still passes, and the key waits afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 10_737_418_240_i64))]
+    pub bytes_per_second: Option<i64>,
+}
+
+/// What `spec.uploadApi.stripMetadata` removes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum StripMetadata {
+    /// Everything but the EXIF orientation and the colour profile.
+    #[default]
+    All,
+    /// What can say where a picture was taken: GPS coordinates, XMP, IPTC.
+    Location,
+    /// Nothing.
+    None,
+}
+
+impl From<StripMetadata> for ingest_core::StripMetadata {
+    fn from(policy: StripMetadata) -> Self {
+        match policy {
+            StripMetadata::All => ingest_core::StripMetadata::All,
+            StripMetadata::Location => ingest_core::StripMetadata::Location,
+            StripMetadata::None => ingest_core::StripMetadata::None,
+        }
+    }
 }
 
 /// An image type the pipeline accepts.

@@ -75,6 +75,9 @@ pub const EVENT_COLUMNS: &[EventColumn] = &[
     column("bytes", "bigint", "bytes"),
     column("width", "int", "width"),
     column("height", "int", "height"),
+    column("phash", "string", "phash"),
+    column("original_sha256", "string", "originalSha256"),
+    column("uploaded_by", "string", "uploadedBy"),
     column("bucket", "string", "bucket"),
     column("key", "string", "key"),
     column("source", "string", "source"),
@@ -116,7 +119,9 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
         role_arn,
         ..
     } = names;
-    let statements: [(&'static str, String); 9] = [
+    /// The columns of `events` and `images` added since version 5.
+    const AFTER_METADATA_REMOVAL: [&str; 3] = ["phash", "original_sha256", "uploaded_by"];
+    let statements: [(&'static str, String); 18] = [
         // Version 1 as clusters made before the views ran it.
         (
             "create the image_events table (never loaded; dropped by 2)",
@@ -144,38 +149,11 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
         ),
         (
             "create the view events: one row per image id, within retention",
-            view(
-                schema,
-                "events",
-                &format!(
-                    "SELECT id, sha256, content_type, bytes, width, height, bucket, object_key, source, \
-                     ingested_at, expires_at, kafka_topic, kafka_partition, kafka_offset \
-                     FROM (\
-                     SELECT e.id, e.sha256, e.content_type, e.bytes, e.width, e.height, e.bucket, \
-                     e.key AS object_key, e.source, \
-                     CAST(REPLACE(SUBSTRING(e.ingested_at, 1, 19), 'T', ' ') AS TIMESTAMP) AS ingested_at, \
-                     TIMESTAMP 'epoch' + e.expires_at * INTERVAL '1 second' AS expires_at, \
-                     e.kafka.topic AS kafka_topic, e.kafka.\"partition\" AS kafka_partition, \
-                     e.kafka.\"offset\" AS kafka_offset, \
-                     ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY e.ingested_at DESC) AS landing \
-                     FROM \"{external_schema}\".{EVENTS_TABLE} AS e \
-                     WHERE e.expires_at > EXTRACT(EPOCH FROM GETDATE())\
-                     ) AS landed \
-                     WHERE landing = 1"
-                ),
-            ),
+            events_view(schema, external_schema, &[]),
         ),
         (
             "create the view images: one row per stored image",
-            view(
-                schema,
-                "images",
-                &format!(
-                    "SELECT id, sha256, content_type, bytes, width, height, source, ingested_at, expires_at, \
-                     's3://' || bucket || '/' || object_key AS s3_uri \
-                     FROM \"{schema}\".events"
-                ),
-            ),
+            images_view(schema, &[]),
         ),
         (
             "create the view images_daily: images per day, source and content type",
@@ -219,6 +197,44 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
                 ),
             ),
         ),
+        // Redshift replaces a view only by one with the same columns, so a
+        // new column means dropping the view first.
+        (
+            "drop the view events, to add the perceptual hash",
+            format!("DROP VIEW IF EXISTS \"{schema}\".events"),
+        ),
+        (
+            "create the view events with the perceptual hash",
+            events_view(schema, external_schema, &["phash"]),
+        ),
+        (
+            "drop the view images, to add the perceptual hash",
+            format!("DROP VIEW IF EXISTS \"{schema}\".images"),
+        ),
+        (
+            "create the view images with the perceptual hash",
+            images_view(schema, &["phash"]),
+        ),
+        (
+            "create the view near_duplicates: pairs of different bytes that look alike",
+            near_duplicates_view(schema),
+        ),
+        (
+            "drop the view events, to add the original SHA-256 and the uploader",
+            format!("DROP VIEW IF EXISTS \"{schema}\".events"),
+        ),
+        (
+            "create the view events with the original SHA-256 and the uploader",
+            events_view(schema, external_schema, &AFTER_METADATA_REMOVAL),
+        ),
+        (
+            "drop the view images, to add the original SHA-256 and the uploader",
+            format!("DROP VIEW IF EXISTS \"{schema}\".images"),
+        ),
+        (
+            "create the view images with the original SHA-256 and the uploader",
+            images_view(schema, &AFTER_METADATA_REMOVAL),
+        ),
     ];
     (1..)
         .zip(statements)
@@ -228,6 +244,104 @@ pub fn migrations(names: &WarehouseNames) -> Vec<Migration> {
             sql,
         })
         .collect()
+}
+
+/// `events`: the last event that landed for each image id, within
+/// retention, with the event columns `added` since version 5 (`phash` from
+/// 11; `original_sha256` and `uploaded_by` from 16).
+fn events_view(schema: &str, external_schema: &str, added: &[&str]) -> String {
+    let outer: String = added.iter().map(|c| format!("{c}, ")).collect();
+    let inner: String = added.iter().map(|c| format!("e.{c}, ")).collect();
+    view(
+        schema,
+        "events",
+        &format!(
+            "SELECT id, sha256, content_type, bytes, width, height, {outer}bucket, object_key, source, \
+             ingested_at, expires_at, kafka_topic, kafka_partition, kafka_offset \
+             FROM (\
+             SELECT e.id, e.sha256, e.content_type, e.bytes, e.width, e.height, {inner}e.bucket, \
+             e.key AS object_key, e.source, \
+             CAST(REPLACE(SUBSTRING(e.ingested_at, 1, 19), 'T', ' ') AS TIMESTAMP) AS ingested_at, \
+             TIMESTAMP 'epoch' + e.expires_at * INTERVAL '1 second' AS expires_at, \
+             e.kafka.topic AS kafka_topic, e.kafka.\"partition\" AS kafka_partition, \
+             e.kafka.\"offset\" AS kafka_offset, \
+             ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY e.ingested_at DESC) AS landing \
+             FROM \"{external_schema}\".{EVENTS_TABLE} AS e \
+             WHERE e.expires_at > EXTRACT(EPOCH FROM GETDATE())\
+             ) AS landed \
+             WHERE landing = 1"
+        ),
+    )
+}
+
+/// `images`: one row per stored image, with the event columns `added`
+/// since version 6 (`phash` from 13; `original_sha256` and `uploaded_by`
+/// from 18).
+fn images_view(schema: &str, added: &[&str]) -> String {
+    let added: String = added.iter().map(|c| format!("{c}, ")).collect();
+    view(
+        schema,
+        "images",
+        &format!(
+            "SELECT id, sha256, content_type, bytes, width, height, {added}source, ingested_at, expires_at, \
+             's3://' || bucket || '/' || object_key AS s3_uri \
+             FROM \"{schema}\".events"
+        ),
+    )
+}
+
+/// Bits two perceptual hashes may differ in and still show the same
+/// picture: re-encoded, resized or recompressed copies differ in a few,
+/// unrelated pictures in about 32 of 64.
+pub const NEAR_DUPLICATE_DISTANCE: u32 = 10;
+
+/// `near_duplicates`: each pair of images with different bytes whose
+/// perceptual hashes differ in at most [`NEAR_DUPLICATE_DISTANCE`] bits, the
+/// earlier image first. Redshift has no bit count, so the distance is the
+/// population count of the two hashes' XOR, 32 bits at a time (the 16 hex
+/// digits as two BIGINTs), by the parallel sum of bit pairs, nibbles and
+/// bytes. XOR is written `(x | y) - (x & y)`; every operator is
+/// parenthesised, as operator precedence differs between SQL engines.
+fn near_duplicates_view(schema: &str) -> String {
+    let half = |hash: &str, start: u32| format!("STRTOL(SUBSTRING({hash}, {start}, 8), 16)");
+    let xor = |x: String, y: String| format!("(({x} | {y}) - ({x} & {y}))");
+    let pairs = |x: &str| format!("({x} - (({x} >> 1) & 1431655765))");
+    let nibbles = |x: &str| format!("(({x} & 858993459) + (({x} >> 2) & 858993459))");
+    let count = |x: &str| format!("((((({x} + ({x} >> 4)) & 252645135) * 16843009) >> 24) & 255)");
+    view(
+        schema,
+        "near_duplicates",
+        &format!(
+            "SELECT id, sha256, ingested_at, similar_id, similar_sha256, similar_ingested_at, \
+             ({} + {}) AS distance \
+             FROM (\
+             SELECT id, sha256, ingested_at, similar_id, similar_sha256, similar_ingested_at, \
+             {} AS high, {} AS low \
+             FROM (\
+             SELECT id, sha256, ingested_at, similar_id, similar_sha256, similar_ingested_at, \
+             {} AS high, {} AS low \
+             FROM (\
+             SELECT a.id, a.sha256, a.ingested_at, b.id AS similar_id, b.sha256 AS similar_sha256, \
+             b.ingested_at AS similar_ingested_at, {} AS high, {} AS low \
+             FROM \"{schema}\".images AS a \
+             JOIN \"{schema}\".images AS b ON a.id < b.id AND a.sha256 <> b.sha256 \
+             WHERE a.phash IS NOT NULL AND b.phash IS NOT NULL\
+             ) AS xored\
+             ) AS paired\
+             ) AS nibbled \
+             WHERE ({} + {}) <= {NEAR_DUPLICATE_DISTANCE}",
+            count("high"),
+            count("low"),
+            nibbles("high"),
+            nibbles("low"),
+            pairs("high"),
+            pairs("low"),
+            xor(half("a.phash", 1), half("b.phash", 1)),
+            xor(half("a.phash", 9), half("b.phash", 9)),
+            count("high"),
+            count("low"),
+        ),
+    )
 }
 
 /// Late binding (`WITH NO SCHEMA BINDING`): Redshift requires it of a view

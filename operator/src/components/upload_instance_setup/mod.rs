@@ -16,7 +16,7 @@ use ingest_core::contract::env;
 use serde_json::{Value, json};
 
 use super::metadata::SHA256_INDEX;
-use crate::api::v1alpha1::{ImageContentType, SecretKeyRef};
+use crate::api::v1alpha1::{ImageContentType, PerKeyLimits, SecretKeyRef};
 use crate::engine::{ComponentError, Owner, PipelineContext};
 
 /// The upload-api image run when `spec.uploadApi.image` is unset: the release
@@ -38,6 +38,8 @@ pub const IMDS_HOP_LIMIT: i32 = 2;
 
 /// Key prefix of image objects, the only part of the bucket the instances touch.
 pub use ingest_core::contract::prefix::IMAGES as IMAGES_PREFIX;
+use ingest_core::contract::prefix::STAGING as STAGING_PREFIX;
+use ingest_core::contract::table::UPLOAD_KEY_PREFIX;
 
 /// Where the API keys are inside the container (`UPLOAD_API_KEYS_FILE`).
 pub const CONTAINER_API_KEYS_FILE: &str = "/run/secrets/upload-api-keys";
@@ -80,6 +82,10 @@ pub struct UploadInstanceConfig {
     targets: UploadTargets,
     retention_days: i32,
     max_image_bytes: i64,
+    max_image_pixels: i64,
+    max_image_frames: i32,
+    strip_metadata: ingest_core::StripMetadata,
+    per_key_limits: PerKeyLimits,
     allowed_content_types: String,
     api_keys_parameter: String,
 }
@@ -112,6 +118,10 @@ impl UploadInstanceConfig {
             targets,
             retention_days: ctx.spec.storage.retention_days,
             max_image_bytes: spec.max_image_bytes,
+            max_image_pixels: spec.max_image_pixels,
+            max_image_frames: spec.max_image_frames,
+            strip_metadata: spec.strip_metadata.into(),
+            per_key_limits: spec.per_key_limits.clone().unwrap_or_default(),
             allowed_content_types,
             api_keys_parameter: api_keys_parameter_name(&ctx.owner),
         };
@@ -141,21 +151,45 @@ impl UploadInstanceConfig {
         &self.api_keys_parameter
     }
 
+    /// The per-key limits' settings, those that are set: the instances and
+    /// the in-cluster pods both take them.
+    pub fn key_limit_environment(&self) -> Vec<(&'static str, String)> {
+        let limits = &self.per_key_limits;
+        [
+            (
+                env::upload_api::KEY_REQUESTS_PER_SECOND,
+                limits.requests_per_second.map(|n| n.to_string()),
+            ),
+            (
+                env::upload_api::KEY_BYTES_PER_SECOND,
+                limits.bytes_per_second.map(|n| n.to_string()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
+    }
+
     /// The upload-api environment, by the names of DESIGN.md's table.
     pub fn environment(&self) -> BTreeMap<&'static str, String> {
         let targets = &self.targets;
-        BTreeMap::from([
+        let mut environment = BTreeMap::from([
             (env::upload_api::LISTEN, UPLOAD_LISTEN.to_owned()),
             (env::BUCKET, targets.bucket.clone()),
             (env::TABLE, targets.table.clone()),
             (env::DELIVERY_STREAM, targets.delivery_stream.clone()),
             (env::RETENTION_DAYS, self.retention_days.to_string()),
             (env::MAX_IMAGE_BYTES, self.max_image_bytes.to_string()),
+            (env::MAX_IMAGE_PIXELS, self.max_image_pixels.to_string()),
+            (env::MAX_IMAGE_FRAMES, self.max_image_frames.to_string()),
+            (env::STRIP_METADATA, self.strip_metadata.to_string()),
             (env::ALLOWED_CONTENT_TYPES, self.allowed_content_types.clone()),
             (env::upload_api::API_KEYS_FILE, CONTAINER_API_KEYS_FILE.to_owned()),
             (env::upload_api::SPOOL_DIR, CONTAINER_SPOOL_DIR.to_owned()),
             ("AWS_REGION", self.region.clone()),
-        ])
+        ]);
+        environment.extend(self.key_limit_environment());
+        environment
     }
 }
 
@@ -276,8 +310,11 @@ pub fn environment_from_user_data(script: &str) -> Option<BTreeMap<String, Strin
     }
 }
 
-/// What the instances may do: store and serve images under `images/`, read
-/// and write metadata items, send events, and read the API-keys parameter.
+/// What the instances may do: store and serve images under `images/`, stage
+/// resumable and direct uploads under `staging/` (and sign the forms that
+/// post there), read and write metadata items, update and delete only the
+/// items of uploads in progress, send events, and read the API-keys
+/// parameter.
 ///
 /// No `kms:Decrypt`: the bucket uses S3-managed keys, and the table and the
 /// parameter AWS-managed keys (`aws/dynamodb`, `aws/ssm`), whose key policies
@@ -295,6 +332,28 @@ pub fn instance_permissions_policy(ctx: &PipelineContext, config: &UploadInstanc
                 // Multipart uploads of large images can be abandoned midway.
                 "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
                 "Resource": [format!("arn:{}:s3:::{}/{IMAGES_PREFIX}*", ctx.partition, targets.bucket)]
+            },
+            {
+                "Sid": "StageUploads",
+                "Effect": "Allow",
+                // Resumable and direct uploads wait under staging/ until
+                // they are checked; their parts are aborted when given up.
+                "Action": [
+                    "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"
+                ],
+                "Resource": [format!("arn:{}:s3:::{}/{STAGING_PREFIX}*", ctx.partition, targets.bucket)]
+            },
+            {
+                "Sid": "TrackUploads",
+                "Effect": "Allow",
+                // Only the items of uploads in progress, never an image's.
+                "Action": ["dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                "Resource": [table_arn.clone()],
+                "Condition": {
+                    "ForAllValues:StringLike": {
+                        "dynamodb:LeadingKeys": [format!("{UPLOAD_KEY_PREFIX}*")]
+                    }
+                }
             },
             {
                 "Sid": "ReadAndWriteImageItems",

@@ -34,8 +34,9 @@ fn config(upload_api: &str) -> UploadInstanceConfig {
     UploadInstanceConfig::new(&context(upload_api), targets()).expect("a valid config")
 }
 
-const CUSTOM: &str = "{maxImageBytes: 5242880, allowedContentTypes: [image/png, image/gif], \
-                      apiKeysSecretRef: {name: photo-keys}}";
+const CUSTOM: &str = "{maxImageBytes: 5242880, maxImagePixels: 24000000, maxImageFrames: 50, \
+                      stripMetadata: location, perKeyLimits: {requestsPerSecond: 20}, \
+                      allowedContentTypes: [image/png, image/gif], apiKeysSecretRef: {name: photo-keys}}";
 
 #[test]
 fn environment_uses_the_design_names_and_the_spec_values() {
@@ -47,6 +48,10 @@ fn environment_uses_the_design_names_and_the_spec_values() {
         ("PIPELINE_DELIVERY_STREAM", "photos-events"),
         ("PIPELINE_RETENTION_DAYS", "30"),
         ("PIPELINE_MAX_IMAGE_BYTES", "5242880"),
+        ("PIPELINE_MAX_IMAGE_PIXELS", "24000000"),
+        ("PIPELINE_MAX_IMAGE_FRAMES", "50"),
+        ("PIPELINE_STRIP_METADATA", "location"),
+        ("UPLOAD_KEY_REQUESTS_PER_SECOND", "20"),
         ("PIPELINE_ALLOWED_CONTENT_TYPES", "image/png,image/gif"),
         ("UPLOAD_API_KEYS_FILE", "/run/secrets/upload-api-keys"),
         ("UPLOAD_SPOOL_DIR", "/var/spool/upload-api"),
@@ -174,7 +179,7 @@ fn api_keys_come_from_the_users_secret_or_the_generated_one() {
 }
 
 #[test]
-fn permissions_name_specific_arns_and_only_the_images_prefix() {
+fn permissions_name_specific_arns_the_images_and_staging_prefixes_and_only_upload_items_to_change() {
     let ctx = context(CUSTOM);
     let policy = instance_permissions_policy(&ctx, &config(CUSTOM));
     let statements = policy["Statement"].as_array().expect("statements");
@@ -194,19 +199,36 @@ fn permissions_name_specific_arns_and_only_the_images_prefix() {
         }
     }
     let table = "arn:aws:dynamodb:eu-west-1:123456789012:table/photos-table";
+    let (images, staging) = (
+        "arn:aws:s3:::photos-bucket/images/*".to_owned(),
+        "arn:aws:s3:::photos-bucket/staging/*".to_owned(),
+    );
+    // Items are updated and deleted only when their key is an upload's.
+    let tracking = statements
+        .iter()
+        .find(|s| {
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "dynamodb:DeleteItem")
+        })
+        .expect("a statement that deletes items");
+    assert_eq!(
+        tracking["Condition"],
+        serde_json::json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["upload#*"]}})
+    );
+    assert!(
+        statements.iter().filter(|s| s.get("Condition").is_some()).count() == 1,
+        "only the upload items' statement is conditional"
+    );
     let expected: BTreeMap<&str, Vec<String>> = BTreeMap::from([
-        (
-            "s3:AbortMultipartUpload",
-            vec!["arn:aws:s3:::photos-bucket/images/*".to_owned()],
-        ),
-        (
-            "s3:GetObject",
-            vec!["arn:aws:s3:::photos-bucket/images/*".to_owned()],
-        ),
-        (
-            "s3:PutObject",
-            vec!["arn:aws:s3:::photos-bucket/images/*".to_owned()],
-        ),
+        ("s3:AbortMultipartUpload", vec![images.clone(), staging.clone()]),
+        ("s3:DeleteObject", vec![staging.clone()]),
+        ("s3:GetObject", vec![images.clone(), staging.clone()]),
+        ("s3:PutObject", vec![images.clone(), staging.clone()]),
+        ("dynamodb:DeleteItem", vec![table.to_owned()]),
+        ("dynamodb:UpdateItem", vec![table.to_owned()]),
         ("dynamodb:GetItem", vec![table.to_owned()]),
         ("dynamodb:PutItem", vec![table.to_owned()]),
         (

@@ -183,7 +183,7 @@ pub fn desired_services(
 
     let spec = &ctx.spec.services;
     let (upload_container, upload_volumes) =
-        pods::upload_api(ctx, upload_config.image(), &names.config_map, settings);
+        pods::upload_api(ctx, &upload_config, &names.config_map, settings);
     let upload_deployment = pods::deployment(
         meta(&names.upload, UPLOAD_API),
         &name,

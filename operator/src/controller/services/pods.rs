@@ -20,7 +20,7 @@ use super::{
     CONFIG_HASH_ANNOTATION, DEFAULT_STREAM_BRIDGE_IMAGE, STREAM_BRIDGE, ServiceSettings, UPLOAD_API,
     selector_labels,
 };
-use crate::components::upload_instance_setup::api_keys_secret;
+use crate::components::upload_instance_setup::{UploadInstanceConfig, api_keys_secret};
 use crate::engine::PipelineContext;
 
 const UPLOAD_PORT: i32 = 8080;
@@ -39,7 +39,7 @@ const AWS_CA_KEY: &str = "ca.crt";
 /// from the keys Secret, a spool directory for large uploads.
 pub(super) fn upload_api(
     ctx: &PipelineContext,
-    image: &str,
+    upload_config: &UploadInstanceConfig,
     config_map: &str,
     settings: &ServiceSettings,
 ) -> (Container, Vec<Volume>) {
@@ -47,17 +47,22 @@ pub(super) fn upload_api(
     let api_keys = api_keys_secret(ctx);
     let mut container = Container {
         name: UPLOAD_API.to_owned(),
-        image: Some(image.to_owned()),
+        image: Some(upload_config.image().to_owned()),
         args: None,
-        env: Some(env_vars(&[
-            (env::upload_api::LISTEN, format!("0.0.0.0:{UPLOAD_PORT}")),
-            (
-                env::upload_api::API_KEYS_FILE,
-                format!("{API_KEYS_DIR}/{API_KEYS_FILE_NAME}"),
-            ),
-            (env::upload_api::SPOOL_DIR, SPOOL_DIR.to_owned()),
-            (env::upload_api::LOG_JSON, "true".to_owned()),
-        ])),
+        env: Some(env_vars(
+            &[
+                (env::upload_api::LISTEN, format!("0.0.0.0:{UPLOAD_PORT}")),
+                (
+                    env::upload_api::API_KEYS_FILE,
+                    format!("{API_KEYS_DIR}/{API_KEYS_FILE_NAME}"),
+                ),
+                (env::upload_api::SPOOL_DIR, SPOOL_DIR.to_owned()),
+                (env::upload_api::LOG_JSON, "true".to_owned()),
+            ]
+            .into_iter()
+            .chain(upload_config.key_limit_environment())
+            .collect::<Vec<_>>(),
+        )),
         ports: Some(vec![port("http", UPLOAD_PORT)]),
         volume_mounts: Some(vec![
             mount("api-keys", API_KEYS_DIR, true),

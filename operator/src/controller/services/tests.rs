@@ -77,6 +77,9 @@ fn the_config_map_holds_the_resolved_endpoints_by_the_contract_names() {
         (env::DELIVERY_STREAM, "photos-stream"),
         (env::RETENTION_DAYS, "7"),
         (env::MAX_IMAGE_BYTES, "20971520"),
+        (env::MAX_IMAGE_PIXELS, "100000000"),
+        (env::MAX_IMAGE_FRAMES, "1000"),
+        (env::STRIP_METADATA, "all"),
         (env::ALLOWED_CONTENT_TYPES, "image/jpeg,image/png"),
         ("AWS_REGION", "eu-west-1"),
         (

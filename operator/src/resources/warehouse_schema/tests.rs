@@ -67,31 +67,31 @@ fn a_cluster_made_before_migrations_were_numbered_is_at_version_1() {
 fn plan_names_the_migrations_left_to_apply() {
     let schema = schema(SchemaRecord::default());
     let latest = schema.latest();
-    assert_eq!(latest, 9);
+    assert_eq!(latest, 18);
     assert_eq!(
         schema.create_fields(),
-        ["apply migrations 1–9, through the Redshift Data API"]
+        ["apply migrations 1–18, through the Redshift Data API"]
     );
     assert_eq!(
-        schema.delta(&state(7, None)),
-        Ok(vec!["apply migrations 8–9".to_owned()])
+        schema.delta(&state(16, None)),
+        Ok(vec!["apply migrations 17–18".to_owned()])
     );
     assert_eq!(
-        schema.delta(&state(8, None)),
-        Ok(vec!["apply migration 9".to_owned()])
+        schema.delta(&state(17, None)),
+        Ok(vec!["apply migration 18".to_owned()])
     );
     assert_eq!(
         schema.delta(&state(3, Some((4, StatementState::Running)))),
-        Ok(vec!["apply migrations 4–9 (migration 4 running)".to_owned()])
+        Ok(vec!["apply migrations 4–18 (migration 4 running)".to_owned()])
     );
     assert_eq!(
         schema.delta(&state(3, Some((4, StatementState::Finished)))),
-        Ok(vec!["apply migrations 4–9".to_owned()])
+        Ok(vec!["apply migrations 4–18".to_owned()])
     );
     // Nothing to change: every migration applied, or the last one running.
-    assert_eq!(schema.delta(&state(9, None)), Ok(vec![]));
+    assert_eq!(schema.delta(&state(18, None)), Ok(vec![]));
     assert_eq!(
-        schema.delta(&state(8, Some((9, StatementState::Running)))),
+        schema.delta(&state(17, Some((18, StatementState::Running)))),
         Ok(vec![])
     );
 }
@@ -99,13 +99,13 @@ fn plan_names_the_migrations_left_to_apply() {
 #[test]
 fn the_schema_is_ready_only_once_the_last_migration_is_applied() {
     let schema = schema(SchemaRecord::default());
-    assert_eq!(schema.readiness(&state(9, None)), Readiness::Ready);
+    assert_eq!(schema.readiness(&state(18, None)), Readiness::Ready);
     let Readiness::Waiting(why) = schema.readiness(&state(4, Some((5, StatementState::Running)))) else {
         panic!("a schema half made is not ready");
     };
     assert_eq!(
         why,
-        "the warehouse schema is at version 4 of 9: migration 5 \
+        "the warehouse schema is at version 4 of 18: migration 5 \
          (create the view events: one row per image id, within retention)"
     );
 }
@@ -118,7 +118,7 @@ fn a_failed_migration_is_a_condition_naming_the_statement_and_redshifts_error() 
     assert_eq!(
         schema.delta(&failed),
         Ok(vec![format!(
-            "migration 5 failed ({error}): apply migrations 5–9"
+            "migration 5 failed ({error}): apply migrations 5–18"
         )])
     );
     let condition = schema.failure(5, "statement-5", error);

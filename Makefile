@@ -36,11 +36,12 @@ clippy:
 test: prerequisites tools fmt-check clippy
 	$(CARGO) test --workspace
 
+# One cargo run over the workspace's benches: a `cargo bench -p` per crate
+# resolves another feature set and compiles every dependency again.
 bench: prerequisites
 	@scripts/tools.sh install moto
 	@scripts/tools.sh install tansu
-	$(CARGO) bench -p upload-api --bench upload
-	$(CARGO) bench -p stream-bridge --bench throughput
+	$(CARGO) bench --workspace --benches
 
 crds:
 	$(CARGO) run --quiet -p imagepipeline-operator -- crd > crds/imagepipelines.imagepipeline.io.yaml

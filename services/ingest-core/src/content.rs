@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::image_type::{ImageInfo, ImageType, InspectError, dimensions, inspect};
 use crate::verify::{self, DecodeBudget, ImageRules, Verified, VerifyError};
@@ -19,6 +19,11 @@ use crate::verify::{self, DecodeBudget, ImageRules, Verified, VerifyError};
 /// Bytes an image may hold in memory while it arrives; beyond this it is
 /// written to the spool directory.
 pub const IN_MEMORY_BYTES: usize = 256 * 1024;
+
+/// Bytes a spooled image is written and read in: every write or read of a
+/// file is a hand-off to a blocking thread, so few large ones cost less
+/// than one per body chunk (typically 16 KiB).
+const FILE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Bytes an image type's signature needs, read from a spooled file.
 const SIGNATURE_BYTES: usize = 16;
@@ -154,7 +159,7 @@ impl Content {
                 .path(path)
                 .offset(range.start)
                 .length(Length::Exact(range.end - range.start))
-                .buffer_size(64 * 1024)
+                .buffer_size(FILE_BUFFER_BYTES)
                 .build()
                 .await
                 .map_err(io::Error::other),
@@ -215,7 +220,7 @@ pub struct Spool {
     len: u64,
     hasher: Sha256,
     memory: BytesMut,
-    file: Option<(tokio::fs::File, TempPath)>,
+    file: Option<(BufWriter<tokio::fs::File>, TempPath)>,
 }
 
 impl Spool {
@@ -250,7 +255,7 @@ impl Spool {
                 .tempfile_in(&self.dir)
                 .map_err(io)?
                 .into_parts();
-            let mut file = tokio::fs::File::from_std(file);
+            let mut file = BufWriter::with_capacity(FILE_BUFFER_BYTES, tokio::fs::File::from_std(file));
             file.write_all(&self.memory).await.map_err(io)?;
             self.memory = BytesMut::new();
             self.file = Some((file, path));

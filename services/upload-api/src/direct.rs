@@ -52,14 +52,7 @@ pub struct DirectUpload {
     responses(
         (status = 201, description = "Post the file to `url` with `fields`, then complete", body = DirectUpload,
             headers(("Location" = String, description = "Where to complete the upload"))),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "AWS failed", body = ErrorBody),
-        (status = 503, description = "AWS throttled", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
@@ -100,7 +93,6 @@ pub(crate) async fn create(
         (status = 200, description = "Stored before (this upload completed already, or the same content was stored)",
             body = ingest_core::ImageItem),
         (status = 400, description = "The posted file is empty", body = ErrorBody),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 404, description = "No such upload of this key", body = ErrorBody),
         (status = 409, description = "S3 has no file for this upload yet", body = ErrorBody),
         (status = 410, description = "The upload expired", body = ErrorBody),
@@ -108,14 +100,10 @@ pub(crate) async fn create(
         (status = 415, description = "Not an accepted image type, or does not decode", body = ErrorBody),
         (status = 423, description = "Another request is completing this upload", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The service could not spool the upload", body = ErrorBody),
-        (status = 502, description = "AWS failed", body = ErrorBody),
         (status = 503, description = "Too many uploads in flight, or AWS throttled", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn complete(
     State(state): State<Arc<AppState>>,

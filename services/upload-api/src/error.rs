@@ -103,6 +103,7 @@ impl ApiError {
                 StagingError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
                 StagingError::Locked { .. } => (StatusCode::LOCKED, "upload_locked"),
                 StagingError::NotReceived => (StatusCode::CONFLICT, "upload_not_received"),
+                StagingError::Spool(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
                 StagingError::Backend(err) if err.throttled => {
                     (StatusCode::SERVICE_UNAVAILABLE, "backend_throttled")
                 }

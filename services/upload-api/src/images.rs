@@ -42,18 +42,13 @@ use crate::{AppState, Caller, metrics, openapi};
         (status = 201, description = "Stored", body = ingest_core::ImageItem),
         (status = 200, description = "The same content was stored already: its item", body = ingest_core::ImageItem),
         (status = 400, description = "Empty body, malformed multipart, no `file` field", body = ErrorBody),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 408, description = "The body stopped arriving", body = ErrorBody),
         (status = 413, description = "Over the size, pixel or frame limit", body = ErrorBody),
         (status = 415, description = "Not an accepted image type, not the declared type, or does not decode", body = ErrorBody),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The service could not spool the upload", body = ErrorBody),
-        (status = 502, description = "AWS failed", body = ErrorBody),
         (status = 503, description = "Too many uploads in flight, or AWS throttled", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn upload(
     State(state): State<Arc<AppState>>,
@@ -280,15 +275,8 @@ pub(crate) async fn find(state: &AppState, id: &str) -> Result<ingest_core::Imag
     params(("id" = String, Path, description = "The image id")),
     responses(
         (status = 200, description = "The item", body = ingest_core::ImageItem),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 404, description = "No image has that id", body = ErrorBody),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "AWS failed", body = ErrorBody),
-        (status = 503, description = "AWS throttled", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn metadata(
     State(state): State<Arc<AppState>>,
@@ -310,15 +298,8 @@ pub(crate) async fn metadata(
             ([u8] = "image/webp"),
             ([u8] = "image/gif")
         )),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 404, description = "No image has that id", body = ErrorBody),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "AWS failed", body = ErrorBody),
-        (status = 503, description = "AWS throttled", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn content(
     State(state): State<Arc<AppState>>,

@@ -76,7 +76,7 @@ impl AppState {
         max_concurrent_uploads: usize,
     ) -> Self {
         Self {
-            staging: Staging::new(&store),
+            staging: Staging::new(&store, &spool_dir),
             store,
             auth,
             max_image_bytes,

@@ -3,7 +3,10 @@
 //! and committed as `services/upload-api/openapi.json` (a test fails when
 //! the two differ).
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -35,7 +38,7 @@ pub const COMMITTED: &str = "openapi.json";
         crate::openapi_json
     ),
     components(schemas(ingest_core::ImageItem, ErrorBody, ErrorDetail, UploadForm, crate::direct::DirectUpload)),
-    modifiers(&ApiKeyAuth)
+    modifiers(&ApiKeyAuth, &KeyedOperations)
 )]
 pub struct ApiDoc;
 
@@ -58,6 +61,72 @@ impl Modify for ApiKeyAuth {
         bearer.description = Some("An API key of the pipeline's keys file".to_owned());
         components.add_security_scheme(API_KEY, SecurityScheme::Http(bearer));
     }
+}
+
+/// What every keyed operation may also answer: the key check runs before
+/// each one (401, 429), and each calls AWS (502, 503). Added here once
+/// rather than repeated in every handler's annotation; a handler that says
+/// more about one of these statuses keeps its own description.
+struct KeyedOperations;
+
+/// The operations that take a key: all of `/v1` but tus discovery, which
+/// clients ask before they have an upload.
+fn keyed<'a>(path: &str, item: &'a mut PathItem) -> Vec<(bool, &'a mut Operation)> {
+    if !path.starts_with("/v1/") {
+        return Vec::new();
+    }
+    [
+        (false, item.get.as_mut()),
+        (false, item.post.as_mut()),
+        (false, item.put.as_mut()),
+        (false, item.patch.as_mut()),
+        (false, item.delete.as_mut()),
+        (true, item.head.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(head, operation)| operation.map(|o| (head, o)))
+    .collect()
+}
+
+impl Modify for KeyedOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            for (head, operation) in keyed(path, item) {
+                operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(API_KEY, [])]);
+                let rows = [
+                    ("401", "No or wrong API key", false),
+                    ("429", "The key is over its limits", true),
+                    ("502", "AWS failed", false),
+                    ("503", "AWS throttled", true),
+                ];
+                for (status, description, retry_after) in rows {
+                    let responses = &mut operation.responses.responses;
+                    if !responses.contains_key(status) {
+                        responses.insert(status.to_owned(), error_response(description, head, retry_after));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An error answer; `HEAD` answers carry no body.
+fn error_response(description: &str, head: bool, retry_after: bool) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description);
+    if !head {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        response = response.content("application/json", body);
+    }
+    if retry_after {
+        let seconds = HeaderBuilder::new()
+            .schema(<u64 as utoipa::PartialSchema>::schema())
+            .description(Some("Seconds to wait"))
+            .build();
+        response = response.header("Retry-After", seconds);
+    }
+    RefOr::T(response.build())
 }
 
 /// A `multipart/form-data` upload: the image in the field `file`.

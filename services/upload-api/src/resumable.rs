@@ -89,16 +89,9 @@ pub(crate) async fn discover(State(state): State<Arc<AppState>>) -> Response {
                 ("Tus-Resumable" = String, description = "1.0.0"),
             )),
         (status = 400, description = "No or malformed Upload-Length or Upload-Metadata, or a deferred length", body = ErrorBody),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0", body = ErrorBody),
         (status = 413, description = "Larger than the pipeline's limit", body = ErrorBody),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "AWS failed", body = ErrorBody),
-        (status = 503, description = "AWS throttled", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
@@ -168,15 +161,10 @@ pub(crate) async fn create(
                 ("Image-Id" = String, description = "Once finished: the stored image's id"),
                 ("Tus-Resumable" = String, description = "1.0.0"),
             )),
-        (status = 401, description = "No or wrong API key"),
         (status = 404, description = "No such upload of this key"),
         (status = 410, description = "The upload expired"),
         (status = 412, description = "Not tus 1.0.0"),
-        (status = 429, description = "The key is over its limits"),
-        (status = 502, description = "AWS failed"),
-        (status = 503, description = "AWS throttled"),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn offset(
     State(state): State<Arc<AppState>>,
@@ -223,7 +211,6 @@ pub(crate) async fn offset(
                 ("Tus-Resumable" = String, description = "1.0.0"),
             )),
         (status = 400, description = "No or malformed Upload-Offset", body = ErrorBody),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 404, description = "No such upload of this key", body = ErrorBody),
         (status = 408, description = "The body stopped arriving; what came is kept", body = ErrorBody),
         (status = 409, description = "Upload-Offset is not the upload's offset", body = ErrorBody),
@@ -233,14 +220,10 @@ pub(crate) async fn offset(
         (status = 415, description = "Not application/offset+octet-stream, or the complete upload is not an accepted image", body = ErrorBody),
         (status = 423, description = "Another request is writing this upload", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The service could not spool the upload", body = ErrorBody),
-        (status = 502, description = "AWS failed", body = ErrorBody),
         (status = 503, description = "Too many uploads in flight, or AWS throttled", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn append(
     State(state): State<Arc<AppState>>,
@@ -336,19 +319,12 @@ async fn append_and_finish(
     ),
     responses(
         (status = 204, description = "Removed", headers(("Tus-Resumable" = String, description = "1.0.0"))),
-        (status = 401, description = "No or wrong API key", body = ErrorBody),
         (status = 404, description = "No such upload of this key", body = ErrorBody),
         (status = 410, description = "The upload expired", body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0", body = ErrorBody),
         (status = 423, description = "Another request is writing this upload", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 429, description = "The key is over its limits", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 502, description = "AWS failed", body = ErrorBody),
-        (status = 503, description = "AWS throttled", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("api_key" = []))
+    )
 )]
 pub(crate) async fn terminate(
     State(state): State<Arc<AppState>>,

@@ -186,6 +186,8 @@ async fn every_type_uploads_raw_and_multipart_and_the_same_bytes_are_stored_once
         metrics.contains(r#"upload_api_requests_total{route="/v1/images",status="201"} 8"#),
         "{metrics}"
     );
+    // The chart's alerts and dashboards read only metrics served here.
+    ingest_testing::monitoring::assert_monitoring_reads_only_exposed(&metrics, "upload_api_");
     assert_eq!(
         s.http
             .get(format!("{}/readyz", s.url))

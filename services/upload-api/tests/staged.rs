@@ -46,6 +46,15 @@ async fn instance(storage: &PipelineStorage, keys_dir: &std::path::Path) -> Stri
     url
 }
 
+/// The files the instances spooled and left in `dir`, their keys file aside.
+fn spooled_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "keys")
+        .collect()
+}
+
 /// Creates a resumable upload at `url`; its URL.
 async fn create(http: &reqwest::Client, url: &str, length: usize, metadata: Option<&str>) -> String {
     let mut request = http
@@ -215,6 +224,11 @@ async fn an_upload_broken_off_at_one_instance_finishes_at_another() {
     let stored = storage.object(item["key"].as_str().unwrap()).await;
     assert!(stored.bytes == image, "the stored image is the uploaded one");
     assert_nothing_staged(&storage).await;
+    assert_eq!(
+        spooled_files(dir.path()),
+        Vec::<String>::new(),
+        "parts and images spooled are removed"
+    );
 
     // The finished upload tells its image, and a repeated last request too.
     let answer = head(&http, &a, &upload).await;

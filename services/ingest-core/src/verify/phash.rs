@@ -72,6 +72,7 @@ impl PixelLayout {
 
     /// Rec. 601 luminance, transparent pixels seen against white (as a
     /// browser page shows them).
+    #[inline(always)]
     fn luma(self, pixel: &[u8]) -> u32 {
         let (value, alpha) = match self {
             PixelLayout::Luma => (u32::from(pixel[0]), 255),
@@ -91,31 +92,41 @@ impl PixelLayout {
 }
 
 /// The hash of `width`×`height` pixels laid out row after row.
+///
+/// Every cell's luminance is summed over runs of whole lines and columns
+/// (the pixel ranges [`cell_ranges`] gives), so the work per pixel is one
+/// luminance and one addition; the loop is compiled once per layout.
 pub(crate) fn difference_hash(
     width: usize,
     height: usize,
     layout: PixelLayout,
     pixels: &[u8],
 ) -> PerceptualHash {
-    let channels = layout.channels();
-    let columns = cells_of(width, COLUMNS);
-    let rows = cells_of(height, ROWS);
+    let columns = cell_ranges(width, COLUMNS);
+    let rows = cell_ranges(height, ROWS);
     let mut sums = [[0u64; COLUMNS]; ROWS];
-    let mut counts = [[0u64; COLUMNS]; ROWS];
-    for (row, line) in rows.iter().zip(pixels.chunks_exact(width * channels)) {
-        for (column, pixel) in columns.iter().zip(line.chunks_exact(channels)) {
-            let luma = u64::from(layout.luma(pixel));
-            for cell_row in row.clone() {
-                for cell in column.clone() {
-                    sums[cell_row][cell] += luma;
-                    counts[cell_row][cell] += 1;
+    let line_bytes = width * layout.channels();
+    for (y, line) in pixels.chunks_exact(line_bytes.max(1)).take(height).enumerate() {
+        let line_sums = match layout {
+            PixelLayout::Luma => line_sums::<1>(line, &columns, |p| PixelLayout::Luma.luma(p)),
+            PixelLayout::LumaAlpha => line_sums::<2>(line, &columns, |p| PixelLayout::LumaAlpha.luma(p)),
+            PixelLayout::Rgb => line_sums::<3>(line, &columns, |p| PixelLayout::Rgb.luma(p)),
+            PixelLayout::Rgba => line_sums::<4>(line, &columns, |p| PixelLayout::Rgba.luma(p)),
+        };
+        for (cell_row, lines) in sums.iter_mut().zip(&rows) {
+            if lines.contains(&y) {
+                for (sum, line_sum) in cell_row.iter_mut().zip(line_sums) {
+                    *sum += line_sum;
                 }
             }
         }
     }
     let mut bits = 0u64;
-    for (sums, counts) in sums.iter().zip(&counts) {
-        let averages: [u64; COLUMNS] = std::array::from_fn(|c| sums[c] * 16 / counts[c].max(1));
+    for (sums, lines) in sums.iter().zip(&rows) {
+        let averages: [u64; COLUMNS] = std::array::from_fn(|c| {
+            let count = (lines.len() * columns[c].len()) as u64;
+            sums[c] * 16 / count.max(1)
+        });
         for pair in averages.windows(2) {
             bits = bits << 1 | u64::from(pair[0] > pair[1]);
         }
@@ -123,21 +134,33 @@ pub(crate) fn difference_hash(
     PerceptualHash(bits)
 }
 
-/// The cells each of `len` pixels falls in when a line is cut into `cells`:
-/// one each for a long line; a line shorter than `cells` lends each pixel to
-/// several, so no cell is empty.
-fn cells_of(len: usize, cells: usize) -> Vec<std::ops::Range<usize>> {
-    // (first, last) cell of each pixel; none yet is (MAX, 0).
-    let mut bounds = vec![(usize::MAX, 0); len];
-    for cell in 0..cells {
-        let start = cell * len / cells;
-        let end = ((cell + 1) * len / cells).max(start + 1);
-        for (first, last) in &mut bounds[start..end.min(len)] {
-            *first = (*first).min(cell);
-            *last = (*last).max(cell + 1);
+/// The luminance of one line summed over each column of cells.
+fn line_sums<const CHANNELS: usize>(
+    line: &[u8],
+    columns: &[std::ops::Range<usize>; COLUMNS],
+    luma: impl Fn(&[u8]) -> u32,
+) -> [u64; COLUMNS] {
+    std::array::from_fn(|c| {
+        let cell = &line[columns[c].start * CHANNELS..columns[c].end * CHANNELS];
+        cell.chunks_exact(CHANNELS)
+            .map(|pixel| u64::from(luma(pixel)))
+            .sum()
+    })
+}
+
+/// The pixels of a line of `len` that each of `cells` covers: an equal share
+/// each for a long line; in a line shorter than `cells`, a pixel is lent to
+/// several cells so that none is empty.
+/// (The array is as long as the longer of the two lines of cells.)
+fn cell_ranges(len: usize, cells: usize) -> [std::ops::Range<usize>; COLUMNS] {
+    std::array::from_fn(|cell| {
+        if cell >= cells || len == 0 {
+            return 0..0;
         }
-    }
-    bounds.into_iter().map(|(first, last)| first..last).collect()
+        let start = cell * len / cells;
+        let end = ((cell + 1) * len / cells).max(start + 1).min(len);
+        start..end
+    })
 }
 
 #[cfg(test)]
@@ -200,6 +223,89 @@ mod tests {
                 .count_ones(),
             8
         );
+    }
+
+    /// The hash computed pixel by pixel, cell by cell, as first written:
+    /// the summed runs must give exactly its bits.
+    fn reference_hash(width: usize, height: usize, layout: PixelLayout, pixels: &[u8]) -> PerceptualHash {
+        let pixel_cells = |len: usize, cells: usize| -> Vec<Vec<usize>> {
+            (0..len)
+                .map(|p| {
+                    (0..cells)
+                        .filter(|&c| {
+                            let start = c * len / cells;
+                            let end = ((c + 1) * len / cells).max(start + 1);
+                            (start..end).contains(&p)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (columns, rows) = (pixel_cells(width, COLUMNS), pixel_cells(height, ROWS));
+        let channels = layout.channels();
+        let mut sums = [[0u64; COLUMNS]; ROWS];
+        let mut counts = [[0u64; COLUMNS]; ROWS];
+        for (y, line) in pixels.chunks_exact(width * channels).enumerate() {
+            for (x, pixel) in line.chunks_exact(channels).enumerate() {
+                for &r in &rows[y] {
+                    for &c in &columns[x] {
+                        sums[r][c] += u64::from(layout.luma(pixel));
+                        counts[r][c] += 1;
+                    }
+                }
+            }
+        }
+        let mut bits = 0u64;
+        for r in 0..ROWS {
+            for c in 0..COLUMNS - 1 {
+                let left = sums[r][c] * 16 / counts[r][c].max(1);
+                let right = sums[r][c + 1] * 16 / counts[r][c + 1].max(1);
+                bits = bits << 1 | u64::from(left > right);
+            }
+        }
+        PerceptualHash(bits)
+    }
+
+    #[test]
+    fn summed_runs_give_the_bits_of_the_pixel_by_pixel_hash_for_every_layout_and_size() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut noise = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect()
+        };
+        let sizes = [
+            (1, 1),
+            (2, 1),
+            (1, 9),
+            (8, 8),
+            (9, 8),
+            (10, 7),
+            (17, 33),
+            (100, 3),
+            (641, 479),
+            (640, 480),
+        ];
+        for layout in [
+            PixelLayout::Luma,
+            PixelLayout::LumaAlpha,
+            PixelLayout::Rgb,
+            PixelLayout::Rgba,
+        ] {
+            for (width, height) in sizes {
+                let pixels = noise(width * height * layout.channels());
+                assert_eq!(
+                    difference_hash(width, height, layout, &pixels),
+                    reference_hash(width, height, layout, &pixels),
+                    "{layout:?} {width}x{height}"
+                );
+            }
+        }
     }
 
     #[test]

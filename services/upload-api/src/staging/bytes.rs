@@ -1,7 +1,7 @@
 //! The bytes of staged uploads in S3: appended as they arrive, assembled
 //! into one object, read back through the spool, removed.
 
-use ::bytes::{Bytes, BytesMut};
+use ::bytes::Bytes;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{Stream, StreamExt};
@@ -9,6 +9,7 @@ use ingest_core::store::{Backend, StoreError};
 use ingest_core::{Content, Spool, SpoolError};
 use jiff::Timestamp;
 
+use super::part::PartFile;
 use super::{PART_BYTES, StagedUpload, Staging, StagingError, object_key, tail_key};
 
 /// How an append ended.
@@ -37,13 +38,12 @@ impl Staging {
     where
         S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
     {
-        let mut pending = if upload.tail > 0 {
-            self.read_tail(upload).await?
-        } else {
-            BytesMut::new()
-        };
+        let mut part = self.part_file().await?;
+        if upload.tail > 0 {
+            self.read_tail_into(upload, &mut part).await?;
+        }
         let start = upload.offset();
-        let mut received = upload.offset();
+        let mut received = start;
         let mut ended = Appended::Whole;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -55,30 +55,43 @@ impl Staging {
             };
             let room = usize::try_from(upload.length - received).unwrap_or(usize::MAX);
             let fits = chunk.len().min(room);
-            pending.extend_from_slice(&chunk[..fits]);
             received += fits as u64;
             if fits < chunk.len() {
                 ended = Appended::Cut(AppendCut::TooLong);
             }
-            while pending.len() as u64 >= PART_BYTES {
-                let part = pending.split_to(PART_BYTES as usize).freeze();
-                self.upload_part(upload, part).await?;
-                upload.tail = 0;
-                self.save(upload, true, Timestamp::now()).await?;
+            let mut rest = &chunk[..fits];
+            while !rest.is_empty() {
+                let space = usize::try_from(PART_BYTES - part.len()).unwrap_or(usize::MAX);
+                let (now, later) = rest.split_at(rest.len().min(space));
+                part.write(now).await.map_err(StagingError::Spool)?;
+                rest = later;
+                if part.len() == PART_BYTES {
+                    let full = std::mem::replace(&mut part, self.part_file().await?);
+                    let (bytes, _file) = full.into_body().await.map_err(StagingError::Spool)?;
+                    self.upload_part(upload, bytes).await?;
+                    upload.tail = 0;
+                    self.save(upload, true, Timestamp::now()).await?;
+                }
             }
             if matches!(ended, Appended::Cut(_)) {
                 break;
             }
         }
-        if received != start && !pending.is_empty() {
-            let tail = pending.len() as u64;
-            self.put_tail(upload, pending.freeze()).await?;
+        if received != start && !part.is_empty() {
+            let tail = part.len();
+            self.put_tail(upload, part).await?;
             upload.tail = tail;
         }
         Ok(ended)
     }
 
-    async fn read_tail(&self, upload: &StagedUpload) -> Result<BytesMut, StagingError> {
+    async fn part_file(&self) -> Result<PartFile, StagingError> {
+        PartFile::new(&self.spool_dir).await.map_err(StagingError::Spool)
+    }
+
+    /// The tail object's bytes, to fill the rest of their part.
+    async fn read_tail_into(&self, upload: &StagedUpload, part: &mut PartFile) -> Result<(), StagingError> {
+        let action = "read the upload's last bytes";
         let object = self
             .store
             .s3()
@@ -87,63 +100,92 @@ impl Staging {
             .key(tail_key(upload.id))
             .send()
             .await
-            .map_err(|err| StoreError::from_sdk(Backend::S3, "read the upload's last bytes", err))?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|err| failure(Backend::S3, "read the upload's last bytes", err.to_string()))?;
-        Ok(BytesMut::from(bytes.into_bytes().as_ref()))
+            .map_err(|err| StoreError::from_sdk(Backend::S3, action, err))?;
+        let mut body = object.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|err| failure(Backend::S3, action, err.to_string()))?;
+            part.write(&chunk).await.map_err(StagingError::Spool)?;
+        }
+        Ok(())
     }
 
-    async fn put_tail(&self, upload: &StagedUpload, tail: Bytes) -> Result<(), StagingError> {
+    async fn put_tail(&self, upload: &StagedUpload, tail: PartFile) -> Result<(), StagingError> {
+        let (bytes, _file) = tail.into_body().await.map_err(StagingError::Spool)?;
         self.store
             .s3()
             .put_object()
             .bucket(self.bucket())
             .key(tail_key(upload.id))
-            .body(ByteStream::from(tail))
+            .body(bytes)
             .send()
             .await
             .map_err(|err| StoreError::from_sdk(Backend::S3, "keep the upload's last bytes", err))?;
         Ok(())
     }
 
-    async fn upload_part(&self, upload: &mut StagedUpload, part: Bytes) -> Result<(), StagingError> {
-        let key = object_key(upload.id);
-        let multipart = match &upload.multipart {
-            Some(id) => id.clone(),
-            None => {
-                let created = self
-                    .store
-                    .s3()
-                    .create_multipart_upload()
-                    .bucket(self.bucket())
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|err| {
-                        StoreError::from_sdk(Backend::S3, "start the upload's multipart upload", err)
-                    })?;
-                let id = created.upload_id().unwrap_or_default().to_owned();
-                upload.multipart = Some(id.clone());
-                id
-            }
-        };
-        let number = i32::try_from(upload.parts.len() + 1).unwrap_or(i32::MAX);
+    /// The multipart upload's id, started now if this is the first part.
+    async fn multipart_id(&self, upload: &mut StagedUpload) -> Result<String, StagingError> {
+        if let Some(id) = &upload.multipart {
+            return Ok(id.clone());
+        }
+        let created = self
+            .store
+            .s3()
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(object_key(upload.id))
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "start the upload's multipart upload", err))?;
+        let id = created.upload_id().unwrap_or_default().to_owned();
+        upload.multipart = Some(id.clone());
+        Ok(id)
+    }
+
+    fn next_part_number(upload: &StagedUpload) -> i32 {
+        i32::try_from(upload.parts.len() + 1).unwrap_or(i32::MAX)
+    }
+
+    async fn upload_part(&self, upload: &mut StagedUpload, part: ByteStream) -> Result<(), StagingError> {
+        let multipart = self.multipart_id(upload).await?;
         let uploaded = self
             .store
             .s3()
             .upload_part()
             .bucket(self.bucket())
-            .key(&key)
+            .key(object_key(upload.id))
             .upload_id(multipart)
-            .part_number(number)
-            .body(ByteStream::from(part))
+            .part_number(Self::next_part_number(upload))
+            .body(part)
             .send()
             .await
             .map_err(|err| StoreError::from_sdk(Backend::S3, "keep a part of the upload", err))?;
         upload.parts.push(uploaded.e_tag().unwrap_or_default().to_owned());
+        Ok(())
+    }
+
+    /// The tail object as the last part, copied within S3: the last part
+    /// of a multipart upload may be smaller than 5 MiB.
+    async fn copy_tail_as_part(&self, upload: &mut StagedUpload) -> Result<(), StagingError> {
+        let multipart = self.multipart_id(upload).await?;
+        let copied = self
+            .store
+            .s3()
+            .upload_part_copy()
+            .bucket(self.bucket())
+            .key(object_key(upload.id))
+            .upload_id(multipart)
+            .part_number(Self::next_part_number(upload))
+            .copy_source(format!("{}/{}", self.bucket(), tail_key(upload.id)))
+            .send()
+            .await
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "add the upload's last bytes", err))?;
+        let e_tag = copied
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or_default()
+            .to_owned();
+        upload.parts.push(e_tag);
         Ok(())
     }
 
@@ -158,8 +200,7 @@ impl Staging {
             return Ok(tail_key(upload.id));
         };
         if upload.tail > 0 {
-            let tail = self.read_tail(upload).await?.freeze();
-            self.upload_part(upload, tail).await?;
+            self.copy_tail_as_part(upload).await?;
         }
         let parts = upload
             .parts

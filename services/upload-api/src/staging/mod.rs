@@ -12,6 +12,7 @@
 //! a lease runs out by itself when its instance dies.
 
 mod bytes;
+mod part;
 
 pub use bytes::{AppendCut, Appended};
 pub mod item;
@@ -49,6 +50,9 @@ pub enum StagingError {
     NotReceived,
     #[error("{0}")]
     Backend(#[from] StoreError),
+    /// The service's own disk failed.
+    #[error("the upload's next part could not be written to the spool directory: {0}")]
+    Spool(std::io::Error),
 }
 
 /// The clients and names uploads are staged with.
@@ -57,10 +61,12 @@ pub struct Staging {
     store: Store,
     region: String,
     post_url: String,
+    /// Where a part waits while it fills.
+    spool_dir: std::path::PathBuf,
 }
 
 impl Staging {
-    pub fn new(store: &Store) -> Self {
+    pub fn new(store: &Store, spool_dir: &std::path::Path) -> Self {
         let config = store.sdk_config();
         let region = config
             .region()
@@ -70,6 +76,7 @@ impl Staging {
             store: store.clone(),
             region,
             post_url,
+            spool_dir: spool_dir.to_owned(),
         }
     }
 

@@ -28,7 +28,10 @@ fn fast_retries() -> RetryConfig {
 }
 
 macro_rules! mocked_client {
-    ($sdk:ident, $mode:expr, [$($rule:expr),+ $(,)?]) => {{
+    ($sdk:ident, $mode:expr, [$($rule:expr),+ $(,)?]) => {
+        mocked_client!($sdk, $mode, [$($rule),+], &CallLog::new())
+    };
+    ($sdk:ident, $mode:expr, [$($rule:expr),+ $(,)?], $log:expr) => {{
         let mut interceptor = MockResponseInterceptor::new().rule_mode($mode);
         $(interceptor = interceptor.with_rule($rule);)+
         $sdk::Client::from_conf(
@@ -38,6 +41,7 @@ macro_rules! mocked_client {
                 .credentials_provider($sdk::config::Credentials::new("testing", "testing", None, None, "mock"))
                 .http_client(create_mock_http_client())
                 .interceptor(interceptor)
+                .interceptor($log.interceptor())
                 .retry_config(fast_retries())
                 .build(),
         )
@@ -119,7 +123,8 @@ async fn ec2_throttling_that_outlasts_the_retries_is_a_retryable_throttled_error
         .repeatedly()
         .build();
     let mut aws = clients().await;
-    aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&always_throttled]);
+    let log = CallLog::new();
+    aws.ec2 = mocked_client!(aws_sdk_ec2, RuleMode::Sequential, [&always_throttled], &log);
     let desired = Network::desired(&context(), &Outputs::default()).unwrap();
     let err = desired
         .vpc_resource(VpcRole::Api)
@@ -136,6 +141,19 @@ async fn ec2_throttling_that_outlasts_the_retries_is_a_retryable_throttled_error
         3,
         "bounded by the retry policy, never a tight loop"
     );
+    assert_eq!(
+        outcomes(&log),
+        ["DescribeVpcs throttled 1"],
+        "one call, after its retries"
+    );
+}
+
+/// The calls a log counted, as `operation outcome count`.
+fn outcomes(log: &CallLog) -> Vec<String> {
+    log.counts()
+        .into_iter()
+        .map(|(key, count)| format!("{} {} {count}", key.operation, key.outcome.as_str()))
+        .collect()
 }
 
 #[tokio::test]
@@ -147,7 +165,8 @@ async fn dynamodb_throttling_exception_is_a_retryable_throttled_error() {
         .repeatedly()
         .build();
     let mut aws = clients().await;
-    aws.dynamodb = mocked_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&throttled]);
+    let log = CallLog::new();
+    aws.dynamodb = mocked_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&throttled], &log);
     let table = Metadata::desired(&context(), &Outputs::default()).unwrap();
     let err = table.find(&aws).await.expect_err("throttled throughout");
     assert_eq!(
@@ -156,6 +175,7 @@ async fn dynamodb_throttling_exception_is_a_retryable_throttled_error() {
     );
     assert!(err.message.contains("ThrottlingException"), "{}", err.message);
     assert_eq!(throttled.num_calls(), 3);
+    assert_eq!(outcomes(&log), ["DescribeTable throttled 1"]);
 }
 
 #[tokio::test]
@@ -222,7 +242,8 @@ async fn access_denied_is_asked_once_and_reported_as_refused_with_what_to_do() {
         .repeatedly()
         .build();
     let mut aws = clients().await;
-    aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&denied]);
+    let log = CallLog::new();
+    aws.s3 = mocked_client!(aws_sdk_s3, RuleMode::Sequential, [&denied], &log);
     let bucket = Storage::desired(&context(), &Outputs::default()).unwrap().bucket;
     let err = bucket.create(&aws).await.expect_err("denied");
     assert_eq!(
@@ -236,6 +257,11 @@ async fn access_denied_is_asked_once_and_reported_as_refused_with_what_to_do() {
         err.message
     );
     assert_eq!(denied.num_calls(), 1, "a denied call is not retried by the SDK");
+    assert_eq!(
+        outcomes(&log),
+        ["CreateBucket client_error 1"],
+        "denied is not throttled"
+    );
 }
 
 #[tokio::test]

@@ -17,8 +17,12 @@ use aws_smithy_types::config_bag::ConfigBag;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     Success,
-    /// AWS answered 4xx: invalid request, missing resource, throttled, denied.
+    /// AWS answered 4xx: invalid request, missing resource, denied.
     ClientError,
+    /// AWS said the caller is over its rate, still after the SDK's retries:
+    /// HTTP 429, or an error code the SDK's retry classifier counts as
+    /// throttling.
+    Throttled,
     /// AWS answered 5xx.
     ServerError,
     /// No HTTP response at all: connection refused, timeout.
@@ -30,6 +34,7 @@ impl Outcome {
         match self {
             Outcome::Success => "success",
             Outcome::ClientError => "client_error",
+            Outcome::Throttled => "throttled",
             Outcome::ServerError => "server_error",
             Outcome::TransportError => "transport_error",
         }
@@ -164,6 +169,9 @@ impl Intercept for CallLogInterceptor {
         };
         let outcome = match (context.output_or_error(), context.response()) {
             (Some(Ok(_)), _) => Outcome::Success,
+            (_, Some(response)) if is_throttling(response.status().as_u16(), response.body().bytes()) => {
+                Outcome::Throttled
+            }
             (_, Some(response)) if response.status().is_server_error() => Outcome::ServerError,
             (_, Some(_)) => Outcome::ClientError,
             (_, None) => Outcome::TransportError,
@@ -172,9 +180,71 @@ impl Intercept for CallLogInterceptor {
     }
 }
 
+/// The error codes the SDK's retry classifier treats as throttling
+/// (`aws_runtime::retries::classifiers::THROTTLING_ERRORS`).
+const THROTTLING_CODES: [&str; 14] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Whether an error answer says the caller is throttled: HTTP 429, or a
+/// throttling code as an XML `<Code>` (EC2, S3, IAM, STS) or as a JSON
+/// `__type` or `code` (DynamoDB, Firehose, Glue, Redshift Data).
+fn is_throttling(status: u16, body: Option<&[u8]>) -> bool {
+    if status == 429 {
+        return true;
+    }
+    let Some(body) = body.and_then(|b| std::str::from_utf8(b).ok()) else {
+        return false;
+    };
+    THROTTLING_CODES.iter().any(|code| {
+        body.contains(&format!("<Code>{code}</Code>"))
+            || body.contains(&format!("#{code}\""))
+            || body.contains(&format!("\"{code}\""))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_is_told_by_status_or_code_in_xml_or_json() {
+        let ec2 = br#"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors></Response>"#;
+        let dynamodb = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"slow down"}"#;
+        let plain = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+        for (status, body) in [(503, &ec2[..]), (400, &dynamodb[..]), (400, &plain[..])] {
+            assert!(
+                is_throttling(status, Some(body)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(is_throttling(429, None));
+        let denied =
+            br#"<Error><Code>AccessDenied</Code><Message>Throttling is not the problem</Message></Error>"#;
+        let missing = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}"#;
+        for (status, body) in [(403, &denied[..]), (400, &missing[..])] {
+            assert!(
+                !is_throttling(status, Some(body)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(!is_throttling(500, None));
+    }
 
     #[test]
     fn reads_are_told_apart_from_mutations_by_name() {

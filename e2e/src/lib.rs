@@ -25,6 +25,7 @@ pub mod images;
 mod inventory;
 mod kafka;
 pub mod local;
+pub mod monitoring;
 mod probes;
 mod process;
 mod report;

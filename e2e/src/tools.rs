@@ -23,6 +23,8 @@ pub enum Tool {
     KubernetesValidate,
     /// schemathesis, the property-based fuzzer of an OpenAPI document.
     Schemathesis,
+    /// promtool, Prometheus' checker of rules and their unit tests.
+    Promtool,
 }
 
 impl Tool {
@@ -34,6 +36,7 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "kubernetes-validate",
             Tool::Schemathesis => "the API fuzzer (schemathesis)",
+            Tool::Promtool => "promtool",
         }
     }
 
@@ -45,6 +48,7 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::KubernetesValidate => "validate",
             Tool::Schemathesis => "schemathesis",
+            Tool::Promtool => "promtool",
         }
     }
 
@@ -65,6 +69,7 @@ impl Tool {
             Tool::Helm => "IMAGEPIPELINE_HELM",
             Tool::KubernetesValidate => "IMAGEPIPELINE_KUBERNETES_VALIDATE",
             Tool::Schemathesis => "IMAGEPIPELINE_SCHEMATHESIS",
+            Tool::Promtool => "IMAGEPIPELINE_PROMTOOL",
         }
     }
 

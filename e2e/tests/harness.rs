@@ -167,6 +167,8 @@ fn every_pinned_tool_is_installed() {
         Tool::Tansu,
         Tool::Helm,
         Tool::KubernetesValidate,
+        Tool::Schemathesis,
+        Tool::Promtool,
     ] {
         tool.path().unwrap_or_else(|e| panic!("{e}"));
     }

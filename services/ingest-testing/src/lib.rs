@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use imagepipeline_e2e::AwsEmulator;
 pub use imagepipeline_e2e::image_metadata::{self, Metadata, jpeg_with_a_second_picture};
 pub use imagepipeline_e2e::images::{Picture, animation, image};
-pub use imagepipeline_e2e::{Tool, form_data, free_loopback_address, http_client, metric};
+pub use imagepipeline_e2e::{Tool, form_data, free_loopback_address, http_client, metric, monitoring};
 use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::Owner;
 use imagepipeline_operator::manifest;

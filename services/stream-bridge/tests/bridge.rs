@@ -274,6 +274,8 @@ async fn every_image_is_stored_once_poison_goes_to_the_dead_letter_topic_and_off
         images as f64
     );
     assert_eq!(metric(&text, "stream_bridge_firehose_failures_total"), 0.0);
+    // The chart's alerts and dashboards read only metrics served here.
+    ingest_testing::monitoring::assert_monitoring_reads_only_exposed(&text, "stream_bridge_");
 
     // Every event carries its record's Kafka position, each a different one.
     let events = s.storage.events().await;

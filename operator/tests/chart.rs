@@ -147,11 +147,12 @@ fn kubernetes_accepts_what_the_chart_renders_from_its_oldest_to_its_newest_versi
             objects.iter().any(|o| o["kind"] == "CustomResourceDefinition"),
             "the chart installs no CRD"
         );
-        // Kubernetes has no schema for the Prometheus Operator's kind:
-        // the_service_monitor_scrapes_the_metrics_service checks it.
+        // Kubernetes has no schema for the Prometheus Operator's kinds:
+        // the_service_monitor_scrapes_the_metrics_service and
+        // tests/monitoring.rs check them.
         let core: Vec<Value> = objects
             .into_iter()
-            .filter(|o| o["kind"] != "ServiceMonitor")
+            .filter(|o| o["kind"] != "ServiceMonitor" && o["kind"] != "PrometheusRule")
             .collect();
         validate_strictly(&format!("the chart with {what}"), &core, &validate, &versions);
     }
@@ -658,4 +659,135 @@ fn the_workflows_run_make_test_and_the_kind_suite() {
         matrix.contains("moto"),
         "e2e-kind.yml does not run the suite against moto"
     );
+}
+
+/// The `with:` of the step of `job` that uses `action`.
+fn step_with<'a>(workflow: &'a Value, job: &str, action: &str) -> &'a Value {
+    workflow["jobs"][job]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|step| step["uses"].as_str().is_some_and(|u| u.starts_with(action)))
+        .map(|step| &step["with"])
+        .unwrap_or_else(|| panic!("release.yml: job {job} does not use {action}"))
+}
+
+/// The `EXPOSE`d port and the `LABEL` keys of a Dockerfile's last stage.
+fn runtime_stage(dockerfile: &str) -> (Vec<u16>, String) {
+    let text = read(dockerfile);
+    let runtime = text.rsplit("\nFROM ").next().unwrap_or_default().to_owned();
+    let ports = runtime
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    (ports, runtime)
+}
+
+#[test]
+fn a_release_tag_publishes_signed_multi_arch_images_of_what_the_chart_and_operator_run() {
+    use imagepipeline_operator::components::upload_instance_setup::{DEFAULT_UPLOAD_API_IMAGE, UPLOAD_PORT};
+    use imagepipeline_operator::controller::services::DEFAULT_STREAM_BRIDGE_IMAGE;
+
+    let chart = yaml("charts/imagepipeline-operator/Chart.yaml");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        chart["appVersion"], version,
+        "the chart runs the operator of this version"
+    );
+    assert_eq!(
+        chart["version"], version,
+        "the chart is released with the binaries"
+    );
+    let values = yaml("charts/imagepipeline-operator/values.yaml");
+    let operator_image = values["image"]["repository"].as_str().expect("image.repository");
+    // What runs where, and the port each listens on: the chart's operator
+    // Deployment, the pods and instances the operator makes.
+    let components = [
+        (
+            "operator",
+            "operator/Dockerfile",
+            format!("{operator_image}:{version}"),
+            8080,
+        ),
+        (
+            "upload-api",
+            "services/upload-api/Dockerfile",
+            DEFAULT_UPLOAD_API_IMAGE.to_owned(),
+            UPLOAD_PORT,
+        ),
+        (
+            "stream-bridge",
+            "services/stream-bridge/Dockerfile",
+            DEFAULT_STREAM_BRIDGE_IMAGE.to_owned(),
+            9090,
+        ),
+    ];
+
+    let release = yaml(".github/workflows/release.yml");
+    assert_eq!(
+        release["on"]["push"]["tags"],
+        json!(["v*"]),
+        "released on version tags"
+    );
+    let matrix = release["jobs"]["images"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("the images job builds a matrix of components");
+    let image_env = release["jobs"]["images"]["env"]["IMAGE"]
+        .as_str()
+        .expect("env.IMAGE");
+    for (name, dockerfile, runs, port) in components {
+        let entry = matrix
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("release.yml builds no {name} image"));
+        assert_eq!(entry["dockerfile"], dockerfile, "{name}");
+        let published = format!("{}:{version}", image_env.replace("${{ matrix.name }}", name));
+        assert_eq!(
+            published, runs,
+            "{name}: the release publishes what is run by default"
+        );
+        let (ports, runtime) = runtime_stage(dockerfile);
+        assert_eq!(
+            ports,
+            [port],
+            "{dockerfile}: the port the chart and the operator use"
+        );
+        for label in ["source", "revision", "version"] {
+            assert!(
+                runtime.contains(&format!("org.opencontainers.image.{label}=")),
+                "{dockerfile}: no OCI {label} label"
+            );
+        }
+    }
+    let build = step_with(&release, "images", "docker/build-push-action");
+    let platforms = build["platforms"].as_str().unwrap_or_default();
+    assert!(
+        platforms.contains("linux/amd64") && platforms.contains("linux/arm64"),
+        "{platforms}"
+    );
+    assert_eq!(build["tags"], "${{ env.IMAGE }}:${{ env.VERSION }}");
+    assert_eq!(
+        (&build["sbom"], &build["provenance"]),
+        (&json!(true), &json!("mode=max"))
+    );
+    let runs = workflow_runs(&release);
+    let signs = runs.iter().filter(|r| r.contains("cosign sign --yes")).count();
+    assert_eq!(signs, 2, "the images and the chart are signed keyless");
+    assert!(
+        runs.iter().any(|r| r.contains("helm push")),
+        "the chart is pushed"
+    );
+    assert_eq!(release["env"]["CHART_REPO"], "oci://ghcr.io/imagepipeline/charts");
+    assert_eq!(
+        release["env"]["CRD"],
+        CHART_CRD.replace("charts/imagepipeline-operator/", "")
+    );
+    let assets = runs.join("\n");
+    for asset in ["cp \"$CRD\" dist/", "dist/install.yaml", "gh release create"] {
+        assert!(
+            assets.contains(asset),
+            "the release does not attach the CRD and install.yaml: {asset}"
+        );
+    }
 }

@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p9
+MOTO_PATCH_LEVEL=p10
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
 tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
@@ -89,7 +89,7 @@ do_moto() {
   patch_moto "$1"
   # Served over TLS only, like AWS: the buckets' TLS-only policies are real.
   "$1/venv/bin/python" "$HERE/moto/certificate.py" "$1/tls"
-  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$HERE/moto/post_policy.py" "$1/"
+  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$HERE/moto/post_policy.py" "$HERE/moto/checksums.py" "$1/"
   mkdir -p "$1/bin"
   cat >"$1/bin/moto-server" <<SH
 #!/bin/sh
@@ -126,6 +126,9 @@ SH
 # p9: scripts/moto/post_policy.py holds S3 POST object uploads (presigned
 #     POSTs) to their policy as AWS does: signature, expiration, conditions,
 #     unnamed fields and content-length-range (see that file).
+# p10: scripts/moto/checksums.py refuses a PutObject or UploadPart whose
+#     x-amz-checksum-sha256, -sha1 or -crc32 header does not match the bytes
+#     received (BadDigest), and keeps the checksum with the object, as AWS does.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -3,16 +3,23 @@
 //! Without that a teardown in the wrong order passes every test and never
 //! finishes on AWS (scripts/moto/server.py has the fixes). Likewise an S3
 //! POST upload its policy does not allow (scripts/moto/post_policy.py):
-//! without that a direct upload's limits would go untested.
+//! without that a direct upload's limits would go untested. And an object
+//! whose bytes do not have the checksum it was sent with
+//! (scripts/moto/checksums.py): the services send the SHA-256 of what they
+//! checked, and S3 refusing anything else is what makes that worth sending.
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_redshift::types::Tag;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, ChecksumMode, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
+};
 use aws_smithy_types::date_time::{DateTime, Format};
 use imagepipeline_e2e::{AwsEmulator, REGION, form_data};
+use sha2::{Digest, Sha256};
 
 /// A VPC with one subnet and one security group, as the pipeline's Kafka VPC
 /// holds the warehouse.
@@ -401,7 +408,11 @@ async fn post_upload(emulator: &AwsEmulator, fields: &[(&'static str, String)], 
 
 /// Whether an object is stored under `key` (HeadObject).
 async fn stored(s3: &aws_sdk_s3::Client, key: &str) -> bool {
-    match s3.head_object().bucket(POST_BUCKET).key(key).send().await {
+    stored_in(s3, POST_BUCKET, key).await
+}
+
+async fn stored_in(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(_) => true,
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
         Err(err) => panic!("HeadObject {key}: {err:?}"),
@@ -526,4 +537,119 @@ async fn a_post_upload_is_stored_only_as_its_signed_policy_allows() {
         .expect("the object's bytes")
         .into_bytes();
     assert_eq!(body.as_ref(), file.as_slice());
+}
+
+/// S3's checksum header value of `bytes` for SHA-256.
+fn sha256_checksum(bytes: &[u8]) -> String {
+    aws_smithy_types::base64::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn an_object_is_stored_only_if_its_bytes_have_the_checksum_it_was_sent_with() {
+    const BUCKET: &str = "checksums";
+    let emulator = AwsEmulator::start().await.expect("moto server starts");
+    let s3 = emulator.s3().await;
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateBucket");
+    let checked = b"the bytes that were checked".to_vec();
+    let put = |key: &'static str| {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(checked.clone()))
+    };
+
+    let other = put("other")
+        .checksum_sha256(sha256_checksum(b"other bytes"))
+        .send()
+        .await;
+    assert_eq!(outcome(other), refused("BadDigest"));
+    let crc32 = put("crc32").checksum_crc32("AAAAAA==").send().await;
+    assert_eq!(outcome(crc32), refused("BadDigest"), "CRC32 too");
+    let malformed = put("malformed").checksum_sha256("not a digest").send().await;
+    assert_eq!(outcome(malformed), refused("InvalidRequest"));
+    for key in ["other", "crc32", "malformed"] {
+        assert!(!stored_in(&s3, BUCKET, key).await, "{key}: nothing is stored");
+    }
+
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("parts")
+        .send()
+        .await
+        .expect("CreateMultipartUpload");
+    let upload_id = upload.upload_id().expect("an upload id");
+    let part = s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("parts")
+        .upload_id(upload_id)
+        .part_number(1)
+        .checksum_sha256(sha256_checksum(b"other bytes"))
+        .body(ByteStream::from(checked.clone()))
+        .send()
+        .await;
+    assert_eq!(outcome(part), refused("BadDigest"), "a part too");
+    // The ETag the refused part would have had, from the same bytes sent
+    // as part 2 with their checksum. (moto's ListParts answer is not one the
+    // SDK parses, so completing the upload is how to ask for part 1.)
+    let accepted = s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("parts")
+        .upload_id(upload_id)
+        .part_number(2)
+        .checksum_sha256(sha256_checksum(&checked))
+        .body(ByteStream::from(checked.clone()))
+        .send()
+        .await
+        .expect("a part with its checksum is kept");
+    let complete = s3
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("parts")
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .set_e_tag(accepted.e_tag().map(str::to_owned))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(outcome(complete), refused("InvalidPart"), "the refused part is not kept");
+
+    put("checked")
+        .checksum_sha256(sha256_checksum(&checked))
+        .send()
+        .await
+        .expect("bytes with their checksum are stored");
+    let object = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("checked")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("GetObject");
+    assert_eq!(
+        object.checksum_sha256(),
+        Some(sha256_checksum(&checked).as_str()),
+        "S3 keeps the checksum it checked"
+    );
+    let body = object.body.collect().await.expect("the object's bytes").into_bytes();
+    assert_eq!(body.as_ref(), checked.as_slice());
 }

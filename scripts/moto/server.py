@@ -69,6 +69,10 @@ expiration, every condition, the fields no condition names and the
 content-length-range are checked, and a breach answered with AWS's error (see
 post_policy.py, imported below). A POST without a policy is moto's own.
 
+A PutObject or UploadPart whose x-amz-checksum-* header does not match the
+bytes received is refused with BadDigest, and the checksum is kept with the
+object, as on AWS (see checksums.py, imported below).
+
 Glue tags a database by its ARN, and on AWS the tags go with the database:
 one made again under the same name starts with only the tags it is made
 with. moto 5.2.5 keeps the tags of a deleted database and gives them to the
@@ -109,6 +113,7 @@ from moto.s3.models import FakeBucket
 from moto.server import main
 from moto.utilities.utils import get_partition
 
+import checksums  # noqa: F401  (patches moto's S3 object checksums on import)
 import post_policy  # noqa: F401  (patches moto's S3 POST object uploads on import)
 import redshift_data  # noqa: F401  (patches moto's Redshift Data API on import)
 

@@ -388,6 +388,11 @@ impl Store {
                 .key(&item.key)
                 .content_type(image_type.mime_type())
                 .metadata(SHA256_METADATA, &item.sha256)
+                // S3 refuses the object unless what it received has the
+                // SHA-256 of what was checked here. Given the checksum, the
+                // SDK sends a spooled body as it is, not aws-chunked with a
+                // CRC32 trailer of its own.
+                .checksum_sha256(aws_smithy_types::base64::encode(content.sha256()))
                 .body(body)
                 .send()
                 .await

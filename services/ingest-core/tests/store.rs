@@ -10,6 +10,7 @@ use ingest_core::store::{Backend, Incoming, Store, Stored};
 use ingest_core::{Content, DecodeBudget, ImageRules, ImageType, Spool, sha256_hex};
 use ingest_testing::{PipelineStorage, png};
 use jiff::Timestamp;
+use sha2::{Digest, Sha256};
 
 struct Pipeline {
     storage: PipelineStorage,
@@ -74,6 +75,11 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
     let object = p.storage.object(&item.key).await;
     assert_eq!(object.content_type.as_deref(), Some("image/png"));
     assert_eq!(object.sha256, Some(sha256_hex(&content)));
+    assert_eq!(
+        object.checksum_sha256,
+        Some(aws_smithy_types::base64::encode(Sha256::digest(&content))),
+        "S3 stored it only after checking its bytes have the SHA-256 checked here"
+    );
     assert_eq!(object.bytes, content);
 
     // DynamoDB: the item, expiring after the retention.
@@ -170,6 +176,11 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     };
     let object = p.storage.object(&item.key).await;
     assert_eq!(object.sha256, Some(sha256_hex(&medium)));
+    assert_eq!(
+        object.checksum_sha256,
+        Some(aws_smithy_types::base64::encode(Sha256::digest(&medium))),
+        "checked by S3 as the in-memory one is"
+    );
     assert!(object.bytes == medium, "the spooled file is the object");
     drop((image, large));
     assert_eq!(

@@ -146,11 +146,13 @@ spec:
             .get_object()
             .bucket(&self.targets.bucket)
             .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .unwrap_or_else(|err| panic!("object {key}: {err:?}"));
         StoredObject {
             content_type: object.content_type().map(str::to_owned),
+            checksum_sha256: object.checksum_sha256().map(str::to_owned),
             sha256: object
                 .metadata()
                 .and_then(|m| m.get(ingest_core::store::SHA256_METADATA))
@@ -187,6 +189,9 @@ spec:
 #[derive(Debug)]
 pub struct StoredObject {
     pub content_type: Option<String>,
+    /// The SHA-256 S3 checked the object's bytes against when it stored
+    /// them (base64), if it was given one.
+    pub checksum_sha256: Option<String>,
     pub sha256: Option<String>,
     pub bytes: Vec<u8>,
 }
@@ -224,6 +229,24 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/<pid>/status");
     kib / 1024.0
+}
+
+/// CPU time process `pid` has used so far, all its threads, user and system.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    // Linux reports these in USER_HZ, which is 100 on every architecture
+    // it exposes to user space.
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command (which may hold spaces) in parentheses:
+    // state is the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a command in parentheses")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("a tick count");
+    (ticks(11) + ticks(12)) / USER_HZ
 }
 
 /// A TCP relay on loopback that can be cut and restored, to stand between a

@@ -5,7 +5,10 @@
 //!   through the upload-api binary, and of the same S3, DynamoDB and Firehose
 //!   calls made directly with the SDK (the baseline), alternated
 //!   baseline–service–service–baseline so that the emulator slowing down as
-//!   it fills weighs on both alike;
+//!   it fills weighs on both alike; with the CPU each upload costs on our
+//!   side (the bench's SDK calls, or the service and the bench's HTTP
+//!   client), which unlike latency does not depend on what else the machine
+//!   runs;
 //! - the CPU cost of the checks every image passes (container walk, metadata
 //!   removed, every frame decoded, perceptual hash, SHA-256 of what is
 //!   stored) per MiB of each image type, on one core;
@@ -27,7 +30,9 @@ use futures::StreamExt;
 use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
-use ingest_testing::{PipelineStorage, free_loopback_address, http_client, peak_rss_mib, wait_until_healthy};
+use ingest_testing::{
+    PipelineStorage, cpu_seconds, free_loopback_address, http_client, peak_rss_mib, wait_until_healthy,
+};
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
 
@@ -129,6 +134,10 @@ impl Service {
     fn peak_rss_mib(&self) -> f64 {
         peak_rss_mib(self.child.id().expect("running"))
     }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id().expect("running"))
+    }
 }
 
 /// A distinct real PNG of about `len` bytes for request `n` (distinct, so
@@ -137,20 +146,31 @@ fn image(n: u64, len: usize) -> Bytes {
     Bytes::from(ingest_testing::image(ImageType::Png, n, len))
 }
 
-/// Runs `requests` calls of `call` with `concurrency` in flight; each call's
-/// latency and the wall time.
+/// What one run of calls measured.
+struct Run {
+    latencies: Vec<Duration>,
+    wall: Duration,
+    /// CPU seconds this process and `also` (the service, when it is
+    /// called) used during the run.
+    cpu: f64,
+}
+
+/// Runs `requests` calls of `call` with `concurrency` in flight.
 async fn run<F, Fut>(
     requests: u64,
     concurrency: usize,
     first: u64,
     len: usize,
+    also: Option<&Service>,
     call: F,
-) -> (Vec<Duration>, Duration)
+) -> Run
 where
     F: Fn(u64, Bytes) -> Fut,
     Fut: Future<Output = ()>,
 {
     let images: Vec<(u64, Bytes)> = (first..first + requests).map(|n| (n, image(n, len))).collect();
+    let cpu = || cpu_seconds(std::process::id()) + also.map_or(0.0, Service::cpu_seconds);
+    let cpu_before = cpu();
     let started = Instant::now();
     let latencies = futures::stream::iter(images)
         .map(|(n, content)| {
@@ -164,7 +184,11 @@ where
         .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await;
-    (latencies, started.elapsed())
+    Run {
+        latencies,
+        wall: started.elapsed(),
+        cpu: cpu() - cpu_before,
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -175,16 +199,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Summary {
     p50: Duration,
     p99: Duration,
+    cpu_ms_per_call: f64,
     mb_per_s: f64,
 }
 
-fn summarize(runs: &[(Vec<Duration>, Duration)], len: usize) -> Summary {
-    let mut all: Vec<Duration> = runs.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+fn summarize(runs: &[Run], len: usize) -> Summary {
+    let mut all: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.iter().copied()).collect();
     all.sort();
-    let wall: Duration = runs.iter().map(|(_, w)| *w).sum();
+    let wall: Duration = runs.iter().map(|r| r.wall).sum();
+    let cpu: f64 = runs.iter().map(|r| r.cpu).sum();
     Summary {
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
+        cpu_ms_per_call: cpu * 1000.0 / all.len() as f64,
         mb_per_s: (all.len() * len) as f64 / MIB as f64 / wall.as_secs_f64(),
     }
 }
@@ -230,47 +257,45 @@ async fn main() {
     let service = Service::start(&storage).await;
     let address = service.address;
     let mut next = 0;
+    let direct_calls = |n: u64, c: Bytes| {
+        let d = direct.clone();
+        async move { d.store(n, c).await }
+    };
 
     println!("## 1 MiB uploads: the service against direct SDK calls (same emulator, same run)\n");
     println!(
-        "| concurrency | requests | direct p50 / p99 ms | service p50 / p99 ms | direct MB/s | service MB/s | p50 ratio | p99 ratio |"
+        "| concurrency | requests | direct p50 / p99 ms | service p50 / p99 ms | direct MB/s | service MB/s | p50 ratio | p99 ratio | direct / service CPU ms per upload |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for concurrency in [1usize, 16, 64] {
         let requests = rounds * (concurrency as u64 * 2).max(32);
         let mut direct_runs = Vec::new();
         let mut service_runs = Vec::new();
         // Warm both paths (connections, the service's first requests).
-        run(concurrency as u64, concurrency, next, MIB, |n, c| {
-            let d = direct.clone();
-            async move { d.store(n, c).await }
-        })
-        .await;
+        run(concurrency as u64, concurrency, next, MIB, None, direct_calls).await;
         next += concurrency as u64;
-        run(concurrency as u64, concurrency, next, MIB, |_, c| {
+        run(concurrency as u64, concurrency, next, MIB, None, |_, c| {
             upload(&http, address, c)
         })
         .await;
         next += concurrency as u64;
         for order in [false, true, true, false] {
             if order {
-                service_runs
-                    .push(run(requests, concurrency, next, MIB, |_, c| upload(&http, address, c)).await);
-            } else {
-                direct_runs.push(
-                    run(requests, concurrency, next, MIB, |n, c| {
-                        let d = direct.clone();
-                        async move { d.store(n, c).await }
+                service_runs.push(
+                    run(requests, concurrency, next, MIB, Some(&service), |_, c| {
+                        upload(&http, address, c)
                     })
                     .await,
                 );
+            } else {
+                direct_runs.push(run(requests, concurrency, next, MIB, None, direct_calls).await);
             }
             next += requests;
         }
         let d = summarize(&direct_runs, MIB);
         let s = summarize(&service_runs, MIB);
         println!(
-            "| {concurrency} | {} + {} | {} / {} | {} / {} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {concurrency} | {} + {} | {} / {} | {} / {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} / {:.1} |",
             requests * 2,
             requests * 2,
             ms(d.p50),
@@ -281,6 +306,8 @@ async fn main() {
             s.mb_per_s,
             s.p50.as_secs_f64() / d.p50.as_secs_f64(),
             s.p99.as_secs_f64() / d.p99.as_secs_f64(),
+            d.cpu_ms_per_call,
+            s.cpu_ms_per_call,
         );
     }
     drop(service);
@@ -323,7 +350,7 @@ async fn main() {
         let service = Service::start(&storage).await;
         let idle = service.peak_rss_mib();
         let address = service.address;
-        run(64 * rounds, 64, next, len, |_, c| upload(&http, address, c)).await;
+        run(64 * rounds, 64, next, len, None, |_, c| upload(&http, address, c)).await;
         next += 64 * rounds;
         let peak = service.peak_rss_mib();
         println!(

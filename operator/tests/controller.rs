@@ -1662,7 +1662,7 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
             &without_pod_monitors
         };
         let missing: Vec<&Permission> = needed.difference(&granted).collect();
-        let unused: Vec<&Permission> = granted.difference(&needed).collect();
+        let unused: Vec<&Permission> = granted.difference(needed).collect();
         assert!(
             missing.is_empty() && unused.is_empty(),
             "the chart's ClusterRole and Roles (rendered with {value_set}) must grant exactly what the operator calls.\nmissing: {missing:#?}\nunused: {unused:#?}\nneeded, by resource: {:#?}",

@@ -260,7 +260,16 @@ pub fn desired_services(
     .collect();
 
     let pod_monitor = settings.pod_monitor_labels.as_ref().map(|extra_labels| {
-        pod_monitor::pod_monitor(meta(&names.pod_monitor, "metrics"), &name, extra_labels)
+        let deployments = pod_monitor::ScrapedDeployments {
+            upload: &names.upload,
+            bridge: &names.bridge,
+        };
+        pod_monitor::pod_monitor(
+            meta(&names.pod_monitor, "metrics"),
+            &name,
+            &deployments,
+            extra_labels,
+        )
     });
 
     Ok(Some(DesiredServices {

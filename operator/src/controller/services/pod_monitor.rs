@@ -45,27 +45,52 @@ pub struct PodMonitorSpec {
 pub struct PodMetricsEndpoint {
     pub port: String,
     pub path: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relabelings: Vec<RelabelConfig>,
+}
+
+/// A relabeling that sets `target_label` to `replacement` (the action
+/// `replace`, Prometheus' default).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RelabelConfig {
+    pub target_label: String,
+    pub replacement: String,
+}
+
+/// The Deployments a pipeline's PodMonitor scrapes, by name.
+pub(super) struct ScrapedDeployments<'a> {
+    pub upload: &'a str,
+    pub bridge: &'a str,
 }
 
 /// The PodMonitor of a pipeline's services: their pods, by the labels
 /// [`super::pods::deployment`] gives them, each scraped on the port it serves
 /// `/metrics` on. A port name belongs to one service only, so each endpoint
-/// finds the pods of one service. `metadata` carries the pipeline's labels and
+/// finds the pods of one service, and names their series' `job` after its
+/// Deployment (as a ServiceMonitor would after a Service; the alerts tell
+/// one pipeline's services from another's by `namespace` and `job`, where a
+/// PodMonitor's own `job` would be the same for both). `metadata` carries the pipeline's labels and
 /// owner reference; `extra_labels` (by which a Prometheus selects
 /// PodMonitors) are added where they do not replace one of those, which the
 /// controller relies on.
 pub(super) fn pod_monitor(
     mut metadata: ObjectMeta,
     pipeline_name: &str,
+    deployments: &ScrapedDeployments<'_>,
     extra_labels: &BTreeMap<String, String>,
 ) -> PodMonitor {
     let labels = metadata.labels.get_or_insert_default();
     for (key, value) in extra_labels {
         labels.entry(key.clone()).or_insert_with(|| value.clone());
     }
-    let endpoint = |port: &str| PodMetricsEndpoint {
+    let endpoint = |port: &str, job: &str| PodMetricsEndpoint {
         port: port.to_owned(),
         path: METRICS_PATH.to_owned(),
+        relabelings: vec![RelabelConfig {
+            target_label: "job".to_owned(),
+            replacement: job.to_owned(),
+        }],
     };
     PodMonitor {
         metadata,
@@ -81,7 +106,10 @@ pub(super) fn pod_monitor(
                     values: Some(vec![UPLOAD_API.to_owned(), STREAM_BRIDGE.to_owned()]),
                 }]),
             },
-            pod_metrics_endpoints: vec![endpoint(UPLOAD_API_PORT_NAME), endpoint(STREAM_BRIDGE_PORT_NAME)],
+            pod_metrics_endpoints: vec![
+                endpoint(UPLOAD_API_PORT_NAME, deployments.upload),
+                endpoint(STREAM_BRIDGE_PORT_NAME, deployments.bridge),
+            ],
             // Which pipeline and which service a series comes from.
             pod_target_labels: vec![INSTANCE_LABEL.to_owned(), NAME_LABEL.to_owned()],
         },

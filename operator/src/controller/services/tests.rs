@@ -430,6 +430,16 @@ fn the_pod_monitor_scrapes_both_services_pods_on_the_ports_they_serve_metrics_on
             .filter(|p| ports.contains(p))
             .collect();
         assert_eq!(served.len(), 1, "{name}: one endpoint scrapes it: {ports:?}");
+        let endpoint = spec
+            .pod_metrics_endpoints
+            .iter()
+            .find(|e| e.port == served[0])
+            .unwrap();
+        assert_eq!(
+            endpoint.relabelings[0].replacement, name,
+            "its series' job is the Deployment's name"
+        );
+        assert_eq!(endpoint.relabelings[0].target_label, "job");
         let liveness = container
             .liveness_probe
             .as_ref()

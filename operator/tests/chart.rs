@@ -423,6 +423,62 @@ fn the_service_monitor_scrapes_the_metrics_service() {
     );
 }
 
+#[test]
+fn pod_monitors_are_granted_and_asked_for_only_when_enabled() {
+    let podmonitor_rules = |objects: &[Value]| -> Vec<Value> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+            .flat_map(|role| role["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| rule.to_string().contains("podmonitors"))
+            .collect()
+    };
+    let objects = helm::render(&[
+        "--set",
+        "metrics.podMonitors.enabled=true",
+        "--set",
+        "metrics.podMonitors.labels.release=kube-prometheus-stack",
+        "--set",
+        "metrics.podMonitors.labels.example\\.com/team=media",
+    ]);
+    assert_eq!(
+        podmonitor_rules(&objects),
+        [json!({"apiGroups": ["monitoring.coreos.com"], "resources": ["podmonitors"], "verbs": ["patch"]})],
+        "server-side apply is all the operator does with PodMonitors"
+    );
+    assert_eq!(
+        helm::only(&objects, "ClusterRole")["rules"]
+            .as_array()
+            .map(|rules| rules.iter().any(|r| r["resources"] == json!(["podmonitors"]))),
+        Some(true),
+        "granted in every namespace watched"
+    );
+    let deployment = helm::only(&objects, "Deployment");
+    assert_eq!(
+        helm::container_env(deployment, "IMAGEPIPELINE_POD_MONITORS"),
+        Some("true")
+    );
+    assert_eq!(
+        helm::container_env(deployment, "IMAGEPIPELINE_POD_MONITOR_LABELS"),
+        Some("example.com/team=media,release=kube-prometheus-stack")
+    );
+
+    for args in [
+        &[][..],
+        &[
+            "--set",
+            "metrics.podMonitors.labels.release=kube-prometheus-stack",
+        ][..],
+    ] {
+        let objects = helm::render(args);
+        assert_eq!(podmonitor_rules(&objects), Vec::<Value>::new(), "{args:?}");
+        let deployment = helm::only(&objects, "Deployment");
+        for name in ["IMAGEPIPELINE_POD_MONITORS", "IMAGEPIPELINE_POD_MONITOR_LABELS"] {
+            assert_eq!(helm::container_env(deployment, name), None, "{args:?}: {name}");
+        }
+    }
+}
+
 /// Every leaf of `value` as `(path, value)`; an empty map or list is a leaf.
 fn leaves(value: &Value, path: &str, out: &mut Vec<(String, Value)>) {
     let child = |key: &str| {

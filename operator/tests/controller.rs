@@ -22,6 +22,9 @@ use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::controller::metrics::Metrics;
 use imagepipeline_operator::controller::reconcile::{Interval, NextPass};
 use imagepipeline_operator::controller::run::{WATCHED, elect_leader, run_controller};
+use imagepipeline_operator::controller::services::{
+    POD_MONITOR_API_VERSION, ServiceSettings, pod_monitor_labels,
+};
 use imagepipeline_operator::controller::{
     AwsSource, Context, Error, EventPublisher, FINALIZER, OwnedStores, OwnedWriters, Timing, reconcile,
 };
@@ -56,6 +59,7 @@ const UPLOAD_SERVICE_PATH: &str = "/api/v1/namespaces/media/services/photos-uplo
 const UPLOAD_BUDGET_PATH: &str = "/apis/policy/v1/namespaces/media/poddisruptionbudgets/photos-upload-api";
 const BRIDGE_BUDGET_PATH: &str = "/apis/policy/v1/namespaces/media/poddisruptionbudgets/photos-stream-bridge";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/media/events";
+const POD_MONITOR_PATH: &str = "/apis/monitoring.coreos.com/v1/namespaces/media/podmonitors/photos-services";
 
 /// A request the code made, with its JSON body.
 #[derive(Clone, Debug)]
@@ -258,7 +262,7 @@ async fn serve(
 }
 
 /// A controller context with default timing, recording its AWS calls.
-fn context(client: Client, sdk: aws_config::SdkConfig) -> (Context, OwnedWriters) {
+fn context(client: Client, sdk: aws_config::SdkConfig, settings: ServiceSettings) -> (Context, OwnedWriters) {
     let calls = CallLog::new();
     let (owned, writers) = OwnedStores::new();
     let ctx = Context::new(
@@ -268,7 +272,8 @@ fn context(client: Client, sdk: aws_config::SdkConfig) -> (Context, OwnedWriters
         Metrics::new(calls),
         Timing::default(),
         owned,
-    );
+    )
+    .with_service_settings(settings);
     (ctx, writers)
 }
 
@@ -311,13 +316,19 @@ impl Fixture {
     /// on AWS they take minutes to boot, never less than a pass, while the
     /// emulator's stand-in reports within a second.
     async fn with_brokers_not_booted() -> Self {
+        Self::with_settings(ServiceSettings::default()).await
+    }
+
+    /// As [`Fixture::with_brokers_not_booted`], the operator started with
+    /// `settings` from its flags.
+    async fn with_settings(settings: ServiceSettings) -> Self {
         let emulator = AwsEmulator::start().await.expect("moto server starts");
         imagepipeline_e2e::brokers::place_kafka_distribution(&emulator.s3().await, imagepipeline_e2e::REGION)
             .await
             .expect("the Kafka archive the brokers install");
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let (ctx, writers) = context(client, emulator.sdk_config().await);
+        let (ctx, writers) = context(client, emulator.sdk_config().await, settings);
         let calls = ctx.metrics.calls().clone();
         Self {
             emulator,
@@ -1081,6 +1092,192 @@ async fn a_missing_secret_is_an_error_naming_the_field_and_changes_nothing() {
 }
 
 // ---------------------------------------------------------------------------
+// PodMonitors (`--pod-monitors`).
+
+/// Discovery of the Prometheus Operator's API, as `/apis/<group>/<version>`.
+fn pod_monitor_discovery_path() -> String {
+    format!("/apis/{POD_MONITOR_API_VERSION}")
+}
+
+/// The API server's answer to that discovery when the Prometheus Operator's
+/// CRDs are installed, or only its ServiceMonitor CRD.
+fn monitoring_resources(
+    kinds: &'static [(&'static str, &'static str)],
+) -> impl FnOnce(&Call) -> (u16, Value) {
+    move |_| {
+        let resources: Vec<Value> = kinds
+            .iter()
+            .map(|(name, kind)| {
+                json!({"name": name, "singularName": "", "namespaced": true, "kind": kind,
+                       "verbs": ["delete", "get", "list", "patch", "create", "update", "watch"]})
+            })
+            .collect();
+        (
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": POD_MONITOR_API_VERSION, "resources": resources}),
+        )
+    }
+}
+
+const POD_MONITOR_KINDS: &[(&str, &str)] = &[
+    ("podmonitors", "PodMonitor"),
+    ("servicemonitors", "ServiceMonitor"),
+];
+
+/// What the operator makes of `--pod-monitors` (`enabled`) when it starts,
+/// against an API server that answers discovery with `script`: the labels
+/// of the PodMonitors it will make, if any.
+async fn pod_monitors_at_start(
+    enabled: bool,
+    script: Vec<Expect>,
+) -> (Option<BTreeMap<String, String>>, Recorded) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (done, done_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(serve(handle, script, done_rx));
+    let labels = [("release".to_owned(), "kube-prometheus-stack".to_owned())];
+    let found = pod_monitor_labels(&Client::new(service, "default"), enabled, &labels)
+        .await
+        .expect("discovery answers");
+    let _ = done.send(());
+    let (_, recorded) = server.await.expect("the mock apiserver");
+    (found, recorded)
+}
+
+#[tokio::test]
+async fn pod_monitors_are_made_only_when_asked_for_and_the_cluster_serves_them() {
+    let path = pod_monitor_discovery_path();
+    let (found, recorded) = pod_monitors_at_start(false, vec![]).await;
+    assert_eq!(found, None);
+    assert!(recorded.calls.is_empty(), "off, the API is not even asked");
+
+    let (found, _) = pod_monitors_at_start(true, vec![expect(Method::GET, &path, not_found)]).await;
+    assert_eq!(found, None, "no Prometheus Operator");
+    let (found, _) = pod_monitors_at_start(
+        true,
+        vec![expect(
+            Method::GET,
+            &path,
+            monitoring_resources(&[("servicemonitors", "ServiceMonitor")]),
+        )],
+    )
+    .await;
+    assert_eq!(found, None, "its ServiceMonitor CRD only");
+
+    let (found, _) = pod_monitors_at_start(
+        true,
+        vec![expect(
+            Method::GET,
+            &path,
+            monitoring_resources(POD_MONITOR_KINDS),
+        )],
+    )
+    .await;
+    assert_eq!(
+        found,
+        Some(BTreeMap::from([(
+            "release".to_owned(),
+            "kube-prometheus-stack".to_owned()
+        )]))
+    );
+}
+
+/// A new pipeline's pass with `--pod-monitors`, the operator started against
+/// a cluster that serves PodMonitors (`served`) or not: a PodMonitor is
+/// applied with the services, or none is asked for.
+async fn a_new_pipeline_with_pod_monitors(served: bool) -> Vec<Recorded> {
+    let discovery = if served {
+        monitoring_resources(POD_MONITOR_KINDS)
+    } else {
+        monitoring_resources(&[])
+    };
+    let (labels, started) = pod_monitors_at_start(
+        true,
+        vec![expect(Method::GET, &pod_monitor_discovery_path(), discovery)],
+    )
+    .await;
+    let mut fx = Fixture::with_settings(ServiceSettings {
+        pod_monitor_labels: labels,
+        ..ServiceSettings::default()
+    })
+    .await;
+    let pipeline = with_finalizer(new_pipeline(PIPELINE));
+    let mut script = vec![
+        expect(Method::GET, KEYS_SECRET_PATH, not_found),
+        expect(Method::POST, SECRETS_PATH, echo),
+    ];
+    script.extend(services_script(echo, &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH]));
+    if served {
+        script.push(expect(Method::PATCH, POD_MONITOR_PATH, echo));
+    }
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    result.expect("reconciled");
+    if served {
+        let call = recorded
+            .calls
+            .iter()
+            .find(|c| c.path == POD_MONITOR_PATH)
+            .expect("the PodMonitor is applied");
+        assert!(
+            call.query.contains("fieldManager=imagepipeline-operator") && call.query.contains("force=true"),
+            "server-side applied: {}",
+            call.query
+        );
+        let monitor = &call.body;
+        assert_eq!(monitor["kind"], "PodMonitor");
+        assert_eq!(monitor["metadata"]["labels"]["release"], "kube-prometheus-stack");
+        assert_eq!(
+            monitor["metadata"]["ownerReferences"][0]["uid"],
+            "5d2a7c1e-pipeline-uid"
+        );
+        let selector = &monitor["spec"]["selector"];
+        let ports: Vec<&Value> = monitor["spec"]["podMetricsEndpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .map(|e| &e["port"])
+            .collect();
+        for path in [UPLOAD_DEPLOYMENT_PATH, BRIDGE_DEPLOYMENT_PATH] {
+            let template = &recorded.body(Method::PATCH, path)["spec"]["template"];
+            let labels = &template["metadata"]["labels"];
+            let matched = selector["matchLabels"]
+                .as_object()
+                .expect("matchLabels")
+                .iter()
+                .all(|(k, v)| labels[k] == *v)
+                && selector["matchExpressions"]
+                    .as_array()
+                    .expect("matchExpressions")
+                    .iter()
+                    .all(|e| {
+                        e["operator"] == "In"
+                            && e["values"]
+                                .as_array()
+                                .is_some_and(|v| v.contains(&labels[e["key"].as_str().unwrap_or_default()]))
+                    });
+            assert!(
+                matched,
+                "{path}: its pods {labels} are not selected by {selector}"
+            );
+            let container_ports = template["spec"]["containers"][0]["ports"]
+                .as_array()
+                .expect("ports");
+            assert!(
+                container_ports.iter().any(|p| ports.contains(&&p["name"])),
+                "{path}: no endpoint {ports:?} scrapes a port of {container_ports:?}"
+            );
+        }
+    }
+    vec![started, recorded]
+}
+
+#[tokio::test]
+async fn with_pod_monitors_a_pipeline_gets_one_and_without_the_crd_none_is_asked_for() {
+    a_new_pipeline_with_pod_monitors(true).await;
+    a_new_pipeline_with_pod_monitors(false).await;
+}
+
+// ---------------------------------------------------------------------------
 // Leader election and the watches, against a mock apiserver that answers
 // whatever comes, recording it.
 
@@ -1197,7 +1394,7 @@ async fn watch_calls() -> Vec<Call> {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build();
-        let (ctx, writers) = context(client.clone(), sdk);
+        let (ctx, writers) = context(client.clone(), sdk, ServiceSettings::default());
         let (quit, quitting) = tokio::sync::oneshot::channel::<()>();
         let controller = tokio::spawn(async move {
             let stop = async move {
@@ -1251,10 +1448,26 @@ fn permission(call: &Call) -> Permission {
     (group, resource, verb.to_owned())
 }
 
+/// A discovery request (`/api`, `/apis/<group>/<version>`, …): every
+/// authenticated client may make them (the `system:discovery` ClusterRole),
+/// so they need no rule of the chart.
+fn is_discovery(call: &Call) -> bool {
+    let segments: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
+    call.method == Method::GET
+        && matches!(
+            segments.as_slice(),
+            ["api" | "apis"] | ["api", _] | ["apis", _] | ["apis", _, _]
+        )
+}
+
 /// Permissions `calls` need. An owner reference that blocks its owner's
 /// deletion also needs `update` on the owner's `finalizers` subresource.
 fn needed(calls: &[Call]) -> BTreeSet<Permission> {
-    let mut permissions: BTreeSet<Permission> = calls.iter().map(permission).collect();
+    let mut permissions: BTreeSet<Permission> = calls
+        .iter()
+        .filter(|call| !is_discovery(call))
+        .map(permission)
+        .collect();
     let blocks_owner = calls.iter().any(|call| {
         call.body["metadata"]["ownerReferences"]
             .as_array()
@@ -1271,12 +1484,13 @@ fn needed(calls: &[Call]) -> BTreeSet<Permission> {
 }
 
 /// What the chart grants the operator's ServiceAccount, expanded to single
-/// permissions, for each value set of [`helm::VALUE_SETS`]. Panics where a
+/// permissions, for each value set of [`helm::VALUE_SETS`], with whether
+/// the chart has the operator make PodMonitors (`IMAGEPIPELINE_POD_MONITORS`). Panics where a
 /// grant is in the wrong place: Lease permissions anywhere but a Role in the
 /// release namespace, the others anywhere but cluster-wide (every namespace
 /// watched) or a Role in the one watched namespace, and `resourceNames` that
 /// are not the operator's Lease.
-fn committed_rules() -> Vec<(&'static str, BTreeSet<Permission>)> {
+fn committed_rules() -> Vec<(&'static str, bool, BTreeSet<Permission>)> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Rule {
@@ -1296,6 +1510,7 @@ fn committed_rules() -> Vec<(&'static str, BTreeSet<Permission>)> {
             let lease = helm::container_env(deployment, "IMAGEPIPELINE_LEASE_NAME")
                 .unwrap_or_else(|| panic!("{value_set}: the Deployment names no Lease"));
             let watched = helm::container_env(deployment, "WATCH_NAMESPACE").map(str::to_owned);
+            let pod_monitors = helm::container_env(deployment, "IMAGEPIPELINE_POD_MONITORS") == Some("true");
             let mut permissions = BTreeSet::new();
             for binding in objects
                 .iter()
@@ -1367,7 +1582,7 @@ fn committed_rules() -> Vec<(&'static str, BTreeSet<Permission>)> {
                     }
                 }
             }
-            (value_set, permissions)
+            (value_set, pod_monitors, permissions)
         })
         .collect()
 }
@@ -1382,6 +1597,7 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
         a_paused_deletion().await,
         a_pipeline_with_a_terminal_error().await,
         a_missing_master_user_secret().await,
+        a_new_pipeline_with_pod_monitors(true).await,
     ];
     for recorded in scenarios.into_iter().flatten() {
         calls.extend(recorded.calls);
@@ -1406,7 +1622,23 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
     }
     calls.extend(watches);
 
-    let needed = needed(&calls);
+    // PodMonitors are made only when the chart turns them on.
+    let with_pod_monitors = needed(&calls);
+    let without_pod_monitors = needed(
+        &calls
+            .iter()
+            .filter(|c| !c.path.contains("/monitoring.coreos.com/"))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        with_pod_monitors.contains(&(
+            "monitoring.coreos.com".into(),
+            "podmonitors".into(),
+            "patch".into()
+        )),
+        "the scenarios apply a PodMonitor"
+    );
     let by_resource = |set: &BTreeSet<Permission>| {
         let mut table: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for (group, resource, verb) in set {
@@ -1417,13 +1649,24 @@ async fn the_committed_rbac_rules_grant_exactly_what_the_operator_calls() {
         }
         table
     };
-    for (value_set, granted) in committed_rules() {
+    let value_sets = committed_rules();
+    assert!(
+        value_sets.iter().any(|(_, pod_monitors, _)| *pod_monitors)
+            && value_sets.iter().any(|(_, pod_monitors, _)| !*pod_monitors),
+        "the value sets render the chart both with and without PodMonitors"
+    );
+    for (value_set, pod_monitors, granted) in value_sets {
+        let needed = if pod_monitors {
+            &with_pod_monitors
+        } else {
+            &without_pod_monitors
+        };
         let missing: Vec<&Permission> = needed.difference(&granted).collect();
-        let unused: Vec<&Permission> = granted.difference(&needed).collect();
+        let unused: Vec<&Permission> = granted.difference(needed).collect();
         assert!(
             missing.is_empty() && unused.is_empty(),
             "the chart's ClusterRole and Roles (rendered with {value_set}) must grant exactly what the operator calls.\nmissing: {missing:#?}\nunused: {unused:#?}\nneeded, by resource: {:#?}",
-            by_resource(&needed)
+            by_resource(needed)
         );
     }
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use imagepipeline_e2e::monitoring::{self, monitoring_dir, panels};
 use imagepipeline_e2e::{Tool, repo_root};
+use imagepipeline_operator::api::v1alpha1::{ImagePipelineStatus, KafkaBrokerStatus, Phase};
 use imagepipeline_operator::aws::CallLog;
 use imagepipeline_operator::controller::metrics::Metrics;
 use serde_json::Value;
@@ -251,7 +252,32 @@ fn the_chart_ships_the_alerts_and_dashboards_as_written_only_when_asked() {
 
 #[test]
 fn the_alerts_and_dashboards_read_only_metrics_the_controller_exposes() {
-    let exposition = Metrics::new(CallLog::new()).encode();
+    // A controller that has seen a pipeline with managed brokers, so that
+    // the per-pipeline series have samples too.
+    let metrics = Metrics::new(CallLog::new());
+    let status = ImagePipelineStatus {
+        phase: Some(Phase::Degraded),
+        kafka_brokers: vec![KafkaBrokerStatus {
+            node_id: 1,
+            instance_id: Some("i-0a1b2c3d4e5f60718".into()),
+            address: "10.41.0.10:9092".into(),
+            state: "silent".into(),
+            last_heartbeat: Some("2026-12-02T11:50:00Z".into()),
+            error: None,
+        }],
+        ..ImagePipelineStatus::default()
+    };
+    metrics.observe_status("media/photos".into(), &status);
+    let exposition = metrics.encode();
+    for sample in [
+        r#"imagepipeline_pipeline_phase{pipeline_namespace="media",pipeline="photos",phase="Degraded"} 1"#,
+        r#"imagepipeline_kafka_broker_heartbeat_timestamp_seconds{pipeline_namespace="media",pipeline="photos",broker="1"} 1796212200"#,
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == sample),
+            "{sample} not in\n{exposition}"
+        );
+    }
     let reading = monitoring::assert_monitoring_reads_only_exposed(&exposition, "imagepipeline_");
     assert!(reading >= 5, "{reading} queries read the controller's metrics");
 }

@@ -84,4 +84,20 @@ operator makes and fails when these rules lack one or grant more. */}}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- if .Values.metrics.podMonitors.enabled }}
+# A PodMonitor per pipeline, server-side applied; never read, listed or
+# deleted (its owner reference has it collected with the pipeline).
+- apiGroups: [monitoring.coreos.com]
+  resources: [podmonitors]
+  verbs: [patch]
+{{- end }}
+{{- end }}
+
+{{/* A map of labels as key=value pairs joined by commas, sorted by key. */}}
+{{- define "imagepipeline-operator.podMonitorLabels" -}}
+{{- $pairs := list }}
+{{- range $key, $value := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
 {{- end }}

@@ -1,6 +1,7 @@
 //! The controller's Prometheus metrics (prefix `imagepipeline_`): reconciles,
 //! failures by error kind, reconcile duration, AWS calls by service, operation
-//! and outcome, and pipelines by phase.
+//! and outcome, pipelines by phase, and when each managed Kafka broker last
+//! reported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,10 +14,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
 use super::Error;
-use crate::api::v1alpha1::Phase;
+use crate::api::v1alpha1::{ImagePipelineStatus, KafkaBrokerStatus, Phase};
 use crate::aws::CallLog;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +46,14 @@ pub struct PipelinePhaseLabels {
     pub phase: &'static str,
 }
 
+/// One managed Kafka broker of one pipeline, by its `node.id`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLabels {
+    pub pipeline_namespace: String,
+    pub pipeline: String,
+    pub broker: String,
+}
+
 /// Shared by the reconciles and the `/metrics` handler.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,11 +64,15 @@ pub struct Metrics {
     aws_calls: Family<CallLabels, Counter>,
     pipelines: Family<PhaseLabels, Gauge>,
     pipeline_phase: Family<PipelinePhaseLabels, Gauge>,
+    broker_heartbeat: Family<BrokerLabels, Gauge>,
     leader: Gauge,
     /// Every AWS client of the controller records here.
     calls: CallLog,
     /// The last phase of each pipeline (`namespace/name`).
     phases: Mutex<BTreeMap<String, Phase>>,
+    /// The Unix time of each broker's last heartbeat (by `node.id`), per
+    /// pipeline (`namespace/name`), as the last status listed them.
+    heartbeats: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
 }
 
 pub const PHASES: [Phase; 7] = [
@@ -93,6 +107,7 @@ impl Metrics {
         let aws_calls = Family::default();
         let pipelines = Family::default();
         let pipeline_phase = Family::default();
+        let broker_heartbeat = Family::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
@@ -117,6 +132,11 @@ impl Metrics {
             pipeline_phase.clone(),
         );
         registry.register(
+            "kafka_broker_heartbeat_timestamp_seconds",
+            "Unix time of the last heartbeat of each managed Kafka broker, as the operator last read it",
+            broker_heartbeat.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this instance holds the leader Lease and reconciles",
             leader.clone(),
@@ -129,9 +149,11 @@ impl Metrics {
             aws_calls,
             pipelines,
             pipeline_phase,
+            broker_heartbeat,
             leader,
             calls,
             phases: Mutex::default(),
+            heartbeats: Mutex::default(),
         })
     }
 
@@ -167,6 +189,29 @@ impl Metrics {
         };
     }
 
+    /// What the metrics show of `pipeline` (`namespace/name`) after its
+    /// status was computed: its phase and its brokers' last heartbeats. A
+    /// broker no longer listed, or not heard from yet, has no series.
+    pub fn observe_status(&self, pipeline: String, status: &ImagePipelineStatus) {
+        self.set_broker_heartbeats(pipeline.clone(), heartbeat_times(&status.kafka_brokers));
+        self.set_phase(pipeline, status.phase);
+    }
+
+    /// A pipeline whose cleanup finished: none of its series are left.
+    pub fn forget_pipeline(&self, pipeline: String) {
+        self.set_broker_heartbeats(pipeline.clone(), BTreeMap::new());
+        self.set_phase(pipeline, None);
+    }
+
+    fn set_broker_heartbeats(&self, pipeline: String, times: BTreeMap<u32, i64>) {
+        let mut heartbeats = self.heartbeats.lock().unwrap_or_else(PoisonError::into_inner);
+        if times.is_empty() {
+            heartbeats.remove(&pipeline);
+        } else {
+            heartbeats.insert(pipeline, times);
+        }
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
@@ -193,7 +238,7 @@ impl Metrics {
         }
         self.pipeline_phase.clear();
         for (key, phase) in phases.iter() {
-            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+            let (namespace, name) = split_key(key);
             self.pipeline_phase
                 .get_or_create(&PipelinePhaseLabels {
                     pipeline_namespace: namespace.to_owned(),
@@ -203,11 +248,44 @@ impl Metrics {
                 .set(1);
         }
         drop(phases);
+        self.broker_heartbeat.clear();
+        let heartbeats = self.heartbeats.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, brokers) in heartbeats.iter() {
+            let (namespace, name) = split_key(key);
+            for (node_id, time) in brokers {
+                self.broker_heartbeat
+                    .get_or_create(&BrokerLabels {
+                        pipeline_namespace: namespace.to_owned(),
+                        pipeline: name.to_owned(),
+                        broker: node_id.to_string(),
+                    })
+                    .set(*time);
+            }
+        }
+        drop(heartbeats);
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// `namespace/name` as its two parts.
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+/// Pure: the Unix time of each listed broker's last heartbeat, for those
+/// that have one the operator could read the time of (the status keeps it
+/// as the broker wrote it, RFC 3339).
+pub fn heartbeat_times(brokers: &[KafkaBrokerStatus]) -> BTreeMap<u32, i64> {
+    brokers
+        .iter()
+        .filter_map(|broker| {
+            let written: Timestamp = broker.last_heartbeat.as_deref()?.parse().ok()?;
+            Some((broker.node_id, written.as_second()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -238,6 +316,81 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
+    }
+
+    fn broker(node_id: u32, last_heartbeat: Option<&str>) -> KafkaBrokerStatus {
+        KafkaBrokerStatus {
+            node_id,
+            instance_id: Some(format!("i-{node_id}")),
+            address: format!("10.41.0.{node_id}:9092"),
+            state: "serving".into(),
+            last_heartbeat: last_heartbeat.map(str::to_owned),
+            error: None,
+        }
+    }
+
+    fn with_brokers(brokers: Vec<KafkaBrokerStatus>) -> ImagePipelineStatus {
+        ImagePipelineStatus {
+            phase: Some(Phase::Ready),
+            kafka_brokers: brokers,
+            ..ImagePipelineStatus::default()
+        }
+    }
+
+    /// The heartbeat series, sorted (a family writes them in hash order).
+    fn heartbeat_lines(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("imagepipeline_kafka_broker_heartbeat_timestamp_seconds{"))
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    #[test]
+    fn each_broker_s_last_heartbeat_is_a_unix_time_until_the_broker_or_the_pipeline_goes() {
+        let metrics = Metrics::new(CallLog::new());
+        metrics.observe_status(
+            "media/photos".into(),
+            &with_brokers(vec![
+                broker(1, Some("2026-12-02T11:59:50Z")),
+                broker(2, Some("2026-12-02T11:58:00Z")),
+                // Not heard from yet, or a time the broker garbled: no series.
+                broker(3, None),
+                broker(4, Some("yesterday")),
+            ]),
+        );
+        metrics.observe_status(
+            "media/thumbs".into(),
+            &with_brokers(vec![broker(1, Some("2026-12-02T12:00:00Z"))]),
+        );
+        assert_eq!(
+            heartbeat_lines(&metrics.encode()),
+            [
+                r#"imagepipeline_kafka_broker_heartbeat_timestamp_seconds{pipeline_namespace="media",pipeline="photos",broker="1"} 1796212790"#,
+                r#"imagepipeline_kafka_broker_heartbeat_timestamp_seconds{pipeline_namespace="media",pipeline="photos",broker="2"} 1796212680"#,
+                r#"imagepipeline_kafka_broker_heartbeat_timestamp_seconds{pipeline_namespace="media",pipeline="thumbs",broker="1"} 1796212800"#,
+            ]
+        );
+
+        // Broker 2 is no longer listed (the pipeline went down to one broker,
+        // or to an existing cluster), and thumbs is gone.
+        metrics.observe_status(
+            "media/photos".into(),
+            &with_brokers(vec![broker(1, Some("2026-12-02T12:00:20Z"))]),
+        );
+        metrics.forget_pipeline("media/thumbs".into());
+        let text = metrics.encode();
+        assert_eq!(
+            heartbeat_lines(&text),
+            [
+                r#"imagepipeline_kafka_broker_heartbeat_timestamp_seconds{pipeline_namespace="media",pipeline="photos",broker="1"} 1796212820"#
+            ]
+        );
+        assert!(!text.contains(r#"pipeline="thumbs""#), "{text}");
+
+        metrics.observe_status("media/photos".into(), &with_brokers(vec![]));
+        assert_eq!(heartbeat_lines(&metrics.encode()), Vec::<&str>::new());
     }
 
     #[test]

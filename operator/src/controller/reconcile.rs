@@ -251,8 +251,8 @@ fn ready_message(status: &ImagePipelineStatus) -> String {
         .unwrap_or_default()
 }
 
-/// A pipeline whose cleanup finished leaves no phase and no backoff behind.
+/// A pipeline whose cleanup finished leaves no series and no backoff behind.
 fn forget(ctx: &Context, pipeline: &ImagePipeline) {
-    ctx.metrics.set_phase(key(pipeline), None);
+    ctx.metrics.forget_pipeline(key(pipeline));
     ctx.reset_backoff(pipeline);
 }

@@ -22,7 +22,9 @@ use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
-use super::services::{MANAGED_BY, MANAGED_BY_LABEL, ServiceSettings};
+use super::services::{
+    MANAGED_BY, MANAGED_BY_LABEL, POD_MONITOR_API_VERSION, ServiceSettings, parse_label, pod_monitor_labels,
+};
 use super::{
     AwsSource, Context, EventPublisher, OwnedStores, OwnedWriters, RECONCILE_REQUESTED_AT, Timing,
     error_policy, reconcile,
@@ -81,6 +83,20 @@ pub struct RunArgs {
     /// (SSL_CERT_FILE), e.g. an emulator's CA.
     #[arg(long, env = "IMAGEPIPELINE_SERVICES_CA_CONFIG_MAP")]
     pub services_ca_config_map: Option<String>,
+    /// Make a Prometheus Operator PodMonitor for each pipeline's services, if
+    /// the cluster serves PodMonitors (looked up once, at start).
+    #[arg(long, env = "IMAGEPIPELINE_POD_MONITORS")]
+    pub pod_monitors: bool,
+    /// A label of each PodMonitor, `key=value`, by which a Prometheus selects
+    /// it (its podMonitorSelector). Repeatable; comma-separated in the
+    /// environment variable.
+    #[arg(
+        long = "pod-monitor-label",
+        env = "IMAGEPIPELINE_POD_MONITOR_LABELS",
+        value_delimiter = ',',
+        value_parser = parse_label
+    )]
+    pub pod_monitor_labels: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +120,11 @@ pub enum RunError {
         #[source]
         source: kube_lease_manager::LeaseManagerError,
     },
+    #[error(
+        "cannot tell whether the cluster serves PodMonitors ({POD_MONITOR_API_VERSION}): {0}; check that the \
+         Kubernetes API answers discovery requests, or run without --pod-monitors"
+    )]
+    Discovery(#[source] kube::Error),
     #[error(
         "lost the leader Lease to another replica; exiting so that Kubernetes restarts this one as a standby"
     )]
@@ -143,6 +164,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let shutdown = ingest_core::service::shutdown_signal().shared();
 
     client.apiserver_version().await.map_err(RunError::Connect)?;
+    let pod_monitor_labels = pod_monitor_labels(&client, args.pod_monitors, &args.pod_monitor_labels)
+        .await
+        .map_err(RunError::Discovery)?;
     health.ready.store(true, Ordering::Release);
 
     let mut leadership = None;
@@ -201,6 +225,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .with_service_settings(ServiceSettings {
             env_secret: args.services_env_secret.clone(),
             ca_config_map: args.services_ca_config_map.clone(),
+            pod_monitor_labels,
             ..ServiceSettings::default()
         }),
     );

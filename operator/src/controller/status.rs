@@ -126,7 +126,7 @@ pub(super) async fn write_status(
     status: &ImagePipelineStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
-    ctx.metrics.set_phase(key(pipeline), status.phase);
+    ctx.metrics.observe_status(key(pipeline), status);
     if pipeline.status.as_ref() == Some(status) {
         return Ok(());
     }

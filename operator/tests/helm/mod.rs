@@ -12,12 +12,21 @@ pub const CHART: &str = "charts/imagepipeline-operator";
 pub const RELEASE_NAMESPACE: &str = "imagepipeline-system";
 
 /// What the chart is rendered with: each way of granting permissions it
-/// offers (every namespace, one watched namespace), every value set, and the
-/// kind suite's values. `(what, helm arguments)`; paths are relative to the
-/// repository root.
-pub const VALUE_SETS: [(&str, &[&str]); 5] = [
+/// offers (every namespace, one watched namespace, each with and without
+/// PodMonitors), every value set, and the kind suite's values. `(what, helm
+/// arguments)`; paths are relative to the repository root.
+pub const VALUE_SETS: [(&str, &[&str]); 6] = [
     ("default values", &[]),
     ("one watched namespace", &["--set", "watchNamespace=media"]),
+    (
+        "PodMonitors, every namespace watched",
+        &[
+            "--set",
+            "metrics.podMonitors.enabled=true",
+            "--set",
+            "metrics.podMonitors.labels.release=kube-prometheus-stack",
+        ],
+    ),
     (
         "every value set",
         &["-f", "charts/imagepipeline-operator/ci/all-values.yaml"],

@@ -1,6 +1,11 @@
 //! Applying the services' objects: server-side apply with the operator's
 //! field manager, then removing the objects of this pipeline the watches
 //! have seen and that are no longer wanted.
+//!
+//! The PodMonitor is applied, never removed here: it is not watched (its kind
+//! may not exist, and watching it would need more permissions), so once
+//! `--pod-monitors` is turned off the PodMonitors made before stay until
+//! their pipeline is deleted and the owner reference has them collected.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -11,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{DesiredServices, INSTANCE_LABEL, ServicesHealth, services_health};
+use super::{DesiredServices, INSTANCE_LABEL, PodMonitor, ServicesHealth, services_health};
 use crate::api::v1alpha1::ImagePipeline;
 use crate::controller::{Context, Error, FIELD_MANAGER, key};
 
@@ -42,6 +47,10 @@ pub(in crate::controller) async fn apply_services(
     server_side_apply(&services, &desired.upload_service).await?;
     for budget in &wanted_budgets {
         server_side_apply(&budgets, budget).await?;
+    }
+    if let Some(pod_monitor) = &desired.pod_monitor {
+        let pod_monitors = Api::<PodMonitor>::namespaced(ctx.client.clone(), &namespace);
+        server_side_apply(&pod_monitors, pod_monitor).await?;
     }
 
     // Dependents first, so that nothing is left pointing at a removed object.

@@ -1,14 +1,16 @@
 //! A pipeline's two in-cluster services. Built purely from the pipeline and
 //! what its AWS components published: the ConfigMap of resolved endpoints
 //! (`config`), the ServiceAccount, the upload-api Deployment and Service, the
-//! stream-bridge Deployment (their pods: `pods`) and their
-//! PodDisruptionBudgets. Then applied, with the objects no longer wanted
+//! stream-bridge Deployment (their pods: `pods`), their
+//! PodDisruptionBudgets and, when asked, the PodMonitor that has them scraped
+//! (`pod_monitor`). Then applied, with the objects no longer wanted
 //! removed (`apply`), and judged by how far the Deployments rolled out
 //! (`health`).
 
 mod apply;
 mod config;
 mod health;
+mod pod_monitor;
 mod pods;
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 pub(super) use apply::apply_services;
 pub use health::{ServicesHealth, services_health};
+pub use pod_monitor::{POD_MONITOR_API_VERSION, PodMonitor, parse_label, pod_monitor_labels};
 
 use crate::api::v1alpha1::ImagePipeline;
 use crate::components::upload_instance_setup::{UploadInstanceConfig, UploadTargets};
@@ -40,7 +43,7 @@ pub const DEFAULT_STREAM_BRIDGE_IMAGE: &str =
 pub const MANAGED_BY: &str = "imagepipeline-operator";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const VERSION_LABEL: &str = "app.kubernetes.io/version";
@@ -69,6 +72,10 @@ pub struct ServiceSettings {
     /// certificates both services trust for AWS (`SSL_CERT_FILE`, in place of
     /// the image's roots), such as an emulator's CA.
     pub ca_config_map: Option<String>,
+    /// `Some` when each pipeline gets a PodMonitor (`--pod-monitors`, and the
+    /// cluster serves PodMonitors): the labels it carries besides the
+    /// pipeline's, by which a Prometheus selects it.
+    pub pod_monitor_labels: Option<BTreeMap<String, String>>,
 }
 
 /// The objects one pipeline's services consist of.
@@ -83,6 +90,8 @@ pub struct DesiredServices {
     /// One per Deployment with at least two replicas: a budget for a single
     /// pod would block every node drain.
     pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// Only with [`ServiceSettings::pod_monitor_labels`].
+    pub pod_monitor: Option<PodMonitor>,
 }
 
 /// Names of the objects a pipeline's services use.
@@ -92,6 +101,7 @@ struct ServiceNames {
     service_account: String,
     upload: String,
     bridge: String,
+    pod_monitor: String,
 }
 
 impl ServiceNames {
@@ -101,6 +111,7 @@ impl ServiceNames {
             service_account: object_name(pipeline_name, "services"),
             upload: object_name(pipeline_name, UPLOAD_API),
             bridge: object_name(pipeline_name, STREAM_BRIDGE),
+            pod_monitor: object_name(pipeline_name, "services"),
         }
     }
 }
@@ -202,7 +213,7 @@ pub fn desired_services(
             ports: Some(vec![ServicePort {
                 name: Some("http".to_owned()),
                 port: SERVICE_PORT,
-                target_port: Some(IntOrString::String("http".to_owned())),
+                target_port: Some(IntOrString::String(pods::UPLOAD_API_PORT_NAME.to_owned())),
                 protocol: Some("TCP".to_owned()),
                 ..ServicePort::default()
             }]),
@@ -248,6 +259,19 @@ pub fn desired_services(
     })
     .collect();
 
+    let pod_monitor = settings.pod_monitor_labels.as_ref().map(|extra_labels| {
+        let deployments = pod_monitor::ScrapedDeployments {
+            upload: &names.upload,
+            bridge: &names.bridge,
+        };
+        pod_monitor::pod_monitor(
+            meta(&names.pod_monitor, "metrics"),
+            &name,
+            &deployments,
+            extra_labels,
+        )
+    });
+
     Ok(Some(DesiredServices {
         config_map,
         service_account,
@@ -255,6 +279,7 @@ pub fn desired_services(
         upload_service,
         bridge_deployment,
         disruption_budgets,
+        pod_monitor,
     }))
 }
 

@@ -25,6 +25,11 @@ use crate::engine::PipelineContext;
 
 const UPLOAD_PORT: i32 = 8080;
 const BRIDGE_PORT: i32 = 9090;
+/// The named container port upload-api serves its API, probes and
+/// `/metrics` on.
+pub(super) const UPLOAD_API_PORT_NAME: &str = "http";
+/// The named container port stream-bridge serves its probes and `/metrics` on.
+pub(super) const STREAM_BRIDGE_PORT_NAME: &str = "metrics";
 /// User and group of the distroless `nonroot` images.
 const NONROOT: i64 = 65532;
 const API_KEYS_DIR: &str = "/run/secrets/imagepipeline";
@@ -63,7 +68,7 @@ pub(super) fn upload_api(
             .chain(upload_config.key_limit_environment())
             .collect::<Vec<_>>(),
         )),
-        ports: Some(vec![port("http", UPLOAD_PORT)]),
+        ports: Some(vec![port(UPLOAD_API_PORT_NAME, UPLOAD_PORT)]),
         volume_mounts: Some(vec![
             mount("api-keys", API_KEYS_DIR, true),
             mount("spool", SPOOL_DIR, false),
@@ -75,7 +80,7 @@ pub(super) fn upload_api(
                 .clone()
                 .unwrap_or_else(|| resources("100m", "128Mi", "1", "512Mi")),
         ),
-        ..service_container(config_map, "http")
+        ..service_container(config_map, UPLOAD_API_PORT_NAME)
     };
     let mut volumes = vec![
         Volume {
@@ -124,7 +129,7 @@ pub(super) fn stream_bridge(
             (env::stream_bridge::KAFKA_GROUP_ID, group),
             (env::stream_bridge::LOG_JSON, "true".to_owned()),
         ])),
-        ports: Some(vec![port("metrics", BRIDGE_PORT)]),
+        ports: Some(vec![port(STREAM_BRIDGE_PORT_NAME, BRIDGE_PORT)]),
         volume_mounts: Some(vec![mount("tmp", "/tmp", false)]),
         // Worst case: 256 MiB of records in flight, librdkafka's 64 MiB
         // prefetch and the process itself.
@@ -134,7 +139,7 @@ pub(super) fn stream_bridge(
                 .clone()
                 .unwrap_or_else(|| resources("100m", "256Mi", "1", "512Mi")),
         ),
-        ..service_container(config_map, "metrics")
+        ..service_container(config_map, STREAM_BRIDGE_PORT_NAME)
     };
     let mut volumes = vec![empty_dir("tmp", Some("64Mi"))];
     add_aws_access(&mut container, &mut volumes, settings);

@@ -3,6 +3,7 @@
 use ingest_core::contract::env;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodSpec, Probe};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
 use super::*;
@@ -233,6 +234,7 @@ fn an_emulator_s_credentials_and_ca_reach_both_services_from_their_own_objects()
         aws_endpoint_url: Some("https://moto.aws-emulator.svc".into()),
         env_secret: Some("aws-emulator-credentials".into()),
         ca_config_map: Some("aws-emulator-ca".into()),
+        ..ServiceSettings::default()
     };
     let services = desired_with(PIPELINE, &outputs(true), &settings).unwrap();
     for deployment in [&services.upload_deployment, &services.bridge_deployment.unwrap()] {
@@ -362,4 +364,175 @@ fn services_are_ready_when_every_replica_of_the_current_template_is_available() 
         !services_health(&[&deployment]).ready,
         "a new template is not rolled out yet"
     );
+}
+
+fn with_pod_monitors(labels: &[(&str, &str)]) -> ServiceSettings {
+    ServiceSettings {
+        pod_monitor_labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..ServiceSettings::default()
+    }
+}
+
+/// Whether `selector` selects an object labelled `labels`, as the API
+/// server reads it (matchLabels, and the `In` expressions used here).
+fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        assert_eq!(e.operator, "In", "an operator this test does not read");
+        labels
+            .get(&e.key)
+            .is_some_and(|v| e.values.iter().flatten().any(|w| w == v))
+    });
+    by_labels && by_expressions
+}
+
+#[test]
+fn the_pod_monitor_scrapes_both_services_pods_on_the_ports_they_serve_metrics_on() {
+    let settings = with_pod_monitors(&[("release", "kube-prometheus-stack")]);
+    let services = desired_with(PIPELINE, &outputs(true), &settings).unwrap();
+    let monitor = services.pod_monitor.expect("a PodMonitor when asked");
+    let spec = &monitor.spec;
+    let ports: Vec<&str> = spec
+        .pod_metrics_endpoints
+        .iter()
+        .map(|e| e.port.as_str())
+        .collect();
+    for deployment in [&services.upload_deployment, &services.bridge_deployment.unwrap()] {
+        let name = deployment.name_any();
+        let pod_labels = deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert!(
+            selects(&spec.selector, pod_labels),
+            "{name}'s pods are not selected"
+        );
+        let container = &pod(deployment).containers[0];
+        let served: Vec<&str> = container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.name.as_deref())
+            .filter(|p| ports.contains(p))
+            .collect();
+        assert_eq!(served.len(), 1, "{name}: one endpoint scrapes it: {ports:?}");
+        let endpoint = spec
+            .pod_metrics_endpoints
+            .iter()
+            .find(|e| e.port == served[0])
+            .unwrap();
+        assert_eq!(
+            endpoint.relabelings[0].replacement, name,
+            "its series' job is the Deployment's name"
+        );
+        assert_eq!(endpoint.relabelings[0].target_label, "job");
+        let liveness = container
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            liveness.port,
+            IntOrString::String(served[0].to_owned()),
+            "{name}: /metrics is served where the probes are"
+        );
+    }
+    assert!(spec.pod_metrics_endpoints.iter().all(|e| e.path == "/metrics"));
+
+    // Another pipeline's pods, in the same namespace, are not scraped.
+    let other = desired_with(
+        &PIPELINE.replace("name: photos", "name: thumbs"),
+        &outputs(true),
+        &settings,
+    )
+    .unwrap();
+    let other_labels = other
+        .upload_deployment
+        .spec
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    assert!(!selects(&spec.selector, &other_labels));
+
+    // Owned and labelled as the other objects, plus the labels Prometheus selects by.
+    let owner = &monitor.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("ImagePipeline", "0b6f-uid", Some(true))
+    );
+    let labels = monitor.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["release"], "kube-prometheus-stack");
+    assert_eq!(labels[INSTANCE_LABEL], "photos");
+    assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+    assert_eq!(
+        (
+            monitor.metadata.name.as_deref(),
+            monitor.metadata.namespace.as_deref()
+        ),
+        (Some("photos-services"), Some("media"))
+    );
+    let json = serde_json::to_value(&monitor).unwrap();
+    assert_eq!(
+        (&json["apiVersion"], &json["kind"]),
+        (
+            &serde_json::json!("monitoring.coreos.com/v1"),
+            &serde_json::json!("PodMonitor")
+        )
+    );
+    assert!(json["spec"]["podMetricsEndpoints"].is_array(), "{json:#}");
+}
+
+#[test]
+fn extra_labels_never_replace_the_labels_the_controller_relies_on() {
+    let settings = with_pod_monitors(&[(INSTANCE_LABEL, "someone-else"), ("team", "media")]);
+    let services = desired_with(PIPELINE, &outputs(false), &settings).unwrap();
+    let labels = services.pod_monitor.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels[INSTANCE_LABEL], "photos");
+    assert_eq!(labels["team"], "media");
+}
+
+#[test]
+fn without_pod_monitors_asked_there_is_none() {
+    assert_eq!(desired(PIPELINE, &outputs(true)).unwrap().pod_monitor, None);
+}
+
+#[test]
+fn pod_monitor_labels_are_checked_as_kubernetes_labels() {
+    assert_eq!(
+        parse_label("release=kube-prometheus-stack"),
+        Ok(("release".to_owned(), "kube-prometheus-stack".to_owned()))
+    );
+    assert_eq!(
+        parse_label("example.com/team="),
+        Ok(("example.com/team".to_owned(), String::new()))
+    );
+    for (bad, says) in [
+        ("release", "key=value"),
+        ("=x", "label name"),
+        ("Example.com/team=a", "prefix"),
+        ("team=-media", "label value"),
+        ("team=a,b", "label value"),
+    ] {
+        let err = parse_label(bad).expect_err(bad);
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+    assert!(parse_label(&format!("k={}", "v".repeat(64))).is_err());
 }

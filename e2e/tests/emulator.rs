@@ -15,7 +15,8 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_redshift::types::Tag;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, ChecksumMode, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
+    BucketLocationConstraint, ChecksumMode, CompletedMultipartUpload, CompletedPart,
+    CreateBucketConfiguration,
 };
 use aws_smithy_types::date_time::{DateTime, Format};
 use imagepipeline_e2e::{AwsEmulator, REGION, form_data};
@@ -630,7 +631,11 @@ async fn an_object_is_stored_only_if_its_bytes_have_the_checksum_it_was_sent_wit
         )
         .send()
         .await;
-    assert_eq!(outcome(complete), refused("InvalidPart"), "the refused part is not kept");
+    assert_eq!(
+        outcome(complete),
+        refused("InvalidPart"),
+        "the refused part is not kept"
+    );
 
     put("checked")
         .checksum_sha256(sha256_checksum(&checked))
@@ -650,6 +655,11 @@ async fn an_object_is_stored_only_if_its_bytes_have_the_checksum_it_was_sent_wit
         Some(sha256_checksum(&checked).as_str()),
         "S3 keeps the checksum it checked"
     );
-    let body = object.body.collect().await.expect("the object's bytes").into_bytes();
+    let body = object
+        .body
+        .collect()
+        .await
+        .expect("the object's bytes")
+        .into_bytes();
     assert_eq!(body.as_ref(), checked.as_slice());
 }

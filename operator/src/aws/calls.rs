@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
@@ -180,25 +181,6 @@ impl Intercept for CallLogInterceptor {
     }
 }
 
-/// The error codes the SDK's retry classifier treats as throttling
-/// (`aws_runtime::retries::classifiers::THROTTLING_ERRORS`).
-const THROTTLING_CODES: [&str; 14] = [
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "LimitExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-];
-
 /// Whether an error answer says the caller is throttled: HTTP 429, or a
 /// throttling code as an XML `<Code>` (EC2, S3, IAM, STS) or as a JSON
 /// `__type` or `code` (DynamoDB, Firehose, Glue, Redshift Data).
@@ -209,7 +191,8 @@ fn is_throttling(status: u16, body: Option<&[u8]>) -> bool {
     let Some(body) = body.and_then(|b| std::str::from_utf8(b).ok()) else {
         return false;
     };
-    THROTTLING_CODES.iter().any(|code| {
+    // The codes the SDK's retry classifier treats as throttling.
+    THROTTLING_ERRORS.iter().any(|code| {
         body.contains(&format!("<Code>{code}</Code>"))
             || body.contains(&format!("#{code}\""))
             || body.contains(&format!("\"{code}\""))

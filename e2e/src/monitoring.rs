@@ -13,37 +13,53 @@ pub fn monitoring_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/imagepipeline-operator/monitoring")
 }
 
+/// The rules of `alerts.yaml`, every group's.
+pub fn alert_rules() -> Vec<Value> {
+    let path = monitoring_dir().join("alerts.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let alerts: Value = serde_saphyr::from_str(&text).expect("alerts.yaml is YAML");
+    alerts["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+        .collect()
+}
+
+/// The dashboards, by file name, in name order; every file of the folder
+/// must be one.
+pub fn dashboards() -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(monitoring_dir().join("dashboards"))
+        .expect("monitoring/dashboards")
+        .map(|entry| entry.expect("dashboard entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            assert!(name.ends_with(".json"), "{name} is not a dashboard");
+            let text = std::fs::read_to_string(&path).expect("dashboard");
+            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+            (name, value)
+        })
+        .collect()
+}
+
 /// Every query of the alerts and dashboards, each with what it belongs
 /// to (`alert ImagePipelineNotReady`, `dashboard upload-api.json: Latency`).
 pub fn queries() -> Vec<(String, String)> {
-    let dir = monitoring_dir();
     let mut queries = Vec::new();
-    let alerts = std::fs::read_to_string(dir.join("alerts.yaml")).expect("monitoring/alerts.yaml");
-    let alerts: Value = serde_saphyr::from_str(&alerts).expect("alerts.yaml is YAML");
-    for rule in alerts["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-    {
+    for rule in alert_rules() {
         let name = rule["alert"].as_str().or(rule["record"].as_str()).unwrap_or("?");
         let expr = rule["expr"].as_str().unwrap_or_default();
         queries.push((format!("alert {name}"), expr.to_owned()));
     }
-    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(dir.join("dashboards"))
-        .expect("monitoring/dashboards")
-        .map(|entry| entry.expect("dashboard entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .collect();
-    dashboards.sort();
-    for path in dashboards {
-        let file = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard"))
-            .unwrap_or_else(|err| panic!("{file} is not JSON: {err}"));
+    for (file, dashboard) in dashboards() {
         for panel in panels(&dashboard) {
             let title = panel["title"].as_str().unwrap_or("?");
             for target in panel["targets"].as_array().into_iter().flatten() {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use imagepipeline_e2e::monitoring::{self, monitoring_dir, panels};
+use imagepipeline_e2e::monitoring::{self, alert_rules, dashboards, monitoring_dir, panels};
 use imagepipeline_e2e::{Tool, repo_root};
 use imagepipeline_operator::api::v1alpha1::{ImagePipelineStatus, KafkaBrokerStatus, Phase};
 use imagepipeline_operator::aws::CallLog;
@@ -44,21 +44,11 @@ fn promtool(args: &[&str], dir: &Path) -> String {
     text
 }
 
-fn alerts() -> Vec<Value> {
-    let rules = yaml(&monitoring_dir().join("alerts.yaml"));
-    rules["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
-        .collect()
-}
-
 #[test]
 fn promtool_accepts_the_alerts_and_each_fires_in_one_unit_test_and_stays_quiet_in_another() {
     let dir = monitoring_dir();
     let checked = promtool(&["check", "rules", "alerts.yaml"], &dir);
-    let alerts = alerts();
+    let alerts = alert_rules();
     assert!(
         checked.contains(&format!("SUCCESS: {} rules found", alerts.len())),
         "{checked}"
@@ -86,7 +76,7 @@ fn promtool_accepts_the_alerts_and_each_fires_in_one_unit_test_and_stays_quiet_i
 
 #[test]
 fn every_alert_has_a_severity_and_a_runbook_that_says_what_it_means_how_to_look_and_what_to_do() {
-    for alert in alerts() {
+    for alert in alert_rules() {
         let name = alert["alert"].as_str().expect("alert name");
         assert!(
             ["warning", "critical"].contains(&alert["labels"]["severity"].as_str().unwrap_or_default()),
@@ -117,29 +107,6 @@ fn every_alert_has_a_severity_and_a_runbook_that_says_what_it_means_how_to_look_
             "{runbook} shows no command to look with"
         );
     }
-}
-
-/// The dashboards, by file name.
-fn dashboards() -> Vec<(String, Value)> {
-    let mut files: Vec<_> = std::fs::read_dir(monitoring_dir().join("dashboards"))
-        .expect("dashboards folder")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            assert!(name.ends_with(".json"), "{name} is not a dashboard");
-            let text = std::fs::read_to_string(&path).expect("dashboard");
-            let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
-            (name, value)
-        })
-        .collect()
 }
 
 #[test]

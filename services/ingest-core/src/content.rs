@@ -7,23 +7,18 @@ use std::io::{self, BufReader, Read, Seek, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
-use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::image_type::{ImageInfo, ImageType, InspectError, dimensions, inspect};
+use crate::spool_file::{SpoolFile, file_body};
 use crate::verify::{self, DecodeBudget, ImageRules, Verified, VerifyError};
 
 /// Bytes an image may hold in memory while it arrives; beyond this it is
 /// written to the spool directory.
 pub const IN_MEMORY_BYTES: usize = 256 * 1024;
-
-/// Bytes a spooled image is written and read in: every write or read of a
-/// file is a hand-off to a blocking thread, so few large ones cost less
-/// than one per body chunk (typically 16 KiB).
-const FILE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Bytes an image type's signature needs, read from a spooled file.
 const SIGNATURE_BYTES: usize = 16;
@@ -155,14 +150,7 @@ impl Content {
                 let end = usize::try_from(range.end).unwrap_or(usize::MAX);
                 Ok(ByteStream::from(bytes.slice(start..end)))
             }
-            Storage::File(path) => ByteStream::read_from()
-                .path(path)
-                .offset(range.start)
-                .length(Length::Exact(range.end - range.start))
-                .buffer_size(FILE_BUFFER_BYTES)
-                .build()
-                .await
-                .map_err(io::Error::other),
+            Storage::File(path) => file_body(path, range).await,
         }
     }
 
@@ -220,7 +208,7 @@ pub struct Spool {
     len: u64,
     hasher: Sha256,
     memory: BytesMut,
-    file: Option<(BufWriter<tokio::fs::File>, TempPath)>,
+    file: Option<SpoolFile>,
 }
 
 impl Spool {
@@ -250,18 +238,13 @@ impl Spool {
             source,
         };
         if self.file.is_none() {
-            let (file, path) = tempfile::Builder::new()
-                .prefix("image-")
-                .tempfile_in(&self.dir)
-                .map_err(io)?
-                .into_parts();
-            let mut file = BufWriter::with_capacity(FILE_BUFFER_BYTES, tokio::fs::File::from_std(file));
-            file.write_all(&self.memory).await.map_err(io)?;
+            let mut file = SpoolFile::create(&self.dir, "image-").await.map_err(io)?;
+            file.write(&self.memory).await.map_err(io)?;
             self.memory = BytesMut::new();
-            self.file = Some((file, path));
+            self.file = Some(file);
         }
-        if let Some((file, _)) = &mut self.file {
-            file.write_all(chunk).await.map_err(io)?;
+        if let Some(file) = &mut self.file {
+            file.write(chunk).await.map_err(io)?;
         }
         Ok(())
     }
@@ -269,13 +252,10 @@ impl Spool {
     pub async fn finish(self) -> Result<Content, SpoolError> {
         let storage = match self.file {
             None => Storage::Memory(self.memory.freeze()),
-            Some((mut file, path)) => {
-                file.flush().await.map_err(|source| SpoolError::Io {
-                    dir: self.dir.clone(),
-                    source,
-                })?;
-                Storage::File(path)
-            }
+            Some(file) => Storage::File(file.finish().await.map_err(|source| SpoolError::Io {
+                dir: self.dir.clone(),
+                source,
+            })?),
         };
         let sha256 = self.hasher.finalize().into();
         Ok(Content {

@@ -6,10 +6,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{Stream, StreamExt};
 use ingest_core::store::{Backend, StoreError};
-use ingest_core::{Content, Spool, SpoolError};
+use ingest_core::{Content, Spool, SpoolError, SpoolFile};
 use jiff::Timestamp;
 
-use super::part::PartFile;
 use super::{PART_BYTES, StagedUpload, Staging, StagingError, object_key, tail_key};
 
 /// How an append ended.
@@ -85,12 +84,14 @@ impl Staging {
         Ok(ended)
     }
 
-    async fn part_file(&self) -> Result<PartFile, StagingError> {
-        PartFile::new(&self.spool_dir).await.map_err(StagingError::Spool)
+    async fn part_file(&self) -> Result<SpoolFile, StagingError> {
+        SpoolFile::create(&self.spool_dir, "part-")
+            .await
+            .map_err(StagingError::Spool)
     }
 
     /// The tail object's bytes, to fill the rest of their part.
-    async fn read_tail_into(&self, upload: &StagedUpload, part: &mut PartFile) -> Result<(), StagingError> {
+    async fn read_tail_into(&self, upload: &StagedUpload, part: &mut SpoolFile) -> Result<(), StagingError> {
         let action = "read the upload's last bytes";
         let object = self
             .store
@@ -109,7 +110,7 @@ impl Staging {
         Ok(())
     }
 
-    async fn put_tail(&self, upload: &StagedUpload, tail: PartFile) -> Result<(), StagingError> {
+    async fn put_tail(&self, upload: &StagedUpload, tail: SpoolFile) -> Result<(), StagingError> {
         let (bytes, _file) = tail.into_body().await.map_err(StagingError::Spool)?;
         self.store
             .s3()

@@ -12,7 +12,6 @@
 //! a lease runs out by itself when its instance dies.
 
 mod bytes;
-mod part;
 
 pub use bytes::{AppendCut, Appended};
 pub mod item;

@@ -32,6 +32,8 @@ pub struct Estimate {
     pub region: String,
     pub currency: String,
     pub prices_as_of: String,
+    /// Where the prices come from: `repository@commit (date)` each.
+    pub sources: Vec<String>,
     /// Summed into the total when priced.
     pub fixed: Vec<FixedCost>,
     /// Shown as rates; never in the total.
@@ -208,6 +210,7 @@ pub fn estimate(spec: &ImagePipelineSpec, prices: &PriceTable) -> Estimate {
         region: region.to_owned(),
         currency: prices.currency.clone(),
         prices_as_of: prices.prices_as_of.clone(),
+        sources: prices.sources(),
         fixed,
         usage,
     }

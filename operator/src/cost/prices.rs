@@ -34,17 +34,17 @@ pub struct PriceTable {
     /// `YYYY-MM-DD`: no figure in the table is older.
     pub prices_as_of: String,
     /// Where the figures come from, by the names the regions' comments use.
-    /// Read by people; kept so that a table without sources does not parse.
-    #[allow(dead_code)]
     sources: BTreeMap<String, Source>,
     regions: BTreeMap<String, RegionPrices>,
 }
 
+/// A public repository a figure was copied from, at one commit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct Source {
     repository: String,
+    /// The file, or a glob of files, in `repository`. Read by people.
+    #[allow(dead_code)]
     path: String,
     commit: String,
     date: String,
@@ -110,6 +110,21 @@ pub struct Unpriced {
 impl PriceTable {
     pub fn parse(yaml: &str) -> Result<Self, PriceTableError> {
         serde_saphyr::from_str(yaml).map_err(|err| PriceTableError(Box::new(err)))
+    }
+
+    /// Each source as `repository@commit (date)`, the commit shortened.
+    pub fn sources(&self) -> Vec<String> {
+        self.sources
+            .values()
+            .map(|s| {
+                format!(
+                    "{}@{} ({})",
+                    s.repository,
+                    &s.commit[..s.commit.len().min(8)],
+                    s.date
+                )
+            })
+            .collect()
     }
 
     /// The price of `item` in `region`, in the table's currency per the

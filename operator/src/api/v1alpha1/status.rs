@@ -34,6 +34,33 @@ pub struct ImagePipelineStatus {
     /// The managed Kafka brokers and what each last reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kafka_brokers: Vec<KafkaBrokerStatus>,
+
+    /// What the spec's fixed AWS resources cost a month at on-demand list
+    /// prices: instances, EBS volumes, the load balancer's hours and the
+    /// Redshift nodes. Usage-priced parts (S3, DynamoDB, Firehose) are not
+    /// in it; `imagepipeline plan` shows their rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_monthly_cost: Option<EstimatedMonthlyCost>,
+}
+
+/// A monthly cost estimate of the fixed part of a pipeline.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimatedMonthlyCost {
+    /// The sum of the items that have a price, with two decimals, for
+    /// example `412.35`.
+    pub amount: String,
+    /// ISO 4217 currency of `amount`, for example `USD`.
+    pub currency: String,
+    /// True when some items have no price in the operator's table for the
+    /// region (see `unpriced`): `amount` leaves them out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// The items left out of `amount`, for example `Analytics: 2 × ra3.xlplus nodes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<String>,
+    /// Date (YYYY-MM-DD) of the operator's price table: no price in it is older.
+    pub prices_as_of: String,
 }
 
 /// Lifecycle phase of an ImagePipeline.

@@ -27,8 +27,8 @@ pub const HEALTH_CHECK_PATH: &str = "/healthz";
 pub const SCALING_POLICY_NAME: &str = "cpu-target-tracking";
 /// TLS policy of the HTTPS listener: TLS 1.3 and 1.2 with forward secrecy.
 pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
-/// Root volume: room for docker and the upload-api image.
-const ROOT_VOLUME_GIB: i32 = 20;
+/// Root volume (gp3): room for docker and the upload-api image.
+pub const ROOT_VOLUME_GIB: i32 = 20;
 /// Time an instance gets to pull the image and pass `/healthz` before the
 /// group replaces it for failing ELB health checks.
 const HEALTH_CHECK_GRACE_SECONDS: i32 = 300;

@@ -21,7 +21,7 @@ mod desired;
 #[cfg(test)]
 mod tests;
 
-pub use desired::{DesiredUploadTier, HEALTH_CHECK_PATH, SCALING_POLICY_NAME, TLS_POLICY};
+pub use desired::{DesiredUploadTier, HEALTH_CHECK_PATH, ROOT_VOLUME_GIB, SCALING_POLICY_NAME, TLS_POLICY};
 
 use crate::engine::resource::{Ref, Resource, Walk, WalkMode};
 use crate::engine::{ComponentError, ComponentKind, Declared, Outputs, PipelineContext};

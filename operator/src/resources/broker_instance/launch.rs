@@ -24,7 +24,9 @@ use crate::resources::machine_image::{ImageSource, ResolvedImage};
 use crate::resources::sdk::tag_specification;
 
 const INSTANCE_TYPE_FIELD: &str = "spec.kafka.instanceType";
-const ROOT_VOLUME_GIB: i32 = 20;
+/// Each broker's root volume (gp3, beside its data volume): room for the
+/// OS, Java and the Kafka distribution.
+pub const ROOT_VOLUME_GIB: i32 = 20;
 /// Only the broker's own processes (not containers on it) may use the
 /// instance role's credentials: one hop keeps IMDS to the host.
 const BROKER_IMDS_HOP_LIMIT: i32 = 1;

@@ -9,7 +9,7 @@ mod launch;
 
 use aws_sdk_ec2::types::InstanceStateName;
 
-pub use self::launch::{Launch, client_token};
+pub use self::launch::{Launch, ROOT_VOLUME_GIB, client_token};
 use super::sdk::{failed, tag_filter, terminate_instances};
 use crate::aws::AwsClients;
 use crate::engine::resource::{Ref, Resource};

@@ -15,6 +15,7 @@ use imagepipeline_operator::crd::crd_yaml;
 use serde_json::{Value, json};
 
 mod helm;
+mod workflow_lint;
 
 use helm::{CHART, VALUE_SETS};
 

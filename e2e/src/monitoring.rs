@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The chart's monitoring folder: `alerts.yaml` and `dashboards/*.json`.
+/// The chart's monitoring folder: `alerts.yaml` and `dashboards/*.json`, of
+/// the checkout the tests run in (checkouts share a target folder, so this
+/// library may have been compiled in another one).
 pub fn monitoring_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/imagepipeline-operator/monitoring")
+    crate::repo_root().join("charts/imagepipeline-operator/monitoring")
 }
 
 /// The rules of `alerts.yaml`, every group's.

@@ -62,12 +62,23 @@ pub async fn engine_for(
     usage: SecretUse,
     calls: CallLog,
 ) -> Result<(Engine, PipelineContext), CliError> {
-    let (engine, mut ctx) = context_for(pipeline, calls).await?;
     let source = ManifestSecrets {
-        namespace: ctx.owner.namespace.clone(),
+        namespace: pipeline.namespace().unwrap_or_default(),
         secrets,
     };
-    secrets::resolve(&source, pipeline, &mut ctx, usage).await?;
+    engine_with(pipeline, &source, usage, calls).await
+}
+
+/// An engine for one pipeline, with the Secrets the spec names read from
+/// `source` (the cluster, for `kubectl ipl plan`).
+pub async fn engine_with(
+    pipeline: &ImagePipeline,
+    source: &impl SecretSource,
+    usage: SecretUse,
+    calls: CallLog,
+) -> Result<(Engine, PipelineContext), CliError> {
+    let (engine, mut ctx) = context_for(pipeline, calls).await?;
+    secrets::resolve(source, pipeline, &mut ctx, usage).await?;
     Ok((engine, ctx))
 }
 
@@ -131,7 +142,20 @@ pub async fn plan(
     secrets: &[Secret],
     out: &mut impl Write,
 ) -> Result<bool, CliError> {
-    let (engine, ctx) = engine_for(pipeline, secrets, SecretUse::Observe, CallLog::new()).await?;
+    let source = ManifestSecrets {
+        namespace: pipeline.namespace().unwrap_or_default(),
+        secrets,
+    };
+    plan_with(pipeline, &source, out).await
+}
+
+/// `plan` of a pipeline whose Secrets are read from `source`.
+pub async fn plan_with(
+    pipeline: &ImagePipeline,
+    source: &impl SecretSource,
+    out: &mut impl Write,
+) -> Result<bool, CliError> {
+    let (engine, ctx) = engine_with(pipeline, source, SecretUse::Observe, CallLog::new()).await?;
     let report = engine.plan(&ctx).await;
     out.write_all(render_plan(&ctx, &report).as_bytes())?;
     fail_on_terminal_error(&ctx, &report)?;

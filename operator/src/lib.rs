@@ -13,6 +13,7 @@ pub mod cost;
 pub mod crd;
 pub mod engine;
 pub mod error;
+pub mod kubectl_ipl;
 pub mod manifest;
 pub mod pipeline;
 pub mod resources;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use imagepipeline_operator::cli::{self, CliError, OutputFormat};
 use imagepipeline_operator::controller::{self, run::RunArgs};
+use imagepipeline_operator::kubectl_ipl;
 use imagepipeline_operator::warehouse_cli::{self, WarehouseError, format::QueryFormat};
 use imagepipeline_operator::{crd::crd_yaml, manifest};
 
@@ -96,9 +97,63 @@ enum WarehouseCommand {
     },
 }
 
+/// The same binary installed as `kubectl-ipl`: a kubectl plugin working on
+/// live ImagePipelines (`kubectl ipl status photos -n media`).
+#[derive(Parser)]
+#[command(name = "kubectl ipl", bin_name = "kubectl ipl", version, about)]
+struct Plugin {
+    #[command(subcommand)]
+    command: PluginCommand,
+    #[command(flatten)]
+    target: kubectl_ipl::Target,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// The pipeline as a tree: each component with its condition, the AWS
+    /// resources and Kubernetes objects it made, the last AWS error (code and
+    /// request id) and the last drift corrected.
+    Status {
+        /// The ImagePipeline's name.
+        name: String,
+    },
+    /// Ask the operator to reconcile the pipeline now (sets the
+    /// imagepipeline.io/reconcile-requested-at annotation).
+    Resync {
+        /// The ImagePipeline's name.
+        name: String,
+    },
+    /// Show what a reconcile would change in AWS for the live pipeline, with
+    /// your AWS credentials; changes nothing.
+    Plan {
+        /// The ImagePipeline's name.
+        name: String,
+        /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+}
+
 const CHANGES_PENDING: u8 = 2;
 
+/// Whether the binary was started as `kubectl-ipl` (by kubectl, or by hand).
+fn invoked_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .is_some_and(|stem| stem == "kubectl-ipl")
+}
+
 fn main() -> ExitCode {
+    if invoked_as_plugin() {
+        init_command_logging();
+        return match run_plugin(Plugin::parse()) {
+            Ok(code) => code,
+            Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(failure) => report(&failure),
+        };
+    }
     let command = Cli::parse().command;
     if let Command::Run(args) = command {
         // The controller logs what it does; the other commands only warn.
@@ -116,8 +171,18 @@ fn main() -> ExitCode {
             }
         };
     }
-    // The other commands print their failure once, as `error: …`, so the log
-    // only carries warnings from underneath (the SDK retrying, say).
+    init_command_logging();
+    match run(command) {
+        Ok(code) => code,
+        // A reader that stopped early (`| head`) is not an error of ours.
+        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(failure) => report(&failure),
+    }
+}
+
+/// The commands other than `run` print their failure once, as `error: …`,
+/// so the log only carries warnings from underneath (the SDK retrying, say).
+fn init_command_logging() {
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
@@ -125,12 +190,34 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    match run(command) {
-        Ok(code) => code,
-        // A reader that stopped early (`| head`) is not an error of ours.
-        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(failure) => report(&failure),
+}
+
+fn run_plugin(plugin: Plugin) -> Result<ExitCode, Failure> {
+    let runtime = runtime()?;
+    let mut stdout = io::stdout().lock();
+    let (client, namespace) = runtime.block_on(kubectl_ipl::connect(&plugin.target))?;
+    match plugin.command {
+        PluginCommand::Status { name } => {
+            runtime.block_on(kubectl_ipl::status(&client, &namespace, &name, &mut stdout))?;
+        }
+        PluginCommand::Resync { name } => {
+            let at = runtime.block_on(kubectl_ipl::resync(&client, &namespace, &name))?;
+            writeln!(
+                stdout,
+                "imagepipeline.imagepipeline.io/{name} annotated: reconcile requested at {at}"
+            )?;
+        }
+        PluginCommand::Plan {
+            name,
+            detailed_exitcode,
+        } => {
+            let changes = runtime.block_on(kubectl_ipl::plan(&client, &namespace, &name, &mut stdout))?;
+            if detailed_exitcode && changes {
+                return Ok(ExitCode::from(CHANGES_PENDING));
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(failure: &Failure) -> ExitCode {
@@ -159,6 +246,8 @@ enum Failure {
     Run(controller::run::RunError),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Plugin(#[from] kubectl_ipl::PluginError),
 }
 
 fn run(command: Command) -> Result<ExitCode, Failure> {

@@ -435,7 +435,7 @@ fn generated_secret(recorded: &Recorded) -> Value {
 fn condition<'a>(
     status: &'a ImagePipelineStatus,
     type_: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+) -> &'a imagepipeline_operator::api::v1alpha1::PipelineCondition {
     status
         .conditions
         .iter()
@@ -721,7 +721,66 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     }
     log.push(recorded);
 
-    // 5. Down to one upload replica: its disruption budget, seen by the
+    // 5. Someone removes the bucket's lifecycle rules outside the operator:
+    // the next pass puts them back and says so where it lasts (the status's
+    // lastDrift), in a DriftCorrected event and in the drift metric.
+    let s3 = fx.emulator.s3().await;
+    s3.delete_bucket_lifecycle()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle rules removed");
+    let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
+        let secret = generated_secret(&log[1]);
+        move |_: &Call| (200, secret)
+    })];
+    script.extend(services_script(
+        rolled_out,
+        &[UPLOAD_BUDGET_PATH, BRIDGE_BUDGET_PATH],
+    ));
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&pipeline, script).await;
+    result.expect("reconciled");
+    let corrected = recorded.status().expect("a status");
+    assert_eq!(condition(&corrected, "StorageReady").status, "True");
+    assert!(
+        !corrected.last_drift.is_empty()
+            && corrected
+                .last_drift
+                .iter()
+                .all(|d| d.component == "Storage" && d.resource.contains(&bucket) && !d.fields.is_empty())
+            && corrected
+                .last_drift
+                .iter()
+                .any(|d| d.resource.contains("lifecycle")),
+        "{:#?}",
+        corrected.last_drift
+    );
+    assert_eq!(recorded.event_reasons(), vec!["DriftCorrected"]);
+    let note = recorded.events[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("Storage: put back as the spec says") && note.contains(&bucket),
+        "{note}"
+    );
+    let metric = format!(
+        "imagepipeline_drift_corrections_total{{component=\"Storage\"}} {}",
+        corrected.last_drift.len()
+    );
+    let exposition = fx.ctx.metrics.encode();
+    assert!(
+        exposition.lines().any(|l| l == metric),
+        "{metric} in\n{exposition}"
+    );
+    let rules = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("lifecycle rules back");
+    assert!(!rules.rules().is_empty());
+    log.push(recorded);
+
+    // 6. Down to one upload replica: its disruption budget, seen by the
     // watch, is no longer wanted and is deleted; so is an object of each
     // kind under a name no longer used (left by an older operator).
     let mut scaled = pipeline.clone();
@@ -932,18 +991,22 @@ fn failure_counts(ctx: &Context) -> Vec<String> {
 /// A pipeline deleted while `spec.paused`: AWS untouched, the finalizer
 /// kept, `Ready` saying why, and a pending cleanup that is no failure.
 async fn a_paused_deletion() -> Vec<Recorded> {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use imagepipeline_operator::api::v1alpha1::PipelineCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     let mut fx = Fixture::new().await;
     let mut pipeline = with_finalizer(new_pipeline(&format!("{PIPELINE}  paused: true\n")));
     pipeline.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    let condition_of = |type_: &str, reason: &str| Condition {
+    let condition_of = |type_: &str, reason: &str| PipelineCondition {
         type_: type_.to_owned(),
         status: "True".to_owned(),
         reason: reason.to_owned(),
         message: format!("{type_} is ready"),
         observed_generation: Some(1),
         last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        aws_error_code: None,
+        aws_request_id: None,
+        resource: None,
     };
     let pipeline = with_status(
         pipeline,

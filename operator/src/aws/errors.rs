@@ -6,8 +6,9 @@ use std::error::Error as StdError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
 
-use crate::error::{ComponentError, ErrorKind};
+use crate::error::{AwsAnswer, ComponentError, ErrorKind};
 
 /// Error codes AWS uses when a caller exceeds a request rate.
 const THROTTLING_CODES: [&str; 8] = [
@@ -142,6 +143,21 @@ pub fn code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<
     err.code()
 }
 
+/// The error code and request id of AWS's answer, when AWS answered.
+pub fn answer<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<AwsAnswer> {
+    let answer = AwsAnswer {
+        code: code(err).map(str::to_owned),
+        // Query protocols carry it in the body (`<RequestId>`), which the
+        // SDK puts in the metadata; the others in a header.
+        request_id: err
+            .meta()
+            .request_id()
+            .or_else(|| RequestId::request_id(err))
+            .map(str::to_owned),
+    };
+    (answer != AwsAnswer::default()).then_some(answer)
+}
+
 /// The HTTP status AWS answered with, if it answered.
 pub fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|response| response.status().as_u16())
@@ -159,7 +175,11 @@ where
         .map(str::to_owned)
         .unwrap_or_else(|| describe_chain(&err));
     let status = status(&err);
-    classify_code(action, code.as_deref(), status, &detail)
+    let classified = classify_code(action, code.as_deref(), status, &detail);
+    match answer(&err) {
+        Some(answer) => classified.answered(answer),
+        None => classified,
+    }
 }
 
 /// Like [`classify`], for a call that uses values the spec names: when AWS
@@ -184,7 +204,11 @@ where
                 .message()
                 .map(|message| format!("{action}: {message}"))
                 .unwrap_or_default();
-            reference_error(missing, reference, &said)
+            let error = reference_error(missing, reference, &said);
+            match answer(&err) {
+                Some(answer) => error.answered(answer),
+                None => error,
+            }
         }
         None => classify(action, err),
     }
@@ -407,6 +431,61 @@ mod tests {
                 && err.message.contains("issued ACM certificate"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn the_code_and_request_id_of_the_answer_are_kept_from_a_header_or_the_body() {
+        let in_body = ErrorMetadata::builder()
+            .code("UnauthorizedOperation")
+            .custom("aws_request_id", "7a62c49f-347e-4fc4-9331-6e8eEXAMPLE")
+            .build();
+        let err = classify(
+            "launch Kafka broker 1",
+            SdkError::service_error(
+                RunInstancesError::generic(in_body),
+                HttpResponse::new(403u16.try_into().expect("a status"), SdkBody::empty()),
+            ),
+        );
+        assert_eq!(
+            err.aws.as_deref(),
+            Some(&AwsAnswer {
+                code: Some("UnauthorizedOperation".into()),
+                request_id: Some("7a62c49f-347e-4fc4-9331-6e8eEXAMPLE".into()),
+            })
+        );
+
+        let mut response = HttpResponse::new(503u16.try_into().expect("a status"), SdkBody::empty());
+        response
+            .headers_mut()
+            .insert("x-amzn-RequestId", "c6104cbe-af31-11e0-8154-cbc7ccf896c7");
+        let err = classify(
+            "launch Kafka broker 1",
+            SdkError::service_error(
+                RunInstancesError::generic(ErrorMetadata::builder().build()),
+                response,
+            ),
+        );
+        assert_eq!(err.reason, "AwsUnavailable");
+        assert_eq!(
+            err.aws.as_deref(),
+            Some(&AwsAnswer {
+                code: None,
+                request_id: Some("c6104cbe-af31-11e0-8154-cbc7ccf896c7".into()),
+            })
+        );
+
+        let arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b";
+        let reference = SpecReference::new(Lookup::Certificate, "spec.uploadApi.certificateArn", arn);
+        let err = classify_with(
+            "create HTTPS listener",
+            &[reference],
+            answer("CertificateNotFound"),
+        );
+        assert_eq!(
+            err.aws.and_then(|aws| aws.code).as_deref(),
+            Some("CertificateNotFound"),
+            "a terminal error about the spec keeps AWS's code too"
         );
     }
 }

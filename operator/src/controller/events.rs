@@ -18,7 +18,8 @@ use kube::{Api, Client, Resource};
 use super::{Context, key};
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus};
 use crate::cost;
-use crate::engine::{Action as ChangeAction, ComponentState, PassReport};
+use crate::engine::status::drift_fields;
+use crate::engine::{Action as ChangeAction, Change, ComponentKind, ComponentState, PassReport};
 
 /// `reportingController` of every event.
 pub const REPORTING_CONTROLLER: &str = "imagepipeline.io/operator";
@@ -118,10 +119,14 @@ impl EventPublisher {
     }
 }
 
-/// One event per component and kind of change, naming each resource.
-pub(super) fn change_events(report: &PassReport) -> Vec<PipelineEvent> {
+/// One event per component and kind of change, naming each resource;
+/// the components in `drifted` are told by [`drift_events`] instead.
+pub(super) fn change_events(report: &PassReport, drifted: &[ComponentKind]) -> Vec<PipelineEvent> {
     let mut grouped: BTreeMap<(usize, ChangeAction), Vec<&str>> = BTreeMap::new();
     for (index, component) in report.components.iter().enumerate() {
+        if drifted.contains(&component.kind) {
+            continue;
+        }
         for change in &component.changes {
             grouped
                 .entry((index, change.action))
@@ -139,6 +144,32 @@ pub(super) fn change_events(report: &PassReport) -> Vec<PipelineEvent> {
             };
             let component = report.components[index].kind;
             PipelineEvent::normal(reason, verb, format!("{component}: {}", resources.join("; ")))
+        })
+        .collect()
+}
+
+/// One `DriftCorrected` event per component whose resources were put back
+/// as the spec says, naming each resource and what was corrected.
+pub(super) fn drift_events(drift: &[(ComponentKind, &Change)]) -> Vec<PipelineEvent> {
+    let mut grouped: BTreeMap<ComponentKind, Vec<String>> = BTreeMap::new();
+    for (kind, change) in drift {
+        grouped.entry(*kind).or_default().push(format!(
+            "{} ({})",
+            change.resource,
+            drift_fields(change).join(", ")
+        ));
+    }
+    grouped
+        .into_iter()
+        .map(|(kind, corrected)| {
+            PipelineEvent::normal(
+                "DriftCorrected",
+                "Reconcile",
+                format!(
+                    "{kind}: put back as the spec says after a change outside the operator: {}",
+                    corrected.join("; ")
+                ),
+            )
         })
         .collect()
 }

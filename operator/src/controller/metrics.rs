@@ -1,7 +1,7 @@
 //! The controller's Prometheus metrics (prefix `imagepipeline_`): reconciles,
 //! failures by error kind, reconcile duration, AWS calls by service, operation
-//! and outcome, pipelines by phase, and when each managed Kafka broker last
-//! reported.
+//! and outcome, pipelines by phase, drift corrected by component, and when
+//! each managed Kafka broker last reported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +46,12 @@ pub struct PipelinePhaseLabels {
     pub phase: &'static str,
 }
 
+/// A component of a pipeline.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: &'static str,
+}
+
 /// One managed Kafka broker of one pipeline, by its `node.id`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BrokerLabels {
@@ -65,6 +71,7 @@ pub struct Metrics {
     pipelines: Family<PhaseLabels, Gauge>,
     pipeline_phase: Family<PipelinePhaseLabels, Gauge>,
     broker_heartbeat: Family<BrokerLabels, Gauge>,
+    drift_corrections: Family<ComponentLabels, Counter>,
     leader: Gauge,
     /// Every AWS client of the controller records here.
     calls: CallLog,
@@ -108,6 +115,7 @@ impl Metrics {
         let pipelines = Family::default();
         let pipeline_phase = Family::default();
         let broker_heartbeat = Family::default();
+        let drift_corrections = Family::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
@@ -137,6 +145,11 @@ impl Metrics {
             broker_heartbeat.clone(),
         );
         registry.register(
+            "drift_corrections",
+            "AWS resources put back as the spec says after something outside the operator changed them, by component",
+            drift_corrections.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this instance holds the leader Lease and reconciles",
             leader.clone(),
@@ -150,6 +163,7 @@ impl Metrics {
             pipelines,
             pipeline_phase,
             broker_heartbeat,
+            drift_corrections,
             leader,
             calls,
             phases: Mutex::default(),
@@ -179,6 +193,13 @@ impl Metrics {
 
     pub fn reconcile_failed(&self, error: &'static str) {
         self.failures.get_or_create(&ErrorLabels { error }).inc();
+    }
+
+    /// `count` resources of `component` were put back after drifting.
+    pub fn drift_corrected(&self, component: &'static str, count: u64) {
+        self.drift_corrections
+            .get_or_create(&ComponentLabels { component })
+            .inc_by(count);
     }
 
     pub fn set_phase(&self, pipeline: String, phase: Option<Phase>) {
@@ -297,6 +318,7 @@ mod tests {
         let metrics = Metrics::new(CallLog::new());
         metrics.reconcile_started();
         metrics.reconcile_failed("secret");
+        metrics.drift_corrected("Storage", 2);
         metrics.set_phase("media/photos".into(), Some(Phase::Ready));
         metrics.set_phase("media/thumbs".into(), Some(Phase::Ready));
         metrics.set_phase("media/old".into(), Some(Phase::Deleting));
@@ -309,6 +331,7 @@ mod tests {
         for line in [
             "imagepipeline_reconciles_total 1",
             "imagepipeline_reconcile_failures_total{error=\"secret\"} 1",
+            "imagepipeline_drift_corrections_total{component=\"Storage\"} 2",
             "imagepipeline_pipelines{phase=\"Ready\"} 2",
             "imagepipeline_pipelines{phase=\"Deleting\"} 0",
             "imagepipeline_pipeline_phase{pipeline_namespace=\"media\",pipeline=\"photos\",phase=\"Ready\"} 1",

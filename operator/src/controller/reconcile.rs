@@ -3,8 +3,9 @@
 //!
 //! 1. `dereference`: the engine for the pipeline's region and the Secrets
 //!    the spec references;
-//! 2. the AWS pass: one engine pass and the events it gives (`aws_pass`;
-//!    `aws_observation` when paused, `aws_teardown` once deleted);
+//! 2. the AWS pass: one engine pass and the events it gives, drift it
+//!    corrected among them (`aws_pass`; `aws_observation` when paused,
+//!    `aws_teardown` once deleted);
 //! 3. `services`: the in-cluster services applied, unwanted objects
 //!    removed, their rollout judged;
 //! 4. `update_status`: the status, computed in one place (`status`) and
@@ -19,7 +20,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Api, ResourceExt};
 
-use super::events::{PipelineEvent, change_events, cost_rise_event, failure_events, publish};
+use super::events::{PipelineEvent, change_events, cost_rise_event, drift_events, failure_events, publish};
 pub use super::requeue::{Interval, NextPass, error_policy, next_pass};
 use super::requeue::{come_back, next_cleanup_pass};
 use super::secrets::{self, SecretUse};
@@ -27,7 +28,8 @@ use super::services::{ServicesHealth, apply_services, desired_services, in_clust
 use super::status::{CLEANUP_PAUSED, ServicesStatus, Stage, pipeline_status_of, was_not, write_status};
 use super::{Context, Error, FINALIZER, key};
 use crate::api::v1alpha1::{ImagePipeline, ImagePipelineStatus, Phase};
-use crate::engine::{Engine, Owner, PassReport, PipelineContext};
+use crate::engine::status::drift_corrections;
+use crate::engine::{ComponentKind, Engine, Owner, PassReport, PipelineContext};
 
 /// Reconciles one pipeline: the finalizer first, then apply (or observe,
 /// when paused) or, once deleted, cleanup.
@@ -149,7 +151,16 @@ async fn aws_pass(
     pipeline_ctx: &PipelineContext,
 ) -> PassReport {
     let report = Box::pin(engine.apply(pipeline_ctx)).await;
-    let mut events = change_events(&report);
+    let drift = drift_corrections(&report, pipeline.status.as_ref(), pipeline.metadata.generation);
+    let mut drifted: Vec<ComponentKind> = drift.iter().map(|(kind, _)| *kind).collect();
+    drifted.dedup();
+    for kind in &drifted {
+        let count = drift.iter().filter(|(k, _)| k == kind).count();
+        ctx.metrics
+            .drift_corrected(kind.name(), u64::try_from(count).unwrap_or(u64::MAX));
+    }
+    let mut events = change_events(&report, &drifted);
+    events.extend(drift_events(&drift));
     events.extend(failure_events(pipeline, &report, "Reconcile"));
     publish(ctx, pipeline, &events).await;
     report
@@ -182,7 +193,7 @@ async fn aws_teardown(
     pipeline_ctx: &PipelineContext,
 ) -> (PassReport, NextPass) {
     let report = Box::pin(engine.destroy(pipeline_ctx)).await;
-    let mut events = change_events(&report);
+    let mut events = change_events(&report, &[]);
     let failures = failure_events(pipeline, &report, "Cleanup");
     let next = next_cleanup_pass(&report, !failures.is_empty());
     events.extend(failures.into_iter().map(|mut event| {

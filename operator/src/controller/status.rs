@@ -163,24 +163,27 @@ pub(super) async fn write_status(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::api::v1alpha1::Endpoints;
+    use crate::api::v1alpha1::{Endpoints, PipelineCondition};
     use crate::engine::{ComponentKind, ComponentReport, ComponentState};
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()
     }
 
-    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
-        Condition {
+    fn condition(type_: &str, status: &str, reason: &str) -> PipelineCondition {
+        PipelineCondition {
             type_: type_.to_owned(),
             status: status.to_owned(),
             reason: reason.to_owned(),
             message: format!("{type_} says {reason}"),
             observed_generation: Some(1),
             last_transition_time: Time(at(100)),
+            aws_error_code: None,
+            aws_request_id: None,
+            resource: None,
         }
     }
 
@@ -197,9 +200,7 @@ mod tests {
                 bucket: Some("photos-bucket".into()),
                 ..Endpoints::default()
             }),
-            resources: vec![],
-            kafka_brokers: vec![],
-            estimated_monthly_cost: None,
+            ..ImagePipelineStatus::default()
         }
     }
 

@@ -194,6 +194,8 @@ trait Found: Send + Sync {
     fn delete_fields(&self) -> Vec<String>;
     fn deleted_later(&self) -> bool;
     fn listed(&self) -> Option<(&'static str, String, Option<String>)>;
+    /// What the status's list says of it: `Ready`, `Pending`, `Deleting`.
+    fn state(&self) -> &'static str;
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>>;
     fn set_tags<'a>(
         &'a self,
@@ -222,6 +224,16 @@ impl<R: Resource + Clone + 'static> Found for FoundResource<R> {
 
     fn listed(&self) -> Option<(&'static str, String, Option<String>)> {
         R::TYPE.map(|type_| (type_, R::id(&self.observed), R::arn(&self.observed)))
+    }
+
+    fn state(&self) -> &'static str {
+        if self.desired.going(&self.observed).is_some() {
+            "Deleting"
+        } else if self.desired.readiness(&self.observed) == Readiness::Ready {
+            "Ready"
+        } else {
+            "Pending"
+        }
     }
 
     fn delete<'a>(&'a self, aws: &'a AwsClients) -> BoxFuture<'a, Result<(), ComponentError>> {
@@ -300,6 +312,15 @@ impl<'a> Walk<'a> {
     /// Makes `desired` exist as declared (or, in a plan, records what that
     /// takes) and returns what AWS holds; `None` while it does not exist.
     pub async fn ensure<R: Resource + Clone + 'static>(
+        &mut self,
+        desired: &R,
+    ) -> Result<Option<R::Observed>, ComponentError> {
+        self.converge(desired)
+            .await
+            .map_err(|err| err.concerning(|| desired.label()))
+    }
+
+    async fn converge<R: Resource + Clone + 'static>(
         &mut self,
         desired: &R,
     ) -> Result<Option<R::Observed>, ComponentError> {
@@ -382,7 +403,10 @@ impl<'a> Walk<'a> {
         change.fields = unwanted.delete_fields();
         self.changes.push(change);
         if self.mode == WalkMode::Apply {
-            unwanted.delete(self.aws, observed).await?;
+            unwanted
+                .delete(self.aws, observed)
+                .await
+                .map_err(|err| err.concerning(|| unwanted.label()))?;
         }
         Ok(())
     }
@@ -394,6 +418,16 @@ impl<'a> Walk<'a> {
     /// its references need not be known. Returns what was found of ours,
     /// including one AWS is already deleting, which is left to finish.
     pub async fn retire<R: Resource + Clone + 'static>(
+        &mut self,
+        unwanted: &R,
+        policy: DeletionPolicy,
+    ) -> Result<Option<R::Observed>, ComponentError> {
+        self.take_away(unwanted, policy)
+            .await
+            .map_err(|err| err.concerning(|| unwanted.label()))
+    }
+
+    async fn take_away<R: Resource + Clone + 'static>(
         &mut self,
         unwanted: &R,
         policy: DeletionPolicy,
@@ -506,14 +540,19 @@ impl<'a> Walk<'a> {
         self.entries
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Resource(found) | Entry::Retain(found, _) | Entry::Kept(found) => found.listed(),
+                Entry::Resource(found) => Some((found, found.state())),
+                Entry::Retain(found, _) | Entry::Kept(found) => Some((found, "Retained")),
                 Entry::Hold(_) => None,
             })
-            .map(|(type_, id, arn)| AwsResource {
-                component: component.name().to_owned(),
-                type_: type_.to_owned(),
-                id,
-                arn,
+            .filter_map(|(found, state)| {
+                let (type_, id, arn) = found.listed()?;
+                Some(AwsResource {
+                    component: component.name().to_owned(),
+                    type_: type_.to_owned(),
+                    id,
+                    arn,
+                    state: Some(state.to_owned()),
+                })
             })
             .collect()
     }
@@ -532,14 +571,20 @@ impl<'a> Walk<'a> {
                     let mut change = Change::new(Action::Delete, found.label());
                     change.fields = found.delete_fields();
                     self.changes.push(change);
-                    found.delete(self.aws).await?;
+                    found
+                        .delete(self.aws)
+                        .await
+                        .map_err(|err| err.concerning(|| found.label()))?;
                     if found.deleted_later() {
                         return Ok(None);
                     }
                 }
                 Entry::Retain(found, tags) => {
                     self.changes.push(retention(&found.label()));
-                    found.set_tags(self.aws, &tags).await?;
+                    found
+                        .set_tags(self.aws, &tags)
+                        .await
+                        .map_err(|err| err.concerning(|| found.label()))?;
                 }
             }
         }

@@ -190,6 +190,10 @@ async fn walk<C: Declared>(
             walk = walk.under(policy);
         }
         let declared = C::declare(&mut walk, &desired, outputs).await;
+        if declared.is_err() {
+            // A failing component still shows what of it exists.
+            outputs.resources.extend(walk.listed(C::KIND));
+        }
         let made = walk.take_changes();
         let settled = || match (walk.readiness(), walk.serving_check()) {
             (Readiness::Waiting(reason), _) => ComponentState::Waiting(reason),

@@ -23,7 +23,8 @@ mod defaults;
 mod status;
 
 pub use status::{
-    AwsResource, Endpoints, EstimatedMonthlyCost, ImagePipelineStatus, KafkaBrokerStatus, Phase,
+    AwsErrorRecord, AwsResource, DriftCorrection, Endpoints, EstimatedMonthlyCost, ImagePipelineStatus,
+    KafkaBrokerStatus, Phase, PipelineCondition,
 };
 
 /// Defaults that the reconciler applies to managed Kafka brokers. They are not

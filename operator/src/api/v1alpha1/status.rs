@@ -1,6 +1,6 @@
 //! What the operator reports: the status of an ImagePipeline.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,18 @@ pub struct ImagePipelineStatus {
     /// `AnalyticsReady`, `ServicesReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
+    pub conditions: Vec<PipelineCondition>,
+
+    /// Per component, the last AWS error it met, kept after the component
+    /// recovers (events expire within an hour; this does not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["component"]))]
+    pub last_aws_error: Vec<AwsErrorRecord>,
+
+    /// Per component, the last time the operator put back what was changed
+    /// in AWS outside the spec: one entry per resource it corrected then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_drift: Vec<DriftCorrection>,
 
     /// Where to reach the pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +52,78 @@ pub struct ImagePipelineStatus {
     /// in it; `imagepipeline plan` shows their rates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_monthly_cost: Option<EstimatedMonthlyCost>,
+}
+
+/// A `metav1.Condition` (so `kubectl wait --for=condition=Ready` and other
+/// tools read it as one), which also says, when it is False because of an
+/// AWS error, which answer and which resource.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineCondition {
+    /// `Ready`, or `<Component>Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason, e.g. `AccessDenied`.
+    pub reason: String,
+    /// What is wrong and what to do, for a person.
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: Time,
+    /// The `metadata.generation` this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The AWS error code of the answer that failed the component, e.g.
+    /// `UnauthorizedOperation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_error_code: Option<String>,
+    /// The request id AWS gave that answer: what AWS support and CloudTrail
+    /// look it up by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_request_id: Option<String>,
+    /// The AWS resource the failure concerns, as `imagepipeline plan` names
+    /// it, e.g. `S3 bucket ipl-media-photos-…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// The last AWS error a component met.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsErrorRecord {
+    /// The component, e.g. `Storage`.
+    pub component: String,
+    /// The AWS error code, when AWS gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The request id of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The resource it concerns, as plan names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The condition's message when it happened.
+    pub message: String,
+    /// When it was first seen (RFC 3339): the same error met again keeps
+    /// this time.
+    pub time: Time,
+}
+
+/// One resource the operator corrected because it no longer matched the
+/// spec while the spec had not changed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftCorrection {
+    /// The component, e.g. `Storage`.
+    pub component: String,
+    /// The resource, as plan names it, e.g. `S3 bucket ipl-… lifecycle rules`.
+    pub resource: String,
+    /// What was put back, as `field: found → set`; `created` when it was
+    /// gone and made again.
+    pub fields: Vec<String>,
+    /// When it was corrected.
+    pub time: Time,
 }
 
 /// A monthly cost estimate of the fixed part of a pipeline.
@@ -146,4 +229,8 @@ pub struct AwsResource {
     /// Its ARN, where it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// `Ready`, `Pending` (AWS still making or changing it), `Deleting`,
+    /// or `Retained` (kept under `deletionPolicy: Retain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }

@@ -9,11 +9,8 @@ use aws_sdk_ec2::types::Filter;
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_e2e::brokers::{heartbeat_time, place_kafka_distribution, write_heartbeat};
 use imagepipeline_operator::api::v1alpha1::ImagePipeline;
-use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::resource::NotServing;
-use imagepipeline_operator::engine::{
-    ComponentKind, ComponentState, Engine, Owner, PassReport, PipelineContext,
-};
+use imagepipeline_operator::engine::{ComponentKind, ComponentState, Engine, PassReport, PipelineContext};
 use imagepipeline_operator::manifest;
 use ingest_core::contract::kafka::heartbeat::{BrokerHeartbeat, BrokerState};
 use support::MINIMAL;
@@ -35,18 +32,7 @@ impl Cluster {
         let pipeline: ImagePipeline = manifest::parse(Path::new("test.yaml"), MINIMAL)
             .expect("a valid manifest")
             .remove(0);
-        let config = emulator.sdk_config().await;
-        let engine = imagepipeline_operator::pipeline::engine(
-            AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
-        );
-        let owner = Owner {
-            namespace: "media".into(),
-            name: "photos".into(),
-        };
-        let ctx = engine
-            .context(owner, pipeline.spec)
-            .await
-            .expect("account id from sts");
+        let (engine, ctx) = support::photos_engine(&emulator, pipeline.spec).await;
         Self {
             emulator,
             engine,

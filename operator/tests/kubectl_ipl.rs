@@ -16,13 +16,12 @@ use axum::response::IntoResponse;
 use command::text;
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::ImagePipeline;
-use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::status::{StatusContext, pipeline_status};
-use imagepipeline_operator::engine::{ComponentKind, ComponentState, Owner, PassReport};
+use imagepipeline_operator::engine::{ComponentKind, ComponentState, PassReport};
 use imagepipeline_operator::manifest;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
-use support::MINIMAL;
+use support::{MINIMAL, photos_engine};
 
 #[path = "support/command.rs"]
 mod command;
@@ -198,18 +197,7 @@ fn pipeline_manifest() -> ImagePipeline {
 
 /// Engine passes as the controller makes them, until one fails for good.
 async fn apply_until_terminal(emulator: &AwsEmulator, pipeline: &ImagePipeline) -> PassReport {
-    let config = emulator.sdk_config().await;
-    let engine = imagepipeline_operator::pipeline::engine(
-        AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
-    );
-    let owner = Owner {
-        namespace: "media".into(),
-        name: "photos".into(),
-    };
-    let ctx = engine
-        .context(owner, pipeline.spec.clone())
-        .await
-        .expect("account id");
+    let (engine, ctx) = photos_engine(emulator, pipeline.spec.clone()).await;
     let mut last = None;
     for _ in 0..5 {
         let report = engine.apply(&ctx).await;

@@ -9,10 +9,9 @@ use std::path::Path;
 use aws_sdk_redshift::types::Snapshot;
 use imagepipeline_e2e::AwsEmulator;
 use imagepipeline_operator::api::v1alpha1::ImagePipelineStatus;
-use imagepipeline_operator::aws::{AwsClients, CallLog};
 use imagepipeline_operator::engine::status::{Lifecycle, StatusContext, pipeline_status};
 use imagepipeline_operator::engine::{
-    Action, Change, ComponentKind, Engine, Owner, PassReport, PipelineContext, RETAINED_TAG,
+    Action, Change, ComponentKind, Engine, PassReport, PipelineContext, RETAINED_TAG,
 };
 use imagepipeline_operator::manifest;
 use support::MINIMAL;
@@ -64,18 +63,7 @@ impl Applied {
             .remove(0);
         let mut emulator = AwsEmulator::start().await.expect("moto server starts");
         emulator.play_brokers(None).await.expect("brokers' stand-ins");
-        let config = emulator.sdk_config().await;
-        let engine = imagepipeline_operator::pipeline::engine(
-            AwsClients::from_sdk_config(&config, CallLog::new()).expect("clients"),
-        );
-        let owner = Owner {
-            namespace: "media".into(),
-            name: "photos".into(),
-        };
-        let ctx = engine
-            .context(owner, pipeline.spec)
-            .await
-            .expect("account id from sts");
+        let (engine, ctx) = support::photos_engine(&emulator, pipeline.spec).await;
         let applied = Self {
             emulator,
             engine,

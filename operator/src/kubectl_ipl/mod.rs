@@ -260,19 +260,7 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), &pipeline.namespace().unwrap_or_default());
     let objects = api.list(&selector(pipeline)).await?;
-    Ok(objects
-        .items
-        .iter()
-        .filter(|object| owned_by(object.owner_references(), pipeline))
-        .map(|object| {
-            let (state, since) = describe(object);
-            OwnedObject {
-                name: format!("{kind}/{}", object.name_any()),
-                state,
-                since,
-            }
-        })
-        .collect())
+    Ok(owned_rows(&objects.items, pipeline, kind, describe))
 }
 
 /// Like [`list`], reading only metadata: a Secret's values never leave the
@@ -290,16 +278,30 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), &pipeline.namespace().unwrap_or_default());
     let objects = api.list_metadata(&selector(pipeline)).await?;
-    Ok(objects
-        .items
+    Ok(owned_rows(&objects.items, pipeline, kind, |_| {
+        (String::new(), None)
+    }))
+}
+
+/// The rows of the objects the pipeline owns among `objects`.
+fn owned_rows<O: Resource>(
+    objects: &[O],
+    pipeline: &ImagePipeline,
+    kind: &str,
+    describe: impl Fn(&O) -> (String, Option<Time>),
+) -> Vec<OwnedObject> {
+    objects
         .iter()
         .filter(|object| owned_by(object.owner_references(), pipeline))
-        .map(|object| OwnedObject {
-            name: format!("{kind}/{}", object.name_any()),
-            state: String::new(),
-            since: None,
+        .map(|object| {
+            let (state, since) = describe(object);
+            OwnedObject {
+                name: format!("{kind}/{}", object.name_any()),
+                state,
+                since,
+            }
         })
-        .collect())
+        .collect()
 }
 
 fn selector(pipeline: &ImagePipeline) -> ListParams {

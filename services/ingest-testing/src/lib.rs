@@ -1,6 +1,9 @@
 //! Test support for upload-api and stream-bridge: the bucket, table and
 //! delivery stream of a pipeline, made by the operator's engine in the AWS
-//! emulator as in production; counts of what landed there; sample images.
+//! emulator as in production; counts of what landed there; sample images;
+//! and, for benchmarks only, a null AWS backend.
+
+mod null_aws;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +20,7 @@ use imagepipeline_operator::manifest;
 use ingest_core::ImageType;
 use ingest_core::contract::prefix;
 use ingest_core::store::Targets;
+pub use null_aws::{NullAws, NullCounts};
 
 /// A pipeline's storage in a leased emulator, released on drop.
 pub struct PipelineStorage {
@@ -229,6 +233,27 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/<pid>/status");
     kib / 1024.0
+}
+
+/// The machine's limit for what storing an image cannot avoid, on one core
+/// in a tight loop: the checks (every frame decoded, metadata removed,
+/// perceptual hash), SHA-256 of what is stored and one copy of the bytes.
+/// In MiB of `image` per second.
+pub fn unavoidable_work_mib_per_s(image: &[u8]) -> f64 {
+    use sha2::Digest;
+    const MIB: f64 = 1024.0 * 1024.0;
+    let info = ingest_core::inspect(image).expect("an image");
+    let limits = ingest_core::DecodeLimits::default();
+    let strip = ingest_core::StripMetadata::default();
+    let repeats = (64 * 1024 * 1024 / image.len()).max(4);
+    let started = std::time::Instant::now();
+    for _ in 0..repeats {
+        let (_, stripped) = ingest_core::verify::verify(image, info, &limits, strip).expect("decodes");
+        let stored = stripped.as_deref().unwrap_or(image);
+        std::hint::black_box(sha2::Sha256::digest(stored));
+        std::hint::black_box(stored.to_vec());
+    }
+    (repeats * image.len()) as f64 / MIB / started.elapsed().as_secs_f64()
 }
 
 /// CPU time process `pid` has used so far, all its threads, user and system.

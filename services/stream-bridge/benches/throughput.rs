@@ -10,6 +10,11 @@
 //!   ingest-core store operation (an event per `PutRecord`), as many at once
 //!   as the bridge stores at once.
 //!
+//! - our ceiling: the bridge against a null AWS backend (answers at once,
+//!   discards the bytes) with the real broker, in MiB per CPU-second of the
+//!   bridge against the machine's limit for the work a record cannot avoid
+//!   (decode and checks, SHA-256, one copy) on one core, and its batches.
+//!
 //! - the event batcher alone, fed faster than the emulator stores images:
 //!   the batch size it reaches under load, events/s, against one `PutRecord`
 //!   per event at the baseline's concurrency.
@@ -28,7 +33,8 @@ use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source
 use ingest_core::store::{Incoming, Store};
 use ingest_core::{Content, ImageRules, ImageType};
 use ingest_testing::{
-    PipelineStorage, free_loopback_address, image, metric, metrics_text, peak_rss_mib, wait_until_healthy,
+    NullAws, PipelineStorage, cpu_seconds, free_loopback_address, image, metric, metrics_text, peak_rss_mib,
+    unavoidable_work_mib_per_s, wait_until_healthy,
 };
 use jiff::Timestamp;
 use rdkafka::ClientConfig;
@@ -201,6 +207,62 @@ async fn bridge(kafka: &KafkaBroker, records: usize, group: &str, settings: &[&s
     }
 }
 
+/// The bridge storing into the null AWS backend: how fast it goes when AWS
+/// costs nothing, in MiB per CPU-second of the bridge, against the
+/// machine's limit for the work each record cannot avoid; and the batches
+/// it then makes.
+async fn bridge_on_null(kafka: &KafkaBroker, records: usize, group: &str) -> (Phase, f64) {
+    let null = NullAws::start().await;
+    let address = free_loopback_address();
+    let started = Instant::now();
+    let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-bridge"))
+        .args(["--bucket", "null-bucket", "--table", "null-table"])
+        .args(["--delivery-stream", "null-stream"])
+        .envs(null.env())
+        .args(["--listen", &address.to_string()])
+        .args(["--bootstrap-servers", &kafka.bootstrap_servers()])
+        .args(["--group-id", group])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the stream-bridge binary starts");
+    let pid = process.id().expect("running");
+    wait_until_healthy(address).await;
+    let mut first = None;
+    let text = loop {
+        let text = metrics_text(address).await;
+        if first.is_none() && metric(&text, "stream_bridge_records_consumed_total") > 0.0 {
+            first = Some((Instant::now(), cpu_seconds(pid)));
+        }
+        if metric(&text, "stream_bridge_images_stored_total") >= records as f64 {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the bridge did not finish in 10 min against the null backend"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (done, cpu_done) = (Instant::now(), cpu_seconds(pid));
+    let peak = peak_rss_mib(pid);
+    process.start_kill().unwrap();
+    let (first_at, cpu_first) = first.expect("a first record");
+    let stored = null.counts.s3_objects.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(stored >= records as u64, "{stored} objects of {records}");
+    let phase = Phase {
+        records,
+        elapsed: done - first_at,
+        batch: Some(
+            metric(&text, "stream_bridge_firehose_batch_records_sum")
+                / metric(&text, "stream_bridge_firehose_batch_records_count"),
+        ),
+        peak_rss_mib: Some(peak),
+        since_start: Some(done - started),
+    };
+    (phase, cpu_done - cpu_first)
+}
+
 /// Delivers `count` events through an [`EventBatcher`] with `senders` at
 /// once: events/s and the average batch.
 async fn batcher_under_load(count: usize, senders: usize) -> (f64, f64) {
@@ -348,6 +410,31 @@ async fn main() {
             phase
                 .since_start
                 .map_or("–".to_owned(), |d| format!("{:.1}", d.as_secs_f64())),
+        );
+    }
+
+    let mut on_null = Vec::new();
+    for n in 0..2 {
+        on_null.push(bridge_on_null(&kafka, count, &format!("bench-null-{n}")).await);
+    }
+    let limit = unavoidable_work_mib_per_s(&records[0].value);
+    println!(
+        "\n## Our ceiling: the bridge against a null AWS backend (real broker), per CPU-second it uses\n"
+    );
+    println!(
+        "| run | records/s | MiB/s (wall) | bridge CPU s | MiB per bridge CPU-second | limit MiB/s on one core | ratio to the limit | avg Firehose batch |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (n, (phase, cpu)) in on_null.iter().enumerate() {
+        let mib = (phase.records * records[0].value.len()) as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.0} |",
+            n + 1,
+            phase.records_per_s(),
+            mib / phase.elapsed.as_secs_f64(),
+            mib / cpu,
+            mib / cpu / limit,
+            phase.batch.unwrap_or_default(),
         );
     }
 

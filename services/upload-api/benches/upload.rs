@@ -14,7 +14,11 @@
 //!   stored) per MiB of each image type, on one core;
 //! - the service's peak RSS with 64 uploads in flight at 1, 4, 16 and 20 MiB
 //!   (the default limit; 20 MiB is a 7-megapixel PNG), each in a fresh
-//!   process.
+//!   process;
+//! - our ceiling: the service against a null AWS backend (answers at once,
+//!   discards the bytes), as MiB stored per CPU-second of the service,
+//!   against the machine's limit for the work an upload cannot avoid
+//!   (decode and checks, SHA-256, one copy of the bytes) on one core.
 //!
 //! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1).
 
@@ -31,7 +35,8 @@ use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
 use ingest_testing::{
-    PipelineStorage, cpu_seconds, free_loopback_address, http_client, peak_rss_mib, wait_until_healthy,
+    NullAws, PipelineStorage, cpu_seconds, free_loopback_address, http_client, peak_rss_mib,
+    unavoidable_work_mib_per_s, wait_until_healthy,
 };
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
@@ -112,10 +117,25 @@ struct Service {
 
 impl Service {
     async fn start(storage: &PipelineStorage) -> Self {
+        Self::start_with(storage.service_command(env!("CARGO_BIN_EXE_upload-api"))).await
+    }
+
+    /// The service storing into the null AWS backend.
+    async fn start_on_null(null: &NullAws) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_upload-api"));
+        command
+            .args(["--bucket", "null-bucket", "--table", "null-table"])
+            .args(["--delivery-stream", "null-stream"])
+            .envs(null.env())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        Self::start_with(command).await
+    }
+
+    async fn start_with(mut command: tokio::process::Command) -> Self {
         let address = free_loopback_address();
         let spool = tempfile::tempdir().unwrap();
-        let child = storage
-            .service_command(env!("CARGO_BIN_EXE_upload-api"))
+        let child = command
             .args(["--listen", &address.to_string(), "--no-auth"])
             .arg("--spool-dir")
             .arg(spool.path())
@@ -343,6 +363,8 @@ async fn main() {
         }
     }
 
+    ceiling(&http, rounds).await;
+
     println!("\n## Peak RSS of the service (fresh process each), 64 uploads in flight\n");
     println!("| image size | idle MiB | peak MiB | peak − idle MiB |");
     println!("|---|---|---|---|");
@@ -359,4 +381,49 @@ async fn main() {
             peak - idle
         );
     }
+}
+
+/// The service against the null backend: what the HTTP, spool and AWS
+/// plumbing cost besides the unavoidable work. The same image is sent every
+/// time (the null backend finds no duplicate), so the bench's own CPU goes
+/// to sending, not to making images.
+async fn ceiling(http: &reqwest::Client, rounds: u64) {
+    println!("\n## Our ceiling: the service against a null AWS backend, per CPU-second it uses\n");
+    println!(
+        "| image | concurrency | requests | MiB/s (wall) | service CPU s | MiB per service CPU-second | limit MiB/s on one core | ratio to the limit |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let null = NullAws::start().await;
+    let service = Service::start_on_null(&null).await;
+    let address = service.address;
+    for len in [MIB, 16 * MIB] {
+        let content = image(1, len);
+        let limit = unavoidable_work_mib_per_s(&content);
+        for concurrency in [1usize, 16, 64] {
+            let per_level = if len == MIB { 64 } else { 16 };
+            let requests = rounds * (concurrency as u64).max(per_level);
+            let send = |requests: u64| {
+                futures::stream::iter(0..requests)
+                    .map(|_| upload(http, address, content.clone()))
+                    .buffer_unordered(concurrency)
+                    .collect::<Vec<()>>()
+            };
+            send(concurrency as u64).await;
+            let cpu_before = service.cpu_seconds();
+            let started = Instant::now();
+            send(requests).await;
+            let wall = started.elapsed().as_secs_f64();
+            let cpu = service.cpu_seconds() - cpu_before;
+            let mib = (requests as usize * content.len()) as f64 / MIB as f64;
+            println!(
+                "| {:.1} MiB PNG | {concurrency} | {requests} | {:.0} | {cpu:.2} | {:.0} | {limit:.0} | {:.2} |",
+                content.len() as f64 / MIB as f64,
+                mib / wall,
+                mib / cpu,
+                mib / cpu / limit,
+            );
+        }
+    }
+    let stored = null.counts.s3_objects.load(std::sync::atomic::Ordering::Relaxed);
+    println!("\n({stored} objects answered by the null backend.)");
 }

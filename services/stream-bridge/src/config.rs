@@ -8,6 +8,7 @@ use clap::Parser;
 use ingest_core::contract::env::stream_bridge;
 use ingest_core::contract::kafka;
 use ingest_core::service::PipelineArgs;
+use rdkafka::ClientConfig;
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -62,6 +63,27 @@ pub struct Config {
 impl Config {
     pub fn dead_letter_topic(&self) -> String {
         kafka::dead_letter_topic(&self.topic)
+    }
+
+    /// The consumer's settings: offsets stored by the bridge once a
+    /// record's work is done and committed in the background from what is
+    /// stored; fetches large enough for the largest image allowed.
+    pub fn consumer(&self) -> ClientConfig {
+        let mut consumer = ClientConfig::new();
+        consumer
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "fetch.message.max.bytes",
+                (self.pipeline.max_image_bytes + 64 * 1024).to_string(),
+            )
+            .set("queued.max.messages.kbytes", "65536");
+        consumer
     }
 }
 

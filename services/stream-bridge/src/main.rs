@@ -37,21 +37,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_millis(config.firehose_flush_ms),
         metrics.clone(),
     );
-    let consumer: StreamConsumer<BridgeContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .set("group.id", &config.group_id)
-        .set("auto.offset.reset", "earliest")
-        // Offsets are stored by the bridge once a record's work is done,
-        // and committed in the background from what is stored.
-        .set("enable.auto.offset.store", "false")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "fetch.message.max.bytes",
-            (config.pipeline.max_image_bytes + 64 * 1024).to_string(),
-        )
-        .set("queued.max.messages.kbytes", "65536")
+    let consumer: StreamConsumer<BridgeContext> = config
+        .consumer()
         .create_with_context(BridgeContext::new(metrics.clone()))?;
     consumer.subscribe(&[&config.topic])?;
     let consumer = Arc::new(consumer);

@@ -394,6 +394,11 @@ impl Store {
                 // CRC32 trailer of its own.
                 .checksum_sha256(aws_smithy_types::base64::encode(content.sha256()))
                 .body(body)
+                .customize()
+                // The signed checksum header already binds the bytes, so
+                // SigV4 need not hash the body a second time (an eighth of
+                // stream-bridge's CPU per 100 KiB record, measured).
+                .disable_payload_signing()
                 .send()
                 .await
                 .map(drop)

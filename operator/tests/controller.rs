@@ -456,7 +456,8 @@ fn services_script(deployment: fn(&Call) -> (u16, Value), budgets: &[&str]) -> V
     script
 }
 
-/// New pipeline → finalizer → Provisioning → Ready → unchanged → scaled down.
+/// New pipeline → finalizer → Provisioning → Ready → unchanged → drift put
+/// back → scaled down → a costlier spec.
 async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     let mut fx = Fixture::with_brokers_not_booted().await;
     let mut log = Vec::new();
@@ -849,6 +850,78 @@ async fn lifecycle_of_a_new_pipeline() -> Vec<Recorded> {
     assert_eq!(
         recorded.body(Method::PATCH, UPLOAD_DEPLOYMENT_PATH)["spec"]["replicas"],
         1
+    );
+    let scaled = with_status(scaled, recorded.status());
+    log.push(recorded);
+
+    // 7. A larger upload instance type raises the fixed part of the cost
+    // estimate by more than 20 %: a Normal event with both figures. The
+    // objects deleted in step 6 are gone from the watch's view.
+    let gone = |path: &str| {
+        let mut object = log[1].body(Method::PATCH, path).clone();
+        object["metadata"]["name"] = json!("photos-legacy");
+        object
+    };
+    fx.writers
+        .deployments
+        .apply_watcher_event(&watcher::Event::Delete(seed(gone(UPLOAD_DEPLOYMENT_PATH))));
+    fx.writers
+        .services
+        .apply_watcher_event(&watcher::Event::Delete(seed(gone(UPLOAD_SERVICE_PATH))));
+    fx.writers
+        .config_maps
+        .apply_watcher_event(&watcher::Event::Delete(seed(gone(CONFIG_MAP_PATH))));
+    fx.writers
+        .service_accounts
+        .apply_watcher_event(&watcher::Event::Delete(seed(gone(SERVICE_ACCOUNT_PATH))));
+    fx.writers
+        .disruption_budgets
+        .apply_watcher_event(&watcher::Event::Delete(seed(
+            log[1].body(Method::PATCH, UPLOAD_BUDGET_PATH).clone(),
+        )));
+    let before = scaled
+        .status
+        .as_ref()
+        .and_then(|s| s.estimated_monthly_cost.clone())
+        .expect("an estimate in the status");
+    let mut costlier = scaled.clone();
+    costlier.spec.upload_api.instance_type = "t3.xlarge".to_owned();
+    costlier.metadata.generation = Some(3);
+    let mut script = vec![expect(Method::GET, KEYS_SECRET_PATH, {
+        let secret = generated_secret(&log[1]);
+        move |_: &Call| (200, secret)
+    })];
+    script.extend(services_script(rolled_out, &[BRIDGE_BUDGET_PATH]));
+    script.push(expect(Method::PATCH, STATUS_PATH, stored_status));
+    let (result, recorded) = fx.reconcile(&costlier, script).await;
+    result.expect("reconciled");
+    let after = recorded
+        .status()
+        .and_then(|s| s.estimated_monthly_cost)
+        .expect("an estimate in the status");
+    // eu-west-1 in operator/pricing/aws.yaml: 2 (minSize) × (t3.xlarge 0.1824
+    // − t3.small 0.0228) × 730 hours; gp3, the load balancer and Redshift
+    // there are unknown, so both figures are partial.
+    let amount = |a: &str| a.parse::<f64>().expect("an amount");
+    assert!(
+        (amount(&after.amount) - amount(&before.amount) - 2.0 * (0.1824 - 0.0228) * 730.0).abs() < 0.011,
+        "{before:?} → {after:?}"
+    );
+    assert!(after.partial && before.partial);
+    let raised: Vec<&Value> = recorded
+        .events
+        .iter()
+        .filter(|e| e["reason"] == "EstimatedCostRaised")
+        .collect();
+    assert_eq!(raised.len(), 1, "{:#?}", recorded.events);
+    assert_eq!(raised[0]["type"], "Normal");
+    let note = raised[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "rises from USD {} to USD {} (partial",
+            before.amount, after.amount
+        )),
+        "{note}"
     );
     log.push(recorded);
     log

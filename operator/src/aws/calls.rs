@@ -4,12 +4,16 @@
 //! the tests prove that a crash between two calls leaves nothing duplicated.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -75,6 +79,10 @@ struct CallLogState {
 #[derive(Clone, Debug, Default)]
 pub struct CallLog {
     state: Arc<Mutex<CallLogState>>,
+    /// Moves when a mutating call starts and when it ends, whatever its
+    /// outcome: a read made at one epoch may not show a change made later.
+    mutation_epoch: Arc<AtomicU64>,
+    last_mutation: Arc<Mutex<Option<Instant>>>,
 }
 
 impl CallLog {
@@ -122,11 +130,34 @@ impl CallLog {
         self.with(|state| state.injected.clone())
     }
 
+    /// Changes whenever a mutating call starts or ends; see
+    /// [`super::shared_reads`].
+    pub fn mutation_epoch(&self) -> u64 {
+        self.mutation_epoch.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn note_mutation(&self, operation: &str) {
+        if is_mutating_operation(operation) {
+            self.mutation_epoch.fetch_add(1, Ordering::SeqCst);
+            *self.last_mutation.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
+    }
+
+    /// How long since a mutating call last started or ended; `None` if none has.
+    pub fn since_last_mutation(&self) -> Option<Duration> {
+        self.last_mutation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|at| at.elapsed())
+    }
+
     pub fn interceptor(&self) -> CallLogInterceptor {
         CallLogInterceptor { log: self.clone() }
     }
 
-    fn record(&self, service: &str, operation: &str, outcome: Outcome) -> Result<(), BoxError> {
+    pub(super) fn record(&self, service: &str, operation: &str, outcome: Outcome) -> Result<(), BoxError> {
+        // Ended, whatever AWS answered: it may have changed something.
+        self.note_mutation(operation);
         self.with(|state| {
             let key = CallKey {
                 service: service.to_owned(),
@@ -157,6 +188,17 @@ pub struct CallLogInterceptor {
 impl Intercept for CallLogInterceptor {
     fn name(&self) -> &'static str {
         "CallLogInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            self.log.note_mutation(metadata.name());
+        }
+        Ok(())
     }
 
     fn read_after_execution(

@@ -4,12 +4,14 @@
 
 pub mod calls;
 pub mod errors;
+pub mod shared_reads;
 pub mod throttle;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 pub use calls::CallLog;
+pub use shared_reads::SharedReads;
 use throttle::{RateLimitedHttpClient, RequestRate, rates};
 
 /// The clients the engine uses, sharing one call log.
@@ -28,6 +30,8 @@ pub struct AwsClients {
     pub glue: aws_sdk_glue::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallLog,
+    /// Reads that serve every pipeline of the region at once.
+    pub reads: SharedReads,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +97,7 @@ impl AwsClients {
             ssm: client!(aws_sdk_ssm, rates::SSM),
             glue: client!(aws_sdk_glue, rates::GLUE),
             sts: client!(aws_sdk_sts, rates::STS),
+            reads: SharedReads::new(calls.clone(), shared_reads::MAX_AGE),
             calls,
         })
     }

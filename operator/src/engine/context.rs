@@ -65,6 +65,10 @@ impl fmt::Debug for SecretText {
     }
 }
 
+/// How every name [`PipelineContext::resource_name`] makes begins; lists of
+/// load balancers and target groups are narrowed to the pipelines' by it.
+pub const NAME_PREFIX: &str = "ipl-";
+
 /// Everything the desired state of a pipeline depends on.
 #[derive(Clone, Debug)]
 pub struct PipelineContext {
@@ -118,7 +122,10 @@ impl PipelineContext {
         } else {
             format!("-{suffix}-{hash}")
         };
-        let base = sanitize(&format!("ipl-{}-{}", self.owner.namespace, self.owner.name));
+        let base = sanitize(&format!(
+            "{NAME_PREFIX}{}-{}",
+            self.owner.namespace, self.owner.name
+        ));
         let room = max_len.saturating_sub(tail.len());
         let base = base[..base.len().min(room)].trim_end_matches('-');
         format!("{base}{tail}")

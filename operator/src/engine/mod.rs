@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 #[cfg(test)]
 pub(crate) use context::context_from_yaml;
-pub use context::{COMPONENT_TAG, MasterUser, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG, SecretText};
+pub use context::{
+    COMPONENT_TAG, MasterUser, NAME_PREFIX, OWNER_TAG, Owner, PipelineContext, RETAINED_TAG, SecretText,
+};
 pub use run::{
     ComponentReport, ComponentState, Declared, Engine, EngineError, Goal, Mode, PassReport, RunComponent,
     declared,

@@ -19,6 +19,31 @@ pub async fn check_offered(
     zones: &BTreeSet<String>,
     field: &'static str,
 ) -> Result<(), ComponentError> {
+    let key = format!("ec2:offerings:{instance_type}:{zones:?}");
+    let offered = aws
+        .reads
+        .get(&key, || offered_in(aws, instance_type, zones))
+        .await?;
+    let lacking: Vec<&str> = zones
+        .iter()
+        .map(String::as_str)
+        .filter(|zone| !offered.contains(*zone))
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(missing(
+        SpecReference::new(Lookup::InstanceType, field, instance_type),
+        &format!("not offered in {}", lacking.join(", ")),
+    ))
+}
+
+/// Which of `zones` offer `instance_type`.
+async fn offered_in(
+    aws: &AwsClients,
+    instance_type: &str,
+    zones: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, ComponentError> {
     let out = aws
         .ec2
         .describe_instance_type_offerings()
@@ -38,21 +63,10 @@ pub async fn check_offered(
         .send()
         .await
         .map_err(|err| classify(&format!("look up the zones that offer {instance_type}"), err))?;
-    let offered: BTreeSet<&str> = out
+    Ok(out
         .instance_type_offerings()
         .iter()
         .filter_map(|offering| offering.location())
-        .collect();
-    let lacking: Vec<&str> = zones
-        .iter()
-        .map(String::as_str)
-        .filter(|zone| !offered.contains(zone))
-        .collect();
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    Err(missing(
-        SpecReference::new(Lookup::InstanceType, field, instance_type),
-        &format!("not offered in {}", lacking.join(", ")),
-    ))
+        .map(str::to_owned)
+        .collect())
 }

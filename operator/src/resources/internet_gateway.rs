@@ -2,10 +2,10 @@
 
 use aws_sdk_ec2::types::ResourceType;
 
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists::{self, tag_filter, tagged};
 use super::vpc::NETWORK_TAG;
 use crate::aws::AwsClients;
-use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{OWNER_TAG, Tags, field};
 use crate::error::ComponentError;
@@ -53,17 +53,11 @@ impl Resource for InternetGateway {
     async fn find(&self, aws: &AwsClients) -> Result<Option<GatewayState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
         let role = self.tags.get(NETWORK_TAG).map(String::as_str).unwrap_or_default();
-        let gateways = aws
-            .ec2
-            .describe_internet_gateways()
-            .filters(tag_filter(OWNER_TAG, owner))
-            .filters(tag_filter(NETWORK_TAG, role))
-            .send()
-            .await
-            .map_err(|err| classify("look up the internet gateway", err))?;
-        Ok(gateways
-            .internet_gateways()
+        let narrow = vec![tag_filter(OWNER_TAG, owner), tag_filter(NETWORK_TAG, role)];
+        Ok(shared_lists::internet_gateways(aws, narrow)
+            .await?
             .iter()
+            .filter(|g| tagged(g.tags(), OWNER_TAG, owner) && tagged(g.tags(), NETWORK_TAG, role))
             .min_by_key(|g| g.internet_gateway_id().unwrap_or_default().to_owned())
             .map(|g| GatewayState {
                 id: g.internet_gateway_id().unwrap_or_default().to_owned(),

@@ -8,9 +8,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::sdk::{deleted, failed};
-use super::tags::{from_sdk, to_sdk};
+use super::shared_lists;
+use super::tags::to_sdk;
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{Readiness, Tags, field};
 use crate::error::ComponentError;
@@ -51,18 +51,17 @@ impl Resource for LoadBalancer {
     }
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<LoadBalancerState>, ComponentError> {
-        let balancers = match aws.elbv2.describe_load_balancers().names(&self.name).send().await {
-            Ok(out) => out.load_balancers().to_vec(),
-            Err(err) if code(&err) == Some("LoadBalancerNotFound") => vec![],
-            Err(err) => return Err(classify(&format!("look up {}", self.label()), err)),
-        };
-        let Some(lb) = balancers.first() else {
+        let balancers = shared_lists::load_balancers(aws, &self.name).await?;
+        let Some((lb, tags)) = balancers
+            .iter()
+            .find(|(lb, _)| lb.load_balancer_name() == Some(self.name.as_str()))
+        else {
             return Ok(None);
         };
         let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
         Ok(Some(LoadBalancerState {
             name: self.name.clone(),
-            tags: elb_tags(aws, &arn).await?,
+            tags: tags.clone(),
             dns_name: lb.dns_name().unwrap_or_default().to_owned(),
             state: lb
                 .state()
@@ -180,22 +179,6 @@ impl Resource for LoadBalancer {
             LoadBalancerStateEnum::Active.as_str(),
         )
     }
-}
-
-/// The tags of a load balancer or target group.
-pub(crate) async fn elb_tags(aws: &AwsClients, arn: &str) -> Result<Tags, ComponentError> {
-    let out = aws
-        .elbv2
-        .describe_tags()
-        .resource_arns(arn)
-        .send()
-        .await
-        .map_err(failed("read the tags of", arn))?;
-    Ok(out
-        .tag_descriptions()
-        .iter()
-        .flat_map(|d| from_sdk(d.tags()))
-        .collect())
 }
 
 fn join(set: &BTreeSet<String>) -> String {

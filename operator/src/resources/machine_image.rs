@@ -48,8 +48,17 @@ pub struct ResolvedImage {
 }
 
 /// Finds the AMI `source` names. A spec'd AMI that does not exist (or is not
-/// available) is terminal and names the field.
+/// available) is terminal and names the field. Pipelines naming the same
+/// source share the answer.
 pub async fn resolve(aws: &AwsClients, source: &ImageSource) -> Result<ResolvedImage, ComponentError> {
+    let resolved = aws
+        .reads
+        .get(&format!("ec2:image:{source:?}"), || read(aws, source))
+        .await?;
+    Ok(ResolvedImage::clone(&resolved))
+}
+
+async fn read(aws: &AwsClients, source: &ImageSource) -> Result<ResolvedImage, ComponentError> {
     let id = match source {
         ImageSource::Spec { id, .. } => id.clone(),
         ImageSource::LatestAmazonLinux => latest_amazon_linux(aws).await?,

@@ -29,6 +29,7 @@ pub mod s3_gateway_endpoint;
 pub mod scaling_policy;
 pub(crate) mod sdk;
 pub mod security_group;
+pub mod shared_lists;
 pub mod ssm_parameter;
 pub mod subnet;
 pub mod tagged_instances;

@@ -3,9 +3,9 @@
 
 use aws_sdk_ec2::types::ResourceType;
 
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists::{self, tag_filter, tagged};
 use crate::aws::AwsClients;
-use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{OWNER_TAG, Readiness, Tags, field};
 use crate::error::ComponentError;
@@ -67,17 +67,11 @@ impl Resource for Peering {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<PeeringState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
-        let peerings = aws
-            .ec2
-            .describe_vpc_peering_connections()
-            .filters(tag_filter(OWNER_TAG, owner))
-            .filters(tag_filter(PEERING_TAG, self.role))
-            .send()
-            .await
-            .map_err(|err| classify("look up VPC peering connections", err))?;
-        Ok(peerings
-            .vpc_peering_connections()
+        let narrow = vec![tag_filter(OWNER_TAG, owner), tag_filter(PEERING_TAG, self.role)];
+        Ok(shared_lists::peerings(aws, narrow)
+            .await?
             .iter()
+            .filter(|p| tagged(p.tags(), OWNER_TAG, owner) && tagged(p.tags(), PEERING_TAG, self.role))
             .map(|p| PeeringState {
                 id: p.vpc_peering_connection_id().unwrap_or_default().to_owned(),
                 status: p

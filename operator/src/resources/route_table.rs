@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
+use aws_sdk_ec2::types::ResourceType;
 
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists::{self, filter, tag_filter, tagged};
 use crate::aws::AwsClients;
 use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
@@ -100,17 +101,11 @@ impl Resource for RouteTable {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<RouteTableState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
-        let tables = aws
-            .ec2
-            .describe_route_tables()
-            .filters(Filter::builder().name("vpc-id").values(self.vpc_id.id()).build())
-            .filters(tag_filter(OWNER_TAG, owner))
-            .send()
-            .await
-            .map_err(|err| classify(&format!("look up the {}", self.name), err))?;
-        Ok(tables
-            .route_tables()
+        let narrow = vec![filter("vpc-id", self.vpc_id.id()), tag_filter(OWNER_TAG, owner)];
+        Ok(shared_lists::route_tables(aws, narrow)
+            .await?
             .iter()
+            .filter(|t| t.vpc_id() == Some(self.vpc_id.id()) && tagged(t.tags(), OWNER_TAG, owner))
             .min_by_key(|t| t.route_table_id().unwrap_or_default().to_owned())
             .map(route_table_state))
     }

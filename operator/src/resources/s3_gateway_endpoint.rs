@@ -3,12 +3,12 @@
 //! they need: the Kafka distribution, their heartbeats, and the Amazon Linux
 //! package repositories (which are served from S3).
 
-use aws_sdk_ec2::types::{Filter, ResourceType, VpcEndpointType};
+use aws_sdk_ec2::types::{ResourceType, VpcEndpointType};
 use serde_json::Value;
 
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists::{self, filter, tag_filter, tagged};
 use crate::aws::AwsClients;
-use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{OWNER_TAG, Readiness, Tags, field};
 use crate::error::ComponentError;
@@ -71,20 +71,16 @@ pub fn policy(partition: &str, readable: &[String], writable: &[String]) -> Valu
 
 /// The S3 endpoints of `owner`, whichever VPC they are in.
 pub async fn list(aws: &AwsClients, owner: &str) -> Result<Vec<EndpointState>, ComponentError> {
-    let found = aws
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(tag_filter(OWNER_TAG, owner))
-        .send()
-        .await
-        .map_err(|err| classify("list the S3 gateway endpoints", err))?;
-    Ok(found
-        .vpc_endpoints()
-        .iter()
-        .filter(|e| e.service_name().is_some_and(|s| s.ends_with(".s3")))
-        .map(endpoint_state)
-        .filter(|e| e.state != "deleted")
-        .collect())
+    Ok(
+        shared_lists::vpc_endpoints(aws, vec![tag_filter(OWNER_TAG, owner)])
+            .await?
+            .iter()
+            .filter(|e| tagged(e.tags(), OWNER_TAG, owner))
+            .filter(|e| e.service_name().is_some_and(|s| s.ends_with(".s3")))
+            .map(endpoint_state)
+            .filter(|e| e.state != "deleted")
+            .collect(),
+    )
 }
 
 fn endpoint_state(endpoint: &aws_sdk_ec2::types::VpcEndpoint) -> EndpointState {
@@ -119,23 +115,19 @@ impl Resource for S3GatewayEndpoint {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<EndpointState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
-        let found = aws
-            .ec2
-            .describe_vpc_endpoints()
-            .filters(Filter::builder().name("vpc-id").values(self.vpc_id.id()).build())
-            .filters(
-                Filter::builder()
-                    .name("service-name")
-                    .values(&self.service_name)
-                    .build(),
-            )
-            .filters(tag_filter(OWNER_TAG, owner))
-            .send()
-            .await
-            .map_err(|err| classify(&format!("look up the {}", self.label()), err))?;
-        Ok(found
-            .vpc_endpoints()
+        let narrow = vec![
+            filter("vpc-id", self.vpc_id.id()),
+            filter("service-name", &self.service_name),
+            tag_filter(OWNER_TAG, owner),
+        ];
+        Ok(shared_lists::vpc_endpoints(aws, narrow)
+            .await?
             .iter()
+            .filter(|e| {
+                e.vpc_id() == Some(self.vpc_id.id())
+                    && e.service_name() == Some(self.service_name.as_str())
+                    && tagged(e.tags(), OWNER_TAG, owner)
+            })
             .map(endpoint_state)
             .filter(|e| e.state != "deleted")
             .min_by_key(|e| e.id.clone()))

@@ -1,11 +1,11 @@
 //! A subnet of one of the pipeline's VPCs, found by its VPC, CIDR and zone.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
 use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists;
 use super::tags::from_sdk;
 use crate::aws::AwsClients;
-use crate::aws::errors::classify;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{Tags, field};
 use crate::error::ComponentError;
@@ -137,26 +137,22 @@ impl Resource for Subnet {
     }
 }
 
-/// Every subnet of the VPC `vpc_id`, by CIDR.
+/// Every subnet of the VPC `vpc_id` (one of the pipeline's, so its subnets
+/// carry the owner tag), by CIDR.
 pub async fn list(aws: &AwsClients, vpc_id: &str) -> Result<Vec<SubnetState>, ComponentError> {
-    let subnets = aws
-        .ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-        .send()
-        .await
-        .map_err(|err| classify(&format!("list subnets of VPC {vpc_id}"), err))?;
-    let mut subnets: Vec<SubnetState> = subnets
-        .subnets()
-        .iter()
-        .map(|s| SubnetState {
-            id: s.subnet_id().unwrap_or_default().to_owned(),
-            availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
-            cidr: s.cidr_block().unwrap_or_default().to_owned(),
-            map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
-            tags: from_sdk(s.tags()),
-        })
-        .collect();
+    let mut subnets: Vec<SubnetState> =
+        shared_lists::subnets(aws, vec![shared_lists::filter("vpc-id", vpc_id)])
+            .await?
+            .iter()
+            .filter(|s| s.vpc_id() == Some(vpc_id))
+            .map(|s| SubnetState {
+                id: s.subnet_id().unwrap_or_default().to_owned(),
+                availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
+                cidr: s.cidr_block().unwrap_or_default().to_owned(),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                tags: from_sdk(s.tags()),
+            })
+            .collect();
     subnets.sort_by(|a, b| a.cidr.cmp(&b.cidr));
     Ok(subnets)
 }

@@ -3,9 +3,10 @@
 //! (instances an Auto Scaling group left behind when it was deleted). Never
 //! made here: their group launches them.
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use aws_sdk_ec2::types::InstanceStateName;
 
-use super::sdk::{failed, tag_filter, terminate_instances};
+use super::sdk::terminate_instances;
+use super::shared_lists::{self, tag_filter, tagged};
 use crate::aws::AwsClients;
 use crate::engine::resource::Resource;
 use crate::engine::{COMPONENT_TAG, OWNER_TAG};
@@ -78,26 +79,21 @@ impl Resource for TaggedInstances {
     }
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<InstancesState>, ComponentError> {
-        let out = aws
-            .ec2
-            .describe_instances()
-            .filters(tag_filter(OWNER_TAG, &self.owner))
-            .filters(tag_filter(COMPONENT_TAG, self.component))
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(
-                        NOT_TERMINATED.iter().map(|s| s.as_str().to_owned()).collect(),
-                    ))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(failed("list", &self.label()))?;
-        let instances: Vec<TaggedInstance> = out
-            .reservations()
+        let narrow = vec![
+            tag_filter(OWNER_TAG, &self.owner),
+            tag_filter(COMPONENT_TAG, self.component),
+        ];
+        let instances: Vec<TaggedInstance> = shared_lists::instances(aws, narrow)
+            .await?
             .iter()
-            .flat_map(|r| r.instances())
+            .filter(|i| {
+                tagged(i.tags(), OWNER_TAG, &self.owner) && tagged(i.tags(), COMPONENT_TAG, self.component)
+            })
+            .filter(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .is_some_and(|n| NOT_TERMINATED.contains(n))
+            })
             .map(|i| TaggedInstance {
                 id: i.instance_id().unwrap_or_default().to_owned(),
                 state: i

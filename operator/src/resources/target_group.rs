@@ -3,11 +3,10 @@
 
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetTypeEnum};
 
-use super::load_balancer::elb_tags;
 use super::sdk::{deleted, failed};
+use super::shared_lists;
 use super::tags::to_sdk;
 use crate::aws::AwsClients;
-use crate::aws::errors::{classify, code};
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{Tags, field};
 use crate::error::ComponentError;
@@ -44,18 +43,17 @@ impl Resource for TargetGroup {
     }
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<TargetGroupState>, ComponentError> {
-        let groups = match aws.elbv2.describe_target_groups().names(&self.name).send().await {
-            Ok(out) => out.target_groups().to_vec(),
-            Err(err) if code(&err) == Some("TargetGroupNotFound") => vec![],
-            Err(err) => return Err(classify(&format!("look up {}", self.label()), err)),
-        };
-        let Some(group) = groups.first() else {
+        let groups = shared_lists::target_groups(aws, &self.name).await?;
+        let Some((group, tags)) = groups
+            .iter()
+            .find(|(group, _)| group.target_group_name() == Some(self.name.as_str()))
+        else {
             return Ok(None);
         };
         let arn = group.target_group_arn().unwrap_or_default().to_owned();
         Ok(Some(TargetGroupState {
             name: self.name.clone(),
-            tags: elb_tags(aws, &arn).await?,
+            tags: tags.clone(),
             health_check_path: group.health_check_path().map(str::to_owned),
             arn,
         }))

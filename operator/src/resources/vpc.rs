@@ -4,7 +4,8 @@
 use aws_sdk_ec2::types::{Filter, ResourceType};
 
 use super::route_table::{RouteTableState, route_table_state};
-use super::sdk::{deleted, failed, set_ec2_tags, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, set_ec2_tags, tag_specification};
+use super::shared_lists::{self, tag_filter, tagged};
 use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -43,19 +44,13 @@ impl Resource for Vpc {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<VpcState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
-        let vpcs = aws
-            .ec2
-            .describe_vpcs()
-            .filters(tag_filter(OWNER_TAG, owner))
-            .filters(tag_filter(NETWORK_TAG, self.role))
-            .send()
-            .await
-            .map_err(|err| classify(&format!("look up the {} VPC", self.role), err))?;
         // Tags are set in the call that creates the VPC, so there is at most
         // one; the lowest id is the oldest should that ever be untrue.
-        Ok(vpcs
-            .vpcs()
+        let narrow = vec![tag_filter(OWNER_TAG, owner), tag_filter(NETWORK_TAG, self.role)];
+        Ok(shared_lists::vpcs(aws, narrow)
+            .await?
             .iter()
+            .filter(|vpc| tagged(vpc.tags(), OWNER_TAG, owner) && tagged(vpc.tags(), NETWORK_TAG, self.role))
             .min_by_key(|vpc| vpc.vpc_id().unwrap_or_default().to_owned())
             .map(|vpc| VpcState {
                 id: vpc.vpc_id().unwrap_or_default().to_owned(),
@@ -128,8 +123,17 @@ pub struct ExternalVpc {
     pub route_tables: Vec<RouteTableState>,
 }
 
-/// Looks up the VPC `id`; `None` when the account has no such VPC.
+/// Looks up the VPC `id`; `None` when the account has no such VPC. The
+/// pipelines of one cluster all name its VPC, so they share the answer.
 pub async fn lookup(aws: &AwsClients, id: &str) -> Result<Option<ExternalVpc>, ComponentError> {
+    let found = aws
+        .reads
+        .get(&format!("ec2:cluster-vpc:{id}"), || read_external(aws, id))
+        .await?;
+    Ok(Option::clone(&found))
+}
+
+async fn read_external(aws: &AwsClients, id: &str) -> Result<Option<ExternalVpc>, ComponentError> {
     let ec2 = &aws.ec2;
     let vpcs = match ec2.describe_vpcs().vpc_ids(id).send().await {
         Ok(out) => out,

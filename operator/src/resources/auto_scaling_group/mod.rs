@@ -15,6 +15,7 @@ use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 pub use state::{GroupInstance, GroupState, TemplateVersion};
 
 use super::sdk::{deleted, failed};
+use super::shared_lists;
 use crate::aws::AwsClients;
 use crate::aws::errors::code;
 use crate::engine::resource::{Ref, Resource};
@@ -144,15 +145,24 @@ impl Resource for AutoScalingGroup {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<GroupState>, ComponentError> {
         let name = &self.name;
-        let out = aws
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .map_err(failed("look up", &self.label()))?;
-        let Some(group) = out.auto_scaling_groups().first() else {
-            return Ok(None);
+        let shared = shared_lists::auto_scaling_groups(aws, name).await?;
+        let group = match shared.iter().find(|g| g.auto_scaling_group_name() == Some(name)) {
+            Some(group) => group.clone(),
+            // Not among the pipelines' (tagged) groups: one of that name
+            // made by anyone else still takes the name, and is found by it.
+            None => {
+                let out = aws
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .auto_scaling_group_names(name)
+                    .send()
+                    .await
+                    .map_err(failed("look up", &self.label()))?;
+                match out.auto_scaling_groups().first() {
+                    Some(group) => group.clone(),
+                    None => return Ok(None),
+                }
+            }
         };
         let refreshes = aws
             .autoscaling
@@ -162,7 +172,7 @@ impl Resource for AutoScalingGroup {
             .await
             .map_err(failed("list the instance refreshes of", &self.label()))?;
         Ok(Some(GroupState::from_sdk(
-            group,
+            &group,
             refreshes
                 .instance_refreshes()
                 .iter()

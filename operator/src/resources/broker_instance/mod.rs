@@ -10,7 +10,8 @@ mod launch;
 use aws_sdk_ec2::types::InstanceStateName;
 
 pub use self::launch::{Launch, ROOT_VOLUME_GIB, client_token};
-use super::sdk::{failed, tag_filter, terminate_instances};
+use super::sdk::{failed, terminate_instances};
+use super::shared_lists::{self, tag_filter, tagged};
 use crate::aws::AwsClients;
 use crate::engine::resource::{Ref, Resource};
 use crate::engine::{COMPONENT_TAG, ComponentError, ComponentKind, OWNER_TAG, Readiness, field};
@@ -182,18 +183,12 @@ impl Resource for BrokerInstance {
 /// Every instance tagged as one of the pipeline's brokers, terminated ones
 /// too.
 pub async fn list(aws: &AwsClients, owner: &str) -> Result<Vec<InstanceState>, ComponentError> {
-    let out = aws
-        .ec2
-        .describe_instances()
-        .filters(tag_filter(OWNER_TAG, owner))
-        .filters(tag_filter(COMPONENT_TAG, ComponentKind::Kafka.tag_value()))
-        .send()
-        .await
-        .map_err(failed("list the Kafka broker instances of", owner))?;
-    Ok(out
-        .reservations()
+    let kafka = ComponentKind::Kafka.tag_value();
+    let narrow = vec![tag_filter(OWNER_TAG, owner), tag_filter(COMPONENT_TAG, kafka)];
+    Ok(shared_lists::instances(aws, narrow)
+        .await?
         .iter()
-        .flat_map(|r| r.instances())
+        .filter(|i| tagged(i.tags(), OWNER_TAG, owner) && tagged(i.tags(), COMPONENT_TAG, kafka))
         .map(|i| InstanceState {
             id: i.instance_id().unwrap_or_default().to_owned(),
             node_id: i

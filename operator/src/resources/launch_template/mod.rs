@@ -11,6 +11,7 @@ use aws_sdk_ec2::types::ResourceType;
 pub use settings::LaunchSettings;
 
 use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists;
 use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -93,19 +94,28 @@ impl Resource for LaunchTemplate {
 
     async fn find(&self, aws: &AwsClients) -> Result<Option<TemplateState>, ComponentError> {
         let name = &self.name;
-        let templates = match aws
-            .ec2
-            .describe_launch_templates()
-            .launch_template_names(name)
-            .send()
-            .await
-        {
-            Ok(out) => out.launch_templates().to_vec(),
-            Err(err) if code(&err).is_some_and(|c| c.starts_with("InvalidLaunchTemplateName")) => vec![],
-            Err(err) => return Err(classify(&format!("look up {}", self.label()), err)),
-        };
-        let Some(template) = templates.first() else {
-            return Ok(None);
+        let narrow = vec![shared_lists::filter("launch-template-name", name)];
+        let shared = shared_lists::launch_templates(aws, narrow).await?;
+        let template = match shared.iter().find(|t| t.launch_template_name() == Some(name)) {
+            Some(template) => template.clone(),
+            // Not among the pipelines' (tagged) templates: one of that name
+            // made by anyone else still takes the name, and is found by it.
+            None => match aws
+                .ec2
+                .describe_launch_templates()
+                .launch_template_names(name)
+                .send()
+                .await
+            {
+                Ok(out) => match out.launch_templates().first() {
+                    Some(template) => template.clone(),
+                    None => return Ok(None),
+                },
+                Err(err) if code(&err).is_some_and(|c| c.starts_with("InvalidLaunchTemplateName")) => {
+                    return Ok(None);
+                }
+                Err(err) => return Err(classify(&format!("look up {}", self.label()), err)),
+            },
         };
         let id = template.launch_template_id().unwrap_or_default().to_owned();
         let versions = aws

@@ -5,11 +5,12 @@
 
 mod permission;
 
-use aws_sdk_ec2::types::{Filter, ResourceType};
+use aws_sdk_ec2::types::ResourceType;
 
 pub use permission::{Permission, Source, ip_permission, permissions_of, rule_changes};
 
-use super::sdk::{deleted, failed, tag_filter, tag_specification};
+use super::sdk::{deleted, failed, tag_specification};
+use super::shared_lists::{self, filter, tag_filter, tagged};
 use super::tags::from_sdk;
 use crate::aws::AwsClients;
 use crate::aws::errors::{classify, code};
@@ -119,19 +120,16 @@ impl Resource for SecurityGroup {
     /// teardown may run before anything has told it the VPC's id.
     async fn find(&self, aws: &AwsClients) -> Result<Option<GroupState>, ComponentError> {
         let owner = self.tags.get(OWNER_TAG).map(String::as_str).unwrap_or_default();
-        let mut request = aws
-            .ec2
-            .describe_security_groups()
-            .filters(tag_filter(OWNER_TAG, owner))
-            .filters(Filter::builder().name("group-name").values(&self.name).build());
-        if let Some(vpc_id) = self.vpc_id.known() {
-            request = request.filters(Filter::builder().name("vpc-id").values(vpc_id).build());
-        }
-        let groups = request
-            .send()
-            .await
-            .map_err(|err| classify(&format!("look up {}", self.label()), err))?;
-        Ok(groups.security_groups().first().map(|group| GroupState {
+        let vpc_id = self.vpc_id.known();
+        let mut narrow = vec![tag_filter(OWNER_TAG, owner), filter("group-name", &self.name)];
+        narrow.extend(vpc_id.map(|id| filter("vpc-id", id)));
+        let groups = shared_lists::security_groups(aws, narrow).await?;
+        let ours = groups.iter().find(|group| {
+            tagged(group.tags(), OWNER_TAG, owner)
+                && group.group_name() == Some(self.name.as_str())
+                && vpc_id.is_none_or(|id| group.vpc_id() == Some(id))
+        });
+        Ok(ours.map(|group| GroupState {
             id: group.group_id().unwrap_or_default().to_owned(),
             permissions: permissions_of(group.ip_permissions()),
             tags: from_sdk(group.tags()),

@@ -186,13 +186,27 @@ async fn main() {
         "# 100 pipelines in one operator: {count} ImagePipelines, requeue interval {} s (metrics at {metrics})",
         ROUND.as_secs()
     );
-    let deadline = Duration::from_secs(20 * 60);
+    // Bringing up 100 pipelines is bound by the emulator (one Python
+    // process) and by AWS's own rate limits, which the operator keeps to.
+    let deadline = Duration::from_secs(45 * 60);
+    let mut last_progress = Instant::now();
     let ready = loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Some(scrape) = scrape(&http, &metrics).await
-            && scrape.ready as usize >= count
-        {
+        let Some(scrape) = scrape(&http, &metrics).await else {
+            continue;
+        };
+        if scrape.ready as usize >= count {
             break scrape;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(60) {
+            last_progress = Instant::now();
+            println!(
+                "  {:>5.0} s: {} Ready, {} reconciles, peak RSS {:.1} MiB",
+                started.elapsed().as_secs_f64(),
+                scrape.ready,
+                scrape.reconciles,
+                peak_rss_mib(pid)
+            );
         }
         if let Ok(Some(exit)) = child.try_wait() {
             panic!("imagepipeline run ended: {exit}");

@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p10
+MOTO_PATCH_LEVEL=p11
 # p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
 #     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
 #     data or not, which capped a consumer at about 180 records/s of
@@ -137,6 +137,8 @@ SH
 # p10: scripts/moto/checksums.py refuses a PutObject or UploadPart whose
 #     x-amz-checksum-sha256, -sha1 or -crc32 header does not match the bytes
 #     received (BadDigest), and keeps the checksum with the object, as AWS does.
+# p11: scripts/moto/server.py answers without Nagle's delay (TCP_NODELAY), as
+#     AWS's endpoints do: 7 ms instead of 17 ms a call on loopback.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

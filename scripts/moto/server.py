@@ -112,6 +112,7 @@ from moto.redshift.responses import RedshiftResponse
 from moto.s3.models import FakeBucket
 from moto.server import main
 from moto.utilities.utils import get_partition
+from werkzeug.serving import WSGIRequestHandler
 
 import checksums  # noqa: F401  (patches moto's S3 object checksums on import)
 import post_policy  # noqa: F401  (patches moto's S3 POST object uploads on import)
@@ -567,6 +568,14 @@ def delete_database(self, database_name):
 
 
 GlueBackend.delete_database = delete_database
+
+# Every answer without Nagle's delay. werkzeug writes a response's headers
+# and its body in separate sends; with Nagle's algorithm the body waits for
+# the client to acknowledge the headers, which costs about 10 ms a call on
+# loopback (17 ms instead of 7 ms for a DescribeVpcs, with the same CPU).
+# AWS answers without such a stall, and a pipeline's first apply makes a few
+# hundred calls one after another.
+WSGIRequestHandler.disable_nagle_algorithm = True
 
 if __name__ == "__main__":
     main()

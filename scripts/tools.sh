@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p11
+MOTO_PATCH_LEVEL=p13
 # p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
 #     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
 #     data or not, which capped a consumer at about 180 records/s of
@@ -139,6 +139,10 @@ SH
 #     received (BadDigest), and keeps the checksum with the object, as AWS does.
 # p11: scripts/moto/server.py answers without Nagle's delay (TCP_NODELAY), as
 #     AWS's endpoints do: 7 ms instead of 17 ms a call on loopback.
+# p12: scripts/moto/server.py looks an EC2 resource's tags up by its id
+#     (moto matched every tag of the region for each resource described).
+# p13: scripts/moto/server.py lists moto's service packages once, not for
+#     every request.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -9,9 +9,10 @@
 //! reason that is true. The boot script itself runs in the operator's
 //! `broker_boot` test.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 use ingest_core::contract::kafka::heartbeat::{self, BrokerHeartbeat, BrokerState};
@@ -109,13 +110,14 @@ impl BrokerStandIn {
                         .build(),
                 );
                 let ec2 = aws_sdk_ec2::Client::new(&sdk);
+                let mut beats = Beats::default();
                 while !stopped.load(Ordering::Relaxed) {
                     let serving = match &local_broker {
                         Some(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
                         None => true,
                     };
                     // The bucket or the instances may not exist yet: try again.
-                    let _ = beat(&s3, &ec2, serving).await;
+                    let _ = beats.beat(&s3, &ec2, serving).await;
                     tokio::time::sleep(BEAT_EVERY).await;
                 }
             });
@@ -127,62 +129,100 @@ impl BrokerStandIn {
     }
 }
 
-/// One heartbeat for each running broker instance; how many.
-pub async fn beat(
-    s3: &aws_sdk_s3::Client,
-    ec2: &aws_sdk_ec2::Client,
-    serving: bool,
-) -> Result<usize, String> {
-    let instances = ec2
-        .describe_instances()
-        .filters(Filter::builder().name("tag-key").values(BROKER_TAG).build())
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("listing the broker instances: {e}"))?;
-    let mut written = 0;
-    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
-        let tag = |key: &str| {
-            instance
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some(key))
-                .and_then(|t| t.value())
-        };
-        let node_id = tag(BROKER_TAG).and_then(|id| id.parse::<u32>().ok());
-        let (Some(node_id), Some(owner), Some(instance_id)) =
-            (node_id, tag(OWNER_TAG), instance.instance_id())
-        else {
-            continue;
-        };
-        // The pipeline's bucket may not exist yet.
-        let Some(bucket) = bucket_of(s3, owner).await? else {
-            continue;
-        };
-        let beat = BrokerHeartbeat {
-            node_id,
-            instance_id: instance_id.to_owned(),
-            state: if serving {
-                BrokerState::Serving
-            } else {
-                BrokerState::Starting
-            },
-            error: None,
-            kafka_version: "local broker (tansu)".to_owned(),
-            quorum_leader: serving,
-            under_replicated_partitions: 0,
-            data_free_bytes: 0,
-            time: heartbeat_time(std::time::SystemTime::now()),
-        };
-        write_heartbeat(s3, &bucket, &beat).await?;
-        written += 1;
+/// A beat is written again after this long, well within
+/// `FRESH_FOR_SECONDS`, or at once when the broker's state changes: a
+/// broker's own script beats every 30 s. Writing every broker every second
+/// made 100 pipelines' 300 brokers the emulator's main load.
+const BEAT_AGAIN_AFTER: Duration = Duration::from_secs(20);
+
+/// What the stand-in remembers between beats: each pipeline's bucket, and
+/// when it last wrote each broker's heartbeat and with which state.
+#[derive(Default)]
+struct Beats {
+    buckets: HashMap<String, String>,
+    written: HashMap<String, (Instant, bool)>,
+}
+
+impl Beats {
+    /// One heartbeat for each running broker instance that is new, changed
+    /// state or due; how many were written.
+    async fn beat(
+        &mut self,
+        s3: &aws_sdk_s3::Client,
+        ec2: &aws_sdk_ec2::Client,
+        serving: bool,
+    ) -> Result<usize, String> {
+        let instances = ec2
+            .describe_instances()
+            .filters(Filter::builder().name("tag-key").values(BROKER_TAG).build())
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("listing the broker instances: {e}"))?;
+        let mut written = 0;
+        for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+            let tag = |key: &str| {
+                instance
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+            };
+            let node_id = tag(BROKER_TAG).and_then(|id| id.parse::<u32>().ok());
+            let (Some(node_id), Some(owner), Some(instance_id)) =
+                (node_id, tag(OWNER_TAG), instance.instance_id())
+            else {
+                continue;
+            };
+            let due = self
+                .written
+                .get(instance_id)
+                .is_none_or(|(at, state)| *state != serving || at.elapsed() >= BEAT_AGAIN_AFTER);
+            if !due {
+                continue;
+            }
+            let bucket = match self.buckets.get(owner) {
+                Some(bucket) => bucket.clone(),
+                // The pipeline's bucket may not exist yet.
+                None => match bucket_of(s3, owner).await? {
+                    Some(bucket) => {
+                        self.buckets.insert(owner.to_owned(), bucket.clone());
+                        bucket
+                    }
+                    None => continue,
+                },
+            };
+            let beat = BrokerHeartbeat {
+                node_id,
+                instance_id: instance_id.to_owned(),
+                state: if serving {
+                    BrokerState::Serving
+                } else {
+                    BrokerState::Starting
+                },
+                error: None,
+                kafka_version: "local broker (tansu)".to_owned(),
+                quorum_leader: serving,
+                under_replicated_partitions: 0,
+                data_free_bytes: 0,
+                time: heartbeat_time(std::time::SystemTime::now()),
+            };
+            if let Err(err) = write_heartbeat(s3, &bucket, &beat).await {
+                // The bucket went (a test reset the emulator): look again.
+                self.buckets.remove(owner);
+                return Err(err);
+            }
+            self.written
+                .insert(instance_id.to_owned(), (Instant::now(), serving));
+            written += 1;
+        }
+        Ok(written)
     }
-    Ok(written)
 }
 
 /// `at` as a heartbeat's `time` (RFC 3339, UTC).

@@ -13,8 +13,8 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as GroupFilter};
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, TargetGroup};
 
 use aws_sdk_ec2::types::{
-    Filter, Instance, InternetGateway, LaunchTemplate, RouteTable, SecurityGroup, Subnet, Tag, Vpc,
-    VpcEndpoint, VpcPeeringConnection,
+    Filter, Instance, InternetGateway, LaunchTemplate, LaunchTemplateVersion, RouteTable, SecurityGroup,
+    Subnet, Tag, Vpc, VpcEndpoint, VpcPeeringConnection,
 };
 
 use crate::aws::AwsClients;
@@ -112,6 +112,49 @@ shared_list!(
     LaunchTemplate,
     |page| page.launch_templates().iter().cloned()
 );
+
+/// The latest version of launch template `id`, picked out of every
+/// template's latest version in the region (AWS answers `$Latest` of all
+/// templates when none is named), or read by id alone while the operator is
+/// changing things or when the list does not have it yet.
+pub async fn latest_template_version(
+    aws: &AwsClients,
+    id: &str,
+) -> Result<Option<LaunchTemplateVersion>, ComponentError> {
+    let read = |id: Option<String>| async move {
+        let mut pages = aws
+            .ec2
+            .describe_launch_template_versions()
+            .set_launch_template_id(id)
+            .versions("$Latest")
+            .into_paginator()
+            .send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| classify("read the latest launch template versions", err))?;
+            items.extend(page.launch_template_versions().iter().cloned());
+        }
+        Ok::<_, ComponentError>(items)
+    };
+    let pick = |versions: &[LaunchTemplateVersion]| {
+        versions
+            .iter()
+            .find(|version| version.launch_template_id() == Some(id))
+            .cloned()
+    };
+    let every = aws
+        .reads
+        .get_or_narrow(
+            "ec2:latest-launch-template-versions",
+            || read(None),
+            || read(Some(id.to_owned())),
+        )
+        .await?;
+    match pick(&every) {
+        Some(version) => Ok(Some(version)),
+        None => Ok(pick(&read(Some(id.to_owned())).await?)),
+    }
+}
 
 /// The Auto Scaling groups of every pipeline; narrow: the one named `name`.
 pub async fn auto_scaling_groups(

@@ -118,15 +118,8 @@ impl Resource for LaunchTemplate {
             },
         };
         let id = template.launch_template_id().unwrap_or_default().to_owned();
-        let versions = aws
-            .ec2
-            .describe_launch_template_versions()
-            .launch_template_id(&id)
-            .versions("$Latest")
-            .send()
-            .await
-            .map_err(failed("read the latest version of", &self.label()))?;
-        let latest = versions.launch_template_versions().first();
+        let latest = shared_lists::latest_template_version(aws, &id).await?;
+        let latest = latest.as_ref();
         Ok(Some(TemplateState {
             tags: from_sdk(template.tags()),
             latest_version: latest.and_then(|v| v.version_number()).unwrap_or(1),

@@ -235,6 +235,10 @@ async fn the_example_pipeline_stores_every_image_from_the_api_and_from_kafka_and
         .split_whitespace()
         .collect();
     assert_eq!(row[1..3], ["True", "Ready"], "READY and PHASE:\n{table}");
+    assert!(
+        row[3].parse::<f64>().is_ok_and(|usd| usd > 0.0),
+        "COST/MONTH is the estimate's amount:\n{table}"
+    );
     destroy_leaves_nothing(&mut pipeline).await;
 }
 

@@ -389,11 +389,19 @@ fn render_status_table(pipeline: &ImagePipeline, status: &ImagePipelineStatus) -
         .as_ref()
         .and_then(|e| e.upload_url.clone())
         .unwrap_or_else(|| "<none>".to_owned());
+    let cost = status
+        .estimated_monthly_cost
+        .as_ref()
+        .map_or("<none>", |cost| cost.amount.as_str());
     let mut text = String::new();
-    let _ = writeln!(text, "{:<24} {:<6} {:<13} UPLOAD URL", "NAME", "READY", "PHASE");
     let _ = writeln!(
         text,
-        "{:<24} {:<6} {:<13} {url}",
+        "{:<24} {:<6} {:<13} {:<11} UPLOAD URL",
+        "NAME", "READY", "PHASE", "COST/MONTH"
+    );
+    let _ = writeln!(
+        text,
+        "{:<24} {:<6} {:<13} {cost:<11} {url}",
         pipeline.name_any(),
         ready,
         phase

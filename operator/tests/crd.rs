@@ -91,6 +91,7 @@ fn names_columns_and_subresources_are_what_users_type_and_see() {
         [
             ("Ready", r#".status.conditions[?(@.type=="Ready")].status"#),
             ("Phase", ".status.phase"),
+            ("Cost/Month", ".status.estimatedMonthlyCost.amount"),
             ("Upload URL", ".status.endpoints.uploadUrl"),
             ("Age", ".metadata.creationTimestamp"),
         ]

@@ -192,10 +192,10 @@ mod tests {
             missing_type.to_string(),
             "instance type x99.huge has no price for us-east-1 in the operator's price table"
         );
-        // ap-southeast-2 is a region the CRD allows that the table has no figures for.
+        // sa-east-1 is a region the CRD allows that the table has no figures for.
         assert!(
             table
-                .price("ap-southeast-2", Priced::InstanceHour("t3.small"))
+                .price("sa-east-1", Priced::InstanceHour("t3.small"))
                 .is_err()
         );
         assert_eq!(

@@ -181,12 +181,73 @@ fn the_examples_region_prices_its_instances_and_names_what_it_lacks() {
     assert!(text.contains("USD 0.705 per million"), "{text}");
 }
 
+/// The commercial regions pricing/aws.yaml has EC2 instance prices for
+/// (skypilot-catalog's, karpenter's for us-east-1).
+const REGIONS_WITH_INSTANCE_PRICES: [&str; 24] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "me-central-1",
+    "me-south-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+
+#[test]
+fn every_filled_region_prices_the_default_upload_and_broker_types() {
+    let table = aws_prices();
+    let upload_default = spec(json!({})).upload_api.instance_type;
+    let broker_default = managed_kafka_defaults::INSTANCE_TYPE;
+    assert_eq!(
+        (upload_default.as_str(), broker_default),
+        ("t3.small", "m7i.large")
+    );
+    for region in REGIONS_WITH_INSTANCE_PRICES {
+        let upload = table.price(region, Priced::InstanceHour(&upload_default));
+        assert!(matches!(upload, Ok(p) if p > 0.0), "{region}: {upload:?}");
+        // The catalog has no m7i rows for af-south-1 and me-south-1: the
+        // broker default stays unknown there rather than borrowed.
+        if !["af-south-1", "me-south-1"].contains(&region) {
+            let broker = table.price(region, Priced::InstanceHour(broker_default));
+            assert!(matches!(broker, Ok(p) if p > 0.0), "{region}: {broker:?}");
+        }
+    }
+    // skypilot-catalog's ap-southeast-2 rows, every zone alike.
+    assert_eq!(
+        table.price("ap-southeast-2", Priced::InstanceHour("t3.small")),
+        Ok(0.0264)
+    );
+    assert_eq!(
+        table.price("ap-southeast-2", Priced::InstanceHour("m7i.large")),
+        Ok(0.126)
+    );
+}
+
 #[test]
 fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
+    // sa-east-1 is a commercial region the CRD allows that no cited source
+    // has figures for.
     let estimate = estimate(
         &spec(json!({
-            "region": "ap-southeast-2",
-            "network": { "availabilityZones": ["ap-southeast-2a", "ap-southeast-2b"] },
+            "region": "sa-east-1",
+            "network": { "availabilityZones": ["sa-east-1a", "sa-east-1b"] },
         })),
         aws_prices(),
     );
@@ -202,7 +263,7 @@ fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
         "{text}"
     );
     assert!(
-        text.contains("unknown: instance type t3.small has no price for ap-southeast-2"),
+        text.contains("unknown: instance type t3.small has no price for sa-east-1"),
         "{text}"
     );
 }

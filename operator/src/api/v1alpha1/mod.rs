@@ -76,6 +76,12 @@ pub mod managed_kafka_defaults {
         json_path = ".status.phase"
     ),
     printcolumn(
+        name = "Cost/Month",
+        type_ = "string",
+        description = "Estimated monthly cost of the parts with a fixed price, in status.estimatedMonthlyCost.currency (plan shows the rest)",
+        json_path = ".status.estimatedMonthlyCost.amount"
+    ),
+    printcolumn(
         name = "Upload URL",
         type_ = "string",
         description = "Public URL of the upload API",

@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p13
+MOTO_PATCH_LEVEL=p14
 # p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
 #     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
 #     data or not, which capped a consumer at about 180 records/s of
@@ -143,6 +143,8 @@ SH
 #     (moto matched every tag of the region for each resource described).
 # p13: scripts/moto/server.py lists moto's service packages once, not for
 #     every request.
+# p14: scripts/moto/server.py holds Firehose streams to AWS's current
+#     per-region quota (5,000 in eu-west-1) instead of moto's 50.
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -9,7 +9,7 @@
 //! reason that is true. The boot script itself runs in the operator's
 //! `broker_boot` test.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +73,10 @@ pub async fn place_kafka_distribution(s3: &aws_sdk_s3::Client, region: &str) -> 
 const BROKER_TAG: &str = "imagepipeline.io/broker";
 /// More often than a broker (30 s), so that an apply does not wait long.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
+/// The stand-in rests this many times as long as its last look took, so it
+/// takes at most a fifth of the emulator: describing 300 brokers takes moto
+/// over a second, and doing it every second left no time for the operator.
+const REST_PER_BUSY: u32 = 4;
 
 /// Writes heartbeats until dropped, on a thread of its own: a test that
 /// blocks its runtime (waiting for a CLI process) must not stop the brokers.
@@ -116,9 +120,10 @@ impl BrokerStandIn {
                         Some(address) => tokio::net::TcpStream::connect(address).await.is_ok(),
                         None => true,
                     };
+                    let started = Instant::now();
                     // The bucket or the instances may not exist yet: try again.
                     let _ = beats.beat(&s3, &ec2, serving).await;
-                    tokio::time::sleep(BEAT_EVERY).await;
+                    tokio::time::sleep(BEAT_EVERY.max(started.elapsed() * REST_PER_BUSY)).await;
                 }
             });
         });
@@ -139,11 +144,42 @@ const BEAT_AGAIN_AFTER: Duration = Duration::from_secs(20);
 /// when it last wrote each broker's heartbeat and with which state.
 #[derive(Default)]
 struct Beats {
+    /// Each pipeline's bucket, by owner.
     buckets: HashMap<String, String>,
+    /// The buckets whose tags were read.
+    tags_read: HashSet<String>,
     written: HashMap<String, (Instant, bool)>,
 }
 
 impl Beats {
+    /// The bucket tagged as `owner`'s, once the pipeline has made it. Each
+    /// bucket's tags are read once: reading every bucket's for each broker
+    /// was 100 calls per broker at 100 pipelines.
+    async fn bucket_of(&mut self, s3: &aws_sdk_s3::Client, owner: &str) -> Result<Option<String>, String> {
+        if let Some(bucket) = self.buckets.get(owner) {
+            return Ok(Some(bucket.clone()));
+        }
+        let listed = s3
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| format!("listing buckets: {e}"))?;
+        for name in listed.buckets().iter().filter_map(|b| b.name()) {
+            if self.tags_read.contains(name) {
+                continue;
+            }
+            // A bucket just made may not carry its tags yet: read it next time.
+            let Ok(tagging) = s3.get_bucket_tagging().bucket(name).send().await else {
+                continue;
+            };
+            self.tags_read.insert(name.to_owned());
+            if let Some(tag) = tagging.tag_set().iter().find(|t| t.key() == OWNER_TAG) {
+                self.buckets.insert(tag.value().to_owned(), name.to_owned());
+            }
+        }
+        Ok(self.buckets.get(owner).cloned())
+    }
+
     /// One heartbeat for each running broker instance that is new, changed
     /// state or due; how many were written.
     async fn beat(
@@ -152,33 +188,14 @@ impl Beats {
         ec2: &aws_sdk_ec2::Client,
         serving: bool,
     ) -> Result<usize, String> {
-        let instances = ec2
-            .describe_instances()
-            .filters(Filter::builder().name("tag-key").values(BROKER_TAG).build())
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| format!("listing the broker instances: {e}"))?;
         let mut written = 0;
-        for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
-            let tag = |key: &str| {
-                instance
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some(key))
-                    .and_then(|t| t.value())
-            };
-            let node_id = tag(BROKER_TAG).and_then(|id| id.parse::<u32>().ok());
-            let (Some(node_id), Some(owner), Some(instance_id)) =
-                (node_id, tag(OWNER_TAG), instance.instance_id())
-            else {
-                continue;
-            };
+        for RunningBroker {
+            node_id,
+            instance_id,
+            owner,
+        } in running_brokers(ec2).await?
+        {
+            let (instance_id, owner) = (instance_id.as_str(), owner.as_str());
             let due = self
                 .written
                 .get(instance_id)
@@ -186,16 +203,9 @@ impl Beats {
             if !due {
                 continue;
             }
-            let bucket = match self.buckets.get(owner) {
-                Some(bucket) => bucket.clone(),
-                // The pipeline's bucket may not exist yet.
-                None => match bucket_of(s3, owner).await? {
-                    Some(bucket) => {
-                        self.buckets.insert(owner.to_owned(), bucket.clone());
-                        bucket
-                    }
-                    None => continue,
-                },
+            // The pipeline's bucket may not exist yet.
+            let Some(bucket) = self.bucket_of(s3, owner).await? else {
+                continue;
             };
             let beat = BrokerHeartbeat {
                 node_id,
@@ -214,7 +224,8 @@ impl Beats {
             };
             if let Err(err) = write_heartbeat(s3, &bucket, &beat).await {
                 // The bucket went (a test reset the emulator): look again.
-                self.buckets.remove(owner);
+                self.buckets.clear();
+                self.tags_read.clear();
                 return Err(err);
             }
             self.written
@@ -223,6 +234,57 @@ impl Beats {
         }
         Ok(written)
     }
+}
+
+/// A running instance the operator launched as a Kafka broker.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunningBroker {
+    /// The broker's node id (its `imagepipeline.io/broker` tag).
+    pub node_id: u32,
+    pub instance_id: String,
+    /// The pipeline that owns it (its owner tag).
+    pub owner: String,
+}
+
+/// Every running broker instance in the emulator, by node id within each
+/// owner; instances without a node id or owner tag are left out.
+pub async fn running_brokers(ec2: &aws_sdk_ec2::Client) -> Result<Vec<RunningBroker>, String> {
+    // Every page: moto, like EC2, answers at most 100 reservations at once.
+    let pages: Vec<_> = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag-key").values(BROKER_TAG).build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .into_paginator()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| format!("listing the broker instances: {e}"))?;
+    let mut brokers: Vec<RunningBroker> = pages
+        .iter()
+        .flat_map(|page| page.reservations())
+        .flat_map(|r| r.instances())
+        .filter_map(|instance| {
+            let tag = |key: &str| {
+                instance
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+            };
+            Some(RunningBroker {
+                node_id: tag(BROKER_TAG)?.parse().ok()?,
+                instance_id: instance.instance_id()?.to_owned(),
+                owner: tag(OWNER_TAG)?.to_owned(),
+            })
+        })
+        .collect();
+    brokers.sort();
+    Ok(brokers)
 }
 
 /// `at` as a heartbeat's `time` (RFC 3339, UTC).
@@ -248,27 +310,4 @@ pub async fn write_heartbeat(
         .await
         .map(drop)
         .map_err(|e| format!("writing the heartbeat of broker {}: {e}", beat.node_id))
-}
-
-/// The bucket tagged as `owner`'s, once the pipeline has made it.
-async fn bucket_of(s3: &aws_sdk_s3::Client, owner: &str) -> Result<Option<String>, String> {
-    let buckets = s3
-        .list_buckets()
-        .send()
-        .await
-        .map_err(|e| format!("listing buckets: {e}"))?;
-    for bucket in buckets.buckets() {
-        let Some(name) = bucket.name() else { continue };
-        let Ok(tagging) = s3.get_bucket_tagging().bucket(name).send().await else {
-            continue;
-        };
-        if tagging
-            .tag_set()
-            .iter()
-            .any(|t| t.key() == OWNER_TAG && t.value() == owner)
-        {
-            return Ok(Some(name.to_owned()));
-        }
-    }
-    Ok(None)
 }

@@ -90,12 +90,21 @@ async fn storage_and_streams(
     }
 
     let firehose = aws_sdk_firehose::Client::new(config);
-    let streams = firehose
-        .list_delivery_streams()
-        .send()
-        .await
-        .map_err(HarnessError::aws("ListDeliveryStreams"))?;
-    for stream in streams.delivery_stream_names() {
+    // A page holds 10 names unless asked for more, on AWS and the emulator.
+    let mut streams = Vec::new();
+    loop {
+        let page = firehose
+            .list_delivery_streams()
+            .set_exclusive_start_delivery_stream_name(streams.last().cloned())
+            .send()
+            .await
+            .map_err(HarnessError::aws("ListDeliveryStreams"))?;
+        streams.extend(page.delivery_stream_names().iter().cloned());
+        if !page.has_more_delivery_streams() || page.delivery_stream_names().is_empty() {
+            break;
+        }
+    }
+    for stream in &streams {
         let listed = firehose
             .list_tags_for_delivery_stream()
             .delivery_stream_name(stream)

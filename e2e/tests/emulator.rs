@@ -7,6 +7,8 @@
 //! whose bytes do not have the checksum it was sent with
 //! (scripts/moto/checksums.py): the services send the SHA-256 of what they
 //! checked, and S3 refusing anything else is what makes that worth sending.
+//! And Firehose streams up to AWS's quota, not moto's old 50: one operator
+//! runs a stream per pipeline.
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -662,4 +664,76 @@ async fn an_object_is_stored_only_if_its_bytes_have_the_checksum_it_was_sent_wit
         .expect("the object's bytes")
         .into_bytes();
     assert_eq!(body.as_ref(), checked.as_slice());
+}
+
+/// Makes a Direct PUT stream into S3 named `name` in `firehose`'s region,
+/// tagged as `owner`'s; the error code when refused.
+async fn create_stream(firehose: &aws_sdk_firehose::Client, name: &str, owner: &str) -> Option<String> {
+    use aws_sdk_firehose::types::{ExtendedS3DestinationConfiguration, Tag};
+    let destination = ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::123456789012:role/firehose")
+        .bucket_arn("arn:aws:s3:::imagepipeline-streams")
+        .build()
+        .expect("a destination");
+    let owner = Tag::builder()
+        .key(imagepipeline_e2e::OWNER_TAG)
+        .value(owner)
+        .build()
+        .expect("a tag");
+    outcome(
+        firehose
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .extended_s3_destination_configuration(destination)
+            .tags(owner)
+            .send()
+            .await,
+    )
+}
+
+#[tokio::test]
+async fn a_region_holds_as_many_firehose_streams_as_aws_allows_and_lists_them_ten_at_a_time() {
+    let emulator = AwsEmulator::start().await.expect("emulator");
+    let config = emulator.sdk_config().await;
+
+    // eu-west-1 allows 5,000 streams: an operator's 60 pipelines fit (moto
+    // alone refused the 51st).
+    let firehose = aws_sdk_firehose::Client::new(&config);
+    for n in 0..60 {
+        assert_eq!(
+            create_stream(&firehose, &format!("ipl-events-{n:02}"), "team/p").await,
+            None
+        );
+    }
+    let first = firehose.list_delivery_streams().send().await.expect("a page");
+    assert_eq!(
+        first.delivery_stream_names().len(),
+        10,
+        "AWS's page without a Limit"
+    );
+    assert!(first.has_more_delivery_streams());
+    let owned = emulator.resources_owned_by("team/p").await.expect("inventory");
+    assert_eq!(owned.len(), 60, "every page is read: {owned:?}");
+
+    // A region the quota page does not name allows 100: the 101st is refused.
+    let elsewhere = aws_sdk_firehose::Client::from_conf(
+        aws_sdk_firehose::config::Builder::from(&config)
+            .region(aws_sdk_firehose::config::Region::new("eu-central-2"))
+            .build(),
+    );
+    for n in 0..100 {
+        assert_eq!(
+            create_stream(&elsewhere, &format!("ipl-events-{n:03}"), "team/q").await,
+            None
+        );
+    }
+    assert_eq!(
+        create_stream(&elsewhere, "ipl-events-100", "team/q").await,
+        refused("LimitExceededException")
+    );
+    // One that exists is still "in use", not over the quota.
+    assert_eq!(
+        create_stream(&elsewhere, "ipl-events-000", "team/q").await,
+        refused("ResourceInUseException")
+    );
 }

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ec2::types::Filter;
 use imagepipeline_e2e::AwsEmulator;
-use imagepipeline_e2e::brokers::{heartbeat_time, place_kafka_distribution, write_heartbeat};
+use imagepipeline_e2e::brokers::{
+    heartbeat_time, place_kafka_distribution, running_brokers, write_heartbeat,
+};
 use imagepipeline_operator::api::v1alpha1::ImagePipeline;
 use imagepipeline_operator::engine::resource::NotServing;
 use imagepipeline_operator::engine::{ComponentKind, ComponentState, Engine, PassReport, PipelineContext};
@@ -64,39 +65,12 @@ impl Cluster {
     /// The running broker instances, by node id.
     async fn instances(&self) -> Vec<(u32, String)> {
         let ec2 = aws_sdk_ec2::Client::new(&self.emulator.sdk_config().await);
-        let found = ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values("imagepipeline.io/broker")
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .send()
+        running_brokers(&ec2)
             .await
-            .expect("instances");
-        let mut instances: Vec<(u32, String)> = found
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .map(|i| {
-                let node = i
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some("imagepipeline.io/broker"))
-                    .and_then(|t| t.value()?.parse().ok())
-                    .expect("a node id");
-                (node, i.instance_id().unwrap().to_owned())
-            })
-            .collect();
-        instances.sort();
-        instances
+            .expect("the broker instances")
+            .into_iter()
+            .map(|broker| (broker.node_id, broker.instance_id))
+            .collect()
     }
 
     /// Writes broker `node`'s heartbeat, `age` old, as its boot script would.

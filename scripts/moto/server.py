@@ -79,6 +79,15 @@ with. moto 5.2.5 keeps the tags of a deleted database and gives them to the
 next database of that name, owner tag included; a patch drops them at
 DeleteDatabase.
 
+moto 5.2.5 refuses a region's 51st Firehose stream: 50 was AWS's default
+quota once, and the Firehose developer guide now gives 5,000 streams per
+Region in us-east-1, us-east-2, us-west-2, eu-west-1 and ap-northeast-1,
+2,000, 500 or 100 in the others. A patch applies those quotas (100 for a
+region the guide does not name), answering LimitExceededException past them
+as AWS does: one operator with 100 pipelines in eu-west-1 needs 100 streams.
+ListDeliveryStreams without a Limit then answers 10 names a page, as AWS
+does.
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -104,6 +113,8 @@ from moto.ec2.models.subnets import SubnetBackend
 from moto.ec2.models.vpcs import VPCBackend
 from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix, parse_user_data
+from moto.firehose.exceptions import LimitExceededException
+from moto.firehose.models import DeliveryStream, FirehoseBackend
 from moto.glue.models import GlueBackend
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
@@ -602,6 +613,56 @@ moto_backends.list_of_moto_modules = lambda: MOTO_MODULES
 # AWS answers without such a stall, and a pipeline's first apply makes a few
 # hundred calls one after another.
 WSGIRequestHandler.disable_nagle_algorithm = True
+
+# Firehose streams an account may have in a region by default, from the
+# Firehose developer guide's quota page; a region it does not name gets the
+# lowest tier.
+FIREHOSE_STREAMS_QUOTA = {
+    **dict.fromkeys(
+        ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "ap-northeast-1"], 5000
+    ),
+    **dict.fromkeys(
+        ["eu-central-1", "eu-west-2", "ap-southeast-1", "ap-southeast-2",
+         "ap-northeast-2", "ap-south-1", "us-gov-west-1", "ca-central-1"],
+        2000,
+    ),
+    **dict.fromkeys(
+        ["eu-west-3", "eu-south-1", "eu-north-1", "ap-east-1", "ap-northeast-3",
+         "sa-east-1", "cn-northwest-1", "cn-north-1", "me-south-1",
+         "us-gov-east-1", "af-south-1"],
+        500,
+    ),
+}
+FIREHOSE_STREAMS_QUOTA_ELSEWHERE = 100
+create_delivery_stream_with_moto_quota = FirehoseBackend.create_delivery_stream
+
+
+def create_delivery_stream(self, region, delivery_stream_name, *args, **kwargs):
+    quota = FIREHOSE_STREAMS_QUOTA.get(region, FIREHOSE_STREAMS_QUOTA_ELSEWHERE)
+    if delivery_stream_name not in self.delivery_streams and len(self.delivery_streams) >= quota:
+        raise LimitExceededException(
+            f"You have already consumed your Firehose quota of {quota} streams in {region}."
+        )
+    return create_delivery_stream_with_moto_quota(
+        self, region, delivery_stream_name, *args, **kwargs
+    )
+
+
+FirehoseBackend.create_delivery_stream = create_delivery_stream
+# moto's own check reads this; the quota above is the one that holds.
+DeliveryStream.MAX_STREAMS_PER_REGION = max(FIREHOSE_STREAMS_QUOTA.values())
+list_delivery_streams_unlimited = FirehoseBackend.list_delivery_streams
+
+
+def list_delivery_streams(self, limit, delivery_stream_type, exclusive_start):
+    """ListDeliveryStreams without a Limit answers 10 names, as AWS does
+    (moto answered up to its quota), with HasMoreDeliveryStreams past them."""
+    return list_delivery_streams_unlimited(
+        self, limit or 10, delivery_stream_type, exclusive_start
+    )
+
+
+FirehoseBackend.list_delivery_streams = list_delivery_streams
 
 if __name__ == "__main__":
     main()

@@ -329,7 +329,8 @@ async fn plan_ends_with_the_monthly_cost_of_what_the_spec_makes() {
         .split_once("Estimated monthly cost in us-east-1 (USD, on-demand list prices as of ")
         .unwrap_or_else(|| panic!("plan shows the cost: {stdout}"))
         .1;
-    // 3 × 0.0416 × 730 and 6 × 0.0416 × 730; 3 × 0.1008 × 730; 0.0225 × 730.
+    // 3 × 0.0416 × 730 and 6 × 0.0416 × 730; 3 × 0.1008 × 730; 0.0225 × 730;
+    // 2 × 1.086 × 730. Every fixed item has a price, so the total is whole.
     for line in [
         "UploadTier 3 × t3.medium instances (desiredCapacity)",
         "USD 91.10  (6 at maxSize: USD 182.21)",
@@ -338,8 +339,8 @@ async fn plan_ends_with_the_monthly_cost_of_what_the_spec_makes() {
         "UploadTier application load balancer, 730 hours",
         "USD 16.43",
         "Analytics  2 × ra3.xlplus nodes",
-        "unknown: Redshift node type ra3.xlplus has no price for us-east-1",
-        "partial: 1 item is unknown and not counted",
+        "USD 1585.56",
+        "Total      fixed part                                     USD 1947.44\n",
         "Usage-priced, not in the total:",
         "USD 0.023 per GB-month (1000 GB-month: USD 23.00)",
         "Prices from operator/pricing/aws.yaml, which cites ",

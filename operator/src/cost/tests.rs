@@ -129,20 +129,23 @@ fn the_defaults_without_desired_capacity_count_min_size_and_the_managed_broker_d
 
 #[test]
 fn a_type_the_table_lacks_is_unknown_and_the_total_says_it_is_partial() {
-    // The table has no price for ra3.xlplus, the default node type.
-    let estimate = estimate(&spec(json!({})), aws_prices());
+    // The table has no price for dc2.8xlarge nodes.
+    let estimate = estimate(
+        &spec(json!({ "analytics": { "nodeType": "dc2.8xlarge" } })),
+        aws_prices(),
+    );
     let unpriced: Vec<&FixedCost> = estimate.unpriced().collect();
     assert_eq!(unpriced.len(), 1);
     assert_eq!(unpriced[0].component, ComponentKind::Analytics);
     let status = estimate.status();
     assert!(status.partial);
-    assert_eq!(status.unpriced, ["Analytics: 2 × ra3.xlplus nodes"]);
+    assert_eq!(status.unpriced, ["Analytics: 2 × dc2.8xlarge nodes"]);
     let priced: f64 = estimate.fixed.iter().filter_map(|c| c.monthly.clone().ok()).sum();
     assert_eq!(status.amount, format!("{priced:.2}"));
 
     let text = plan_text(&estimate);
     assert!(
-        text.contains("unknown: Redshift node type ra3.xlplus has no price for us-east-1"),
+        text.contains("unknown: Redshift node type dc2.8xlarge has no price for us-east-1"),
         "{text}"
     );
     assert!(
@@ -168,11 +171,14 @@ fn the_examples_region_prices_its_instances_and_names_what_it_lacks() {
         3.0 * 0.0456 * 730.0,
     );
     assert_close(monthly(&estimate, "3 × m7i.xlarge brokers"), 3.0 * 0.2247 * 730.0);
+    assert_close(
+        monthly(&estimate, "3 × 200 GiB gp3 data volumes"),
+        3.0 * 200.0 * 0.088,
+    );
+    assert_close(monthly(&estimate, "2 × ra3.xlplus nodes"), 2.0 * 1.202 * 730.0);
     let text = plan_text(&estimate);
     for lacking in [
-        "unknown: EBS volume type gp3 has no price for eu-west-1",
         "unknown: the application load balancer has no price for eu-west-1",
-        "unknown: Redshift node type ra3.xlplus has no price for eu-west-1",
         "unknown: Firehose ingestion has no price for eu-west-1",
     ] {
         assert!(text.contains(lacking), "{lacking}: {text}");
@@ -242,12 +248,12 @@ fn every_filled_region_prices_the_default_upload_and_broker_types() {
 
 #[test]
 fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
-    // sa-east-1 is a commercial region the CRD allows that no cited source
-    // has figures for.
+    // mx-central-1 is a commercial region the CRD allows that no cited
+    // source has figures for.
     let estimate = estimate(
         &spec(json!({
-            "region": "sa-east-1",
-            "network": { "availabilityZones": ["sa-east-1a", "sa-east-1b"] },
+            "region": "mx-central-1",
+            "network": { "availabilityZones": ["mx-central-1a", "mx-central-1b"] },
         })),
         aws_prices(),
     );
@@ -263,7 +269,7 @@ fn a_region_the_table_lacks_prices_nothing_and_borrows_nothing() {
         "{text}"
     );
     assert!(
-        text.contains("unknown: instance type t3.small has no price for sa-east-1"),
+        text.contains("unknown: instance type t3.small has no price for mx-central-1"),
         "{text}"
     );
 }

@@ -31,12 +31,15 @@ struct Key {
 #[derive(Clone)]
 struct Change {
     key: Key,
+    version: u64,
     event: Value,
 }
 
 struct Store {
     objects: BTreeMap<Key, Value>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Every change so far, for a watch that starts from a resourceVersion.
+    history: Vec<Change>,
     version: u64,
     /// Requests by `METHOD resource[/subresource]`, for the report.
     requests: BTreeMap<String, u64>,
@@ -178,6 +181,7 @@ impl Default for Store {
         Self {
             objects: BTreeMap::new(),
             changes: tokio::sync::broadcast::channel(4096).0,
+            history: Vec::new(),
             version: 0,
             requests: BTreeMap::new(),
         }
@@ -226,12 +230,14 @@ impl Store {
         }
         let kind = if previous.is_some() { "MODIFIED" } else { "ADDED" };
         object["metadata"]["resourceVersion"] = json!(self.next_version());
-        let event = json!({"type": kind, "object": object});
-        // Nobody watching is no error.
-        let _ = self.changes.send(Change {
+        let change = Change {
             key: key.clone(),
-            event,
-        });
+            version: self.version,
+            event: json!({"type": kind, "object": object}),
+        };
+        self.history.push(change.clone());
+        // Nobody watching is no error.
+        let _ = self.changes.send(change);
         self.objects.insert(key, object.clone());
         object
     }
@@ -276,8 +282,26 @@ async fn answer(
         let seconds = query(&uri, "timeoutSeconds")
             .and_then(|s| s.parse().ok())
             .unwrap_or(290);
-        let changes = store.lock().unwrap().changes.subscribe();
-        let stream = watch_stream(changes, target, Duration::from_secs(seconds));
+        // As the API server does, a watch from a resourceVersion first sends
+        // what changed after it: the changes between a list (or the end of
+        // the last watch) and this watch are not lost. Without this the
+        // finalizer the first reconciles added before the watch began never
+        // woke 28 of 100 pipelines again.
+        let since: u64 = query(&uri, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .filter(|version| *version > 0)
+            .unwrap_or(u64::MAX);
+        let (missed, changes) = {
+            let store = store.lock().unwrap();
+            let missed: Vec<Change> = store
+                .history
+                .iter()
+                .filter(|change| change.version > since)
+                .cloned()
+                .collect();
+            (missed, store.changes.subscribe())
+        };
+        let stream = watch_stream(missed, changes, target, Duration::from_secs(seconds));
         return Response::builder()
             .header("content-type", "application/json")
             .body(Body::from_stream(stream))
@@ -374,34 +398,41 @@ async fn answer(
     }
 }
 
-/// The changes under `target` as watch events, one JSON line each, until
-/// `open` has passed.
+/// The changes under `target` as watch events, one JSON line each: `missed`
+/// first, then each as it comes, until `open` has passed.
 fn watch_stream(
+    missed: Vec<Change>,
     changes: tokio::sync::broadcast::Receiver<Change>,
     target: Target,
     open: Duration,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     let deadline = tokio::time::Instant::now() + open;
-    futures::stream::unfold((changes, target), move |(mut changes, target)| async move {
-        loop {
-            let change = tokio::time::timeout_at(deadline, changes.recv()).await.ok()?;
-            let change = match change {
-                Ok(change) => change,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            let wanted = change.key.collection == target.collection
-                && target
-                    .namespace
-                    .as_ref()
-                    .is_none_or(|ns| *ns == change.key.namespace);
-            if wanted {
-                let mut line = change.event.to_string().into_bytes();
-                line.push(b'\n');
-                return Some((Ok(Bytes::from(line)), (changes, target)));
+    let missed = missed.into_iter();
+    futures::stream::unfold(
+        (missed, changes, target),
+        move |(mut missed, mut changes, target)| async move {
+            loop {
+                let change = match missed.next() {
+                    Some(change) => change,
+                    None => match tokio::time::timeout_at(deadline, changes.recv()).await.ok()? {
+                        Ok(change) => change,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                };
+                let wanted = change.key.collection == target.collection
+                    && target
+                        .namespace
+                        .as_ref()
+                        .is_none_or(|ns| *ns == change.key.namespace);
+                if wanted {
+                    let mut line = change.event.to_string().into_bytes();
+                    line.push(b'\n');
+                    return Some((Ok(Bytes::from(line)), (missed, changes, target)));
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 impl ApiServer {

@@ -200,8 +200,8 @@ async fn main() {
         "# 100 pipelines in one operator: {count} ImagePipelines, {concurrency} reconciled at once, requeue interval {} s (metrics at {metrics})",
         ROUND.as_secs()
     );
-    // Bringing up 100 pipelines is bound by the emulator (one Python
-    // process) and by AWS's own rate limits, which the operator keeps to.
+    // Bringing up 100 pipelines is bound by EC2's request rate (20/s),
+    // which the operator keeps to, here as on AWS.
     let deadline = Duration::from_secs(20 * 60);
     let mut last_progress = Instant::now();
     let ready = loop {
@@ -225,7 +225,23 @@ async fn main() {
         if let Ok(Some(exit)) = child.try_wait() {
             panic!("imagepipeline run ended: {exit}");
         }
-        assert!(started.elapsed() < deadline, "not all Ready after {deadline:?}");
+        if started.elapsed() >= deadline {
+            // A missed goal is a result: reported, and the other benches of
+            // `make bench` still run.
+            println!(
+                "GOAL MISSED: {} of {count} Ready after {:.0} s; peak RSS {:.1} MiB; no steady-state round measured",
+                scrape.ready,
+                started.elapsed().as_secs_f64(),
+                peak_rss_mib(pid)
+            );
+            report(
+                "first passes (until the limit)",
+                &scrape.calls,
+                count,
+                started.elapsed().as_secs_f64(),
+            );
+            return;
+        }
     };
     let bring_up = started.elapsed();
     let apiserver_first = api.take_requests();

@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p14
+MOTO_PATCH_LEVEL=p15
 # p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
 #     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
 #     data or not, which capped a consumer at about 180 records/s of
@@ -145,6 +145,9 @@ SH
 #     every request.
 # p14: scripts/moto/server.py holds Firehose streams to AWS's current
 #     per-region quota (5,000 in eu-west-1) instead of moto's 50.
+# p15: scripts/moto/server.py gives DescribeLaunchTemplates and
+#     DescribeLaunchTemplateVersions a NextToken and the pages after the
+#     first, as AWS does (moto dropped all but the first 15).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

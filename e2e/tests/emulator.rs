@@ -8,7 +8,8 @@
 //! (scripts/moto/checksums.py): the services send the SHA-256 of what they
 //! checked, and S3 refusing anything else is what makes that worth sending.
 //! And Firehose streams up to AWS's quota, not moto's old 50: one operator
-//! runs a stream per pipeline.
+//! runs a stream per pipeline. And lists that go on past their first page,
+//! as AWS's do: the operator reads the region's launch templates at once.
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -736,4 +737,56 @@ async fn a_region_holds_as_many_firehose_streams_as_aws_allows_and_lists_them_te
         create_stream(&elsewhere, "ipl-events-000", "team/q").await,
         refused("ResourceInUseException")
     );
+}
+
+#[tokio::test]
+async fn a_regions_launch_templates_and_their_latest_versions_are_listed_page_by_page() {
+    let emulator = AwsEmulator::start().await.expect("emulator");
+    let ec2 = aws_sdk_ec2::Client::new(&emulator.sdk_config().await);
+    for n in 0..40 {
+        ec2.create_launch_template()
+            .launch_template_name(format!("ipl-upload-{n:02}"))
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("a launch template");
+    }
+    let first = ec2.describe_launch_templates().send().await.expect("a page");
+    assert!(
+        first.launch_templates().len() < 40 && first.next_token().is_some(),
+        "a first page with a token for the rest: {} templates, token {:?}",
+        first.launch_templates().len(),
+        first.next_token()
+    );
+
+    let mut names = std::collections::BTreeSet::new();
+    let mut pages = ec2.describe_launch_templates().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("a page");
+        names.extend(
+            page.launch_templates()
+                .iter()
+                .filter_map(|t| t.launch_template_name())
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(names.len(), 40, "every page read: {names:?}");
+
+    let mut latest = 0;
+    let mut pages = ec2
+        .describe_launch_template_versions()
+        .versions("$Latest")
+        .max_results(7)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("a page");
+        assert!(page.launch_template_versions().len() <= 7);
+        latest += page.launch_template_versions().len();
+    }
+    assert_eq!(latest, 40, "the latest version of every template");
 }

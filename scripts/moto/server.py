@@ -88,6 +88,13 @@ as AWS does: one operator with 100 pipelines in eu-west-1 needs 100 streams.
 ListDeliveryStreams without a Limit then answers 10 names a page, as AWS
 does.
 
+DescribeLaunchTemplates and DescribeLaunchTemplateVersions answer at most
+MaxResults (15 when not given) and moto 5.2.5 drops the rest without a
+NextToken, so a client that reads every page still saw 15 of a region's
+templates: at 100 pipelines the operator read 88 templates one by one that
+it should have found in the region's list. AWS answers the rest on the next
+pages; a patch gives the NextToken and the pages after it.
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -112,6 +119,7 @@ from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.ec2.models.subnets import SubnetBackend
 from moto.ec2.models.vpcs import VPCBackend
 from moto.ec2.responses.instances import InstanceResponse
+from moto.ec2.responses.launch_templates import LaunchTemplates as LaunchTemplateResponse
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix, parse_user_data
 from moto.firehose.exceptions import LimitExceededException
 from moto.firehose.models import DeliveryStream, FirehoseBackend
@@ -663,6 +671,41 @@ def list_delivery_streams(self, limit, delivery_stream_type, exclusive_start):
 
 
 FirehoseBackend.list_delivery_streams = list_delivery_streams
+
+
+
+def paged(describe, items_key):
+    """`describe` answering page by page: at most MaxResults items (moto's
+    default of 15 when not given) from the NextToken on, and a NextToken
+    while more are left, instead of the first page alone."""
+
+    def respond(self):
+        page = self._get_int_param("MaxResults", 15)
+        start = int(self._get_param("NextToken") or 0)
+        ask = self._get_int_param
+        # moto's own truncation reads MaxResults: let it answer everything.
+        self._get_int_param = lambda name, if_none=None: (
+            1_000_000 if name == "MaxResults" else ask(name, if_none)
+        )
+        try:
+            answer = describe(self)
+        finally:
+            del self._get_int_param
+        items = answer.result[items_key]
+        answer.result[items_key] = items[start : start + page]
+        if start + page < len(items):
+            answer.result["NextToken"] = str(start + page)
+        return answer
+
+    return respond
+
+
+LaunchTemplateResponse.describe_launch_templates = paged(
+    LaunchTemplateResponse.describe_launch_templates, "LaunchTemplates"
+)
+LaunchTemplateResponse.describe_launch_template_versions = paged(
+    LaunchTemplateResponse.describe_launch_template_versions, "LaunchTemplateVersions"
+)
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 //! controller: objects kept in memory by resource path; list (with equality
 //! label selectors), get, create, server-side apply (the status subresource
 //! too), JSON patch (the finalizer), merge patch and delete; and watches that
-//! send every change made after they start. A Deployment reports every
+//! send every change after the resourceVersion they ask for. A Deployment reports every
 //! replica available as soon as it is applied, as a cluster's controllers
 //! soon would.
 
@@ -414,11 +414,13 @@ fn watch_stream(
             loop {
                 let change = match missed.next() {
                     Some(change) => change,
-                    None => match tokio::time::timeout_at(deadline, changes.recv()).await.ok()? {
-                        Ok(change) => change,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    },
+                    // A watch that fell behind ends (the API server answers
+                    // 410 Gone), and the client watches again from the last
+                    // version it saw.
+                    None => tokio::time::timeout_at(deadline, changes.recv())
+                        .await
+                        .ok()?
+                        .ok()?,
                 };
                 let wanted = change.key.collection == target.collection
                     && target

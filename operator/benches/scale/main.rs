@@ -185,7 +185,12 @@ async fn main() {
             &concurrency.to_string(),
         ])
         .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
+        // SCALE_OPERATOR_LOG, e.g. `kube_runtime=debug`, to see the
+        // controller's triggers.
+        .env(
+            "RUST_LOG",
+            std::env::var("SCALE_OPERATOR_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .envs(emulator.env())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

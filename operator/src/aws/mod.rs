@@ -32,6 +32,9 @@ pub struct AwsClients {
     pub calls: CallLog,
     /// Reads that serve every pipeline of the region at once.
     pub reads: SharedReads,
+    /// Reads of what no call of the operator changes (AMIs, instance type
+    /// offerings), shared by every pipeline of the region for a while.
+    pub facts: SharedReads,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,7 @@ impl AwsClients {
             glue: client!(aws_sdk_glue, rates::GLUE),
             sts: client!(aws_sdk_sts, rates::STS),
             reads: SharedReads::new(calls.clone(), shared_reads::MAX_AGE),
+            facts: SharedReads::of_facts(shared_reads::FACTS_MAX_AGE),
             calls,
         })
     }

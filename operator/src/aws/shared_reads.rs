@@ -39,6 +39,13 @@ pub const MAX_AGE: Duration = Duration::from_secs(30);
 /// How long the operator must have changed nothing before a read is shared.
 pub const QUIET: Duration = Duration::from_secs(10);
 
+/// How long an answer that no call of the operator can change (an AMI, the
+/// zones offering an instance type) serves. AWS changes those rarely (a new
+/// Amazon Linux AMI a few times a month), and bringing pipelines up
+/// otherwise read them again after every change the operator made: 10 of
+/// the 130 EC2 calls of a pipeline's bring-up.
+pub const FACTS_MAX_AGE: Duration = Duration::from_secs(600);
+
 type Answer = Arc<dyn Any + Send + Sync>;
 
 /// The type is part of the key, so an answer always downcasts.
@@ -76,6 +83,14 @@ impl SharedReads {
             max_age,
             entries: Arc::default(),
         }
+    }
+
+    /// Reads of what no call of the operator changes: an answer serves for
+    /// `max_age`, whatever the operator does meanwhile.
+    pub fn of_facts(max_age: Duration) -> Self {
+        // A call log of its own, which no client records to: its mutation
+        // epoch never moves.
+        Self::new(CallLog::new(), max_age)
     }
 
     /// The answer of `read` under `key`: a current one if there is one (or
@@ -206,6 +221,22 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert_eq!(counted(&reads, "DescribeInstances", &count).await, 3);
+    }
+
+    #[tokio::test]
+    async fn facts_serve_across_the_operators_changes_until_they_expire() {
+        let facts = SharedReads::of_facts(Duration::from_millis(80));
+        let count = AtomicU32::new(0);
+        assert_eq!(counted(&facts, "DescribeImages", &count).await, 1);
+        // What the clients record goes to the region's own call log.
+        let region_calls = CallLog::new();
+        region_calls.note_mutation("RunInstances");
+        region_calls
+            .record("ec2", "RunInstances", Outcome::Success)
+            .unwrap();
+        assert_eq!(counted(&facts, "DescribeImages", &count).await, 1);
+        tokio::time::sleep(Duration::from_millis(90)).await;
+        assert_eq!(counted(&facts, "DescribeImages", &count).await, 2);
     }
 
     #[tokio::test]

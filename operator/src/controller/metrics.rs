@@ -73,6 +73,8 @@ pub struct Metrics {
     broker_heartbeat: Family<BrokerLabels, Gauge>,
     drift_corrections: Family<ComponentLabels, Counter>,
     leader: Gauge,
+    reconciles_waiting: Gauge,
+    reconcile_wait: Histogram,
     /// Every AWS client of the controller records here.
     calls: CallLog,
     /// The last phase of each pipeline (`namespace/name`).
@@ -117,6 +119,9 @@ impl Metrics {
         let broker_heartbeat = Family::default();
         let drift_corrections = Family::default();
         let leader = Gauge::default();
+        let reconciles_waiting = Gauge::default();
+        // 1 ms to ~16 min: a free slot up to a long queue behind slow passes.
+        let reconcile_wait = Histogram::new(exponential_buckets(0.001, 2.0, 20));
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -154,6 +159,16 @@ impl Metrics {
             "1 while this instance holds the leader Lease and reconciles",
             leader.clone(),
         );
+        registry.register(
+            "reconciles_waiting",
+            "Reconciles that are due and wait for one of the --concurrency slots",
+            reconciles_waiting.clone(),
+        );
+        registry.register(
+            "reconcile_wait_seconds",
+            "How long a due reconcile waited for a slot",
+            reconcile_wait.clone(),
+        );
         Arc::new(Self {
             registry,
             reconciles,
@@ -165,6 +180,8 @@ impl Metrics {
             broker_heartbeat,
             drift_corrections,
             leader,
+            reconciles_waiting,
+            reconcile_wait,
             calls,
             phases: Mutex::default(),
             heartbeats: Mutex::default(),
@@ -173,6 +190,12 @@ impl Metrics {
 
     pub fn calls(&self) -> &CallLog {
         &self.calls
+    }
+
+    /// The metrics of the reconciles waiting for a slot, for
+    /// [`super::slots::Slots`].
+    pub fn slot_metrics(&self) -> (Gauge, Histogram) {
+        (self.reconciles_waiting.clone(), self.reconcile_wait.clone())
     }
 
     pub fn reconcile_started(&self) {

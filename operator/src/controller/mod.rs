@@ -11,6 +11,8 @@
 //!   applied.
 //! - `status`: the status, computed in one place.
 //! - `events`, `metrics`: what users see besides the status.
+//! - `slots`: which due reconciles run first (in turn, up to
+//!   `--concurrency` at once).
 //! - `run`: the process around it (leader election, watches, `/metrics`).
 
 mod events;
@@ -20,6 +22,7 @@ mod requeue;
 pub mod run;
 pub mod secrets;
 pub mod services;
+mod slots;
 mod status;
 
 use std::collections::HashMap;

@@ -25,6 +25,7 @@ use super::metrics::Metrics;
 use super::services::{
     MANAGED_BY, MANAGED_BY_LABEL, POD_MONITOR_API_VERSION, ServiceSettings, parse_label, pod_monitor_labels,
 };
+use super::slots::Slots;
 use super::{
     AwsSource, Context, EventPublisher, OwnedStores, OwnedWriters, RECONCILE_REQUESTED_AT, Timing,
     error_policy, reconcile,
@@ -343,6 +344,17 @@ pub async fn run_controller(
 ) {
     let pipelines: Api<ImagePipeline> = scoped(client, namespace);
     let (reader, writer) = reflector::store();
+    // kube-runtime's own concurrency limit starves some pipelines under
+    // load (see `slots`): every due reconcile starts and waits its turn.
+    let (waiting, waited) = ctx.metrics.slot_metrics();
+    let slots = Arc::new(Slots::new(concurrency, reader.clone(), waiting, waited));
+    let stop = {
+        let slots = Arc::clone(&slots);
+        async move {
+            stop.await;
+            slots.close();
+        }
+    };
     // Status writes come back as watch events; only a change that can alter
     // the outcome triggers a reconcile.
     let triggers = watcher(pipelines, watcher::Config::default().any_semantic())
@@ -368,19 +380,32 @@ pub async fn run_controller(
             namespace,
             writers.disruption_budgets,
         ))
-        .with_config(
-            controller::Config::default()
-                .concurrency(concurrency)
-                .debounce(Duration::from_secs(1)),
-        )
+        .with_config(controller::Config::default().debounce(Duration::from_secs(1)))
         .graceful_shutdown_on(stop)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |pipeline, ctx| in_turn(Arc::clone(&slots), pipeline, ctx),
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "reconcile not completed");
             }
         })
         .await;
+}
+
+/// A reconcile once its turn has come, of the pipeline as it is then.
+async fn in_turn(
+    slots: Arc<Slots<ImagePipeline>>,
+    pipeline: Arc<ImagePipeline>,
+    ctx: Arc<Context>,
+) -> Result<controller::Action, super::Error> {
+    match slots.wait_turn(&pipeline).await {
+        Some(slot) => reconcile(Arc::clone(&slot.object), ctx).await,
+        // Deleted meanwhile, or shutting down.
+        None => Ok(controller::Action::await_change()),
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

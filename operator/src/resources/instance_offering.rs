@@ -21,7 +21,7 @@ pub async fn check_offered(
 ) -> Result<(), ComponentError> {
     let key = format!("ec2:offerings:{instance_type}:{zones:?}");
     let offered = aws
-        .reads
+        .facts
         .get(&key, || offered_in(aws, instance_type, zones))
         .await?;
     let lacking: Vec<&str> = zones

@@ -52,7 +52,7 @@ pub struct ResolvedImage {
 /// source share the answer.
 pub async fn resolve(aws: &AwsClients, source: &ImageSource) -> Result<ResolvedImage, ComponentError> {
     let resolved = aws
-        .reads
+        .facts
         .get(&format!("ec2:image:{source:?}"), || read(aws, source))
         .await?;
     Ok(ResolvedImage::clone(&resolved))

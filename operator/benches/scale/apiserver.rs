@@ -2,9 +2,9 @@
 //! controller: objects kept in memory by resource path; list (with equality
 //! label selectors), get, create, server-side apply (the status subresource
 //! too), JSON patch (the finalizer), merge patch and delete; and watches that
-//! send every change after the resourceVersion they ask for. A Deployment reports every
-//! replica available as soon as it is applied, as a cluster's controllers
-//! soon would.
+//! send every change after the resourceVersion they ask for. A Deployment
+//! reports every replica available as soon as it is applied, as a cluster's
+//! controllers soon would.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -63,7 +63,8 @@ struct Entry {
 /// Shared by every pipeline using one region's clients; cheap to clone.
 #[derive(Clone)]
 pub struct SharedReads {
-    calls: CallLog,
+    /// The call log whose mutations make answers stale; none for facts.
+    calls: Option<CallLog>,
     max_age: Duration,
     entries: Arc<Mutex<HashMap<String, Arc<Entry>>>>,
 }
@@ -79,7 +80,7 @@ impl std::fmt::Debug for SharedReads {
 impl SharedReads {
     pub fn new(calls: CallLog, max_age: Duration) -> Self {
         Self {
-            calls,
+            calls: Some(calls),
             max_age,
             entries: Arc::default(),
         }
@@ -88,9 +89,16 @@ impl SharedReads {
     /// Reads of what no call of the operator changes: an answer serves for
     /// `max_age`, whatever the operator does meanwhile.
     pub fn of_facts(max_age: Duration) -> Self {
-        // A call log of its own, which no client records to: its mutation
-        // epoch never moves.
-        Self::new(CallLog::new(), max_age)
+        Self {
+            calls: None,
+            max_age,
+            entries: Arc::default(),
+        }
+    }
+
+    /// The mutation epoch answers are current for (always 0 for facts).
+    fn epoch(&self) -> u64 {
+        self.calls.as_ref().map_or(0, CallLog::mutation_epoch)
     }
 
     /// The answer of `read` under `key`: a current one if there is one (or
@@ -134,7 +142,8 @@ impl SharedReads {
     {
         let busy = self
             .calls
-            .since_last_mutation()
+            .as_ref()
+            .and_then(CallLog::since_last_mutation)
             .is_some_and(|since| since < QUIET);
         if busy && !self.has_current(&typed_key::<T>(key)) {
             return narrow().await.map(Arc::new);
@@ -143,7 +152,7 @@ impl SharedReads {
     }
 
     fn has_current(&self, key: &str) -> bool {
-        let epoch = self.calls.mutation_epoch();
+        let epoch = self.epoch();
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
@@ -151,7 +160,7 @@ impl SharedReads {
     }
 
     fn current(&self, key: String) -> Arc<Entry> {
-        let epoch = self.calls.mutation_epoch();
+        let epoch = self.epoch();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         // Nothing else removes entries: drop the stale ones as we go.
         entries.retain(|_, entry| entry.epoch == epoch && entry.asked.elapsed() < self.max_age);
@@ -228,12 +237,6 @@ mod tests {
         let facts = SharedReads::of_facts(Duration::from_millis(80));
         let count = AtomicU32::new(0);
         assert_eq!(counted(&facts, "DescribeImages", &count).await, 1);
-        // What the clients record goes to the region's own call log.
-        let region_calls = CallLog::new();
-        region_calls.note_mutation("RunInstances");
-        region_calls
-            .record("ec2", "RunInstances", Outcome::Success)
-            .unwrap();
         assert_eq!(counted(&facts, "DescribeImages", &count).await, 1);
         tokio::time::sleep(Duration::from_millis(90)).await;
         assert_eq!(counted(&facts, "DescribeImages", &count).await, 2);

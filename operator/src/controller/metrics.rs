@@ -120,7 +120,7 @@ impl Metrics {
         let drift_corrections = Family::default();
         let leader = Gauge::default();
         let reconciles_waiting = Gauge::default();
-        // 1 ms to ~16 min: a free slot up to a long queue behind slow passes.
+        // 1 ms to ~9 min: a free slot up to a long queue behind slow passes.
         let reconcile_wait = Histogram::new(exponential_buckets(0.001, 2.0, 20));
         registry.register("reconciles", "Reconciles started", reconciles.clone());
         registry.register(

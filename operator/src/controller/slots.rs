@@ -57,9 +57,11 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Slots<K> {
     /// store or the controller is shutting down: nothing to reconcile.
     pub async fn wait_turn(&self, object: &K) -> Option<Slot<K>> {
         let due = Instant::now();
-        self.waiting.inc();
-        let slot = Arc::clone(&self.slots).acquire_owned().await;
-        self.waiting.dec();
+        let slot = {
+            // Counted while waiting, also when the wait is dropped.
+            let _waiting = Waiting::on(&self.waiting);
+            Arc::clone(&self.slots).acquire_owned().await
+        };
         self.waited.observe(due.elapsed().as_secs_f64());
         let slot = slot.ok()?;
         let object = self.latest.get(&ObjectRef::from_obj(object))?;
@@ -69,6 +71,22 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Slots<K> {
     /// Shutdown: reconciles still waiting give up; running ones finish.
     pub fn close(&self) {
         self.slots.close();
+    }
+}
+
+/// One reconcile in the `waiting` gauge, for as long as it lives.
+struct Waiting<'a>(&'a Gauge);
+
+impl<'a> Waiting<'a> {
+    fn on(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -1,6 +1,7 @@
-//! An image's bytes as the store reads them: in memory when small, otherwise
-//! in a temporary file, so the memory an upload holds does not grow with the
-//! image's size. The SHA-256 is computed while the bytes arrive, and again
+//! An image's bytes as the store reads them: in memory when small or when
+//! the [`SpoolMemory`] shared by the images arriving at once has room,
+//! otherwise in a temporary file, so the memory uploads hold is bounded
+//! whatever their number and size. The SHA-256 is computed while the bytes arrive, and again
 //! over what is stored when metadata is removed.
 
 use std::io::{self, BufReader, Read, Seek, Write};
@@ -14,11 +15,16 @@ use tempfile::TempPath;
 
 use crate::image_type::{ImageInfo, ImageType, InspectError, dimensions, inspect};
 use crate::spool_file::{SpoolFile, file_body};
+use crate::spool_memory::{Lent, SpoolMemory};
 use crate::verify::{self, DecodeBudget, ImageRules, Verified, VerifyError};
 
-/// Bytes an image may hold in memory while it arrives; beyond this it is
-/// written to the spool directory.
+/// Bytes an image may hold in memory while it arrives without a share of
+/// the [`SpoolMemory`]; beyond this it needs one or is written to the spool
+/// directory.
 pub const IN_MEMORY_BYTES: usize = 256 * 1024;
+
+/// The steps in which an arriving image borrows more memory.
+const LEND_STEP_BYTES: u64 = 1024 * 1024;
 
 /// Bytes an image type's signature needs, read from a spooled file.
 const SIGNATURE_BYTES: usize = 16;
@@ -32,6 +38,8 @@ pub struct Content {
     original_sha256: [u8; 32],
     len: u64,
     storage: Storage,
+    /// The share of [`SpoolMemory`] the bytes in memory hold.
+    lent: Option<Lent>,
 }
 
 #[derive(Debug)]
@@ -51,6 +59,7 @@ impl Content {
             original_sha256: sha256,
             len: bytes.len() as u64,
             storage: Storage::Memory(bytes),
+            lent: None,
         }
     }
 
@@ -119,8 +128,9 @@ impl Content {
         .map_err(|err| ContentError::Unreadable(io::Error::other(err)))?
     }
 
-    /// `bytes` in place of these, kept in memory if these were or if they
-    /// are small, otherwise in a new file beside this one's.
+    /// `bytes` (fewer than these) in place of these, kept in memory if these
+    /// were (in their share) or if they are small, otherwise in a new file
+    /// beside this one's.
     fn replaced_by(self, bytes: Vec<u8>) -> io::Result<Content> {
         let sha256 = Sha256::digest(&bytes).into();
         let len = bytes.len() as u64;
@@ -138,6 +148,7 @@ impl Content {
             original_sha256: self.original_sha256,
             len,
             storage,
+            lent: self.lent,
         })
     }
 
@@ -201,7 +212,7 @@ pub enum SpoolError {
 
 /// Receives an image chunk by chunk: refuses the first byte over the limit,
 /// hashes as it goes, and moves to a file once the image outgrows
-/// [`IN_MEMORY_BYTES`].
+/// [`IN_MEMORY_BYTES`] and the share of [`SpoolMemory`] it can get.
 pub struct Spool {
     dir: PathBuf,
     limit: u64,
@@ -209,6 +220,8 @@ pub struct Spool {
     hasher: Sha256,
     memory: BytesMut,
     file: Option<SpoolFile>,
+    shared: Option<SpoolMemory>,
+    lent: Option<Lent>,
 }
 
 impl Spool {
@@ -220,7 +233,54 @@ impl Spool {
             hasher: Sha256::new(),
             memory: BytesMut::new(),
             file: None,
+            shared: None,
+            lent: None,
         }
+    }
+
+    /// Holds the image in memory beyond [`IN_MEMORY_BYTES`] while `shared`
+    /// has room.
+    pub fn with_memory(self, shared: &SpoolMemory) -> Self {
+        Self {
+            shared: Some(shared.clone()),
+            ..self
+        }
+    }
+
+    /// The most bytes it takes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Makes room at once for the `len` bytes an image declared, so that
+    /// they are not copied as the buffer grows (nothing if it has no room).
+    pub fn expect(&mut self, len: u64) {
+        if !self.memory.is_empty() || self.file.is_some() || len > self.limit {
+            return;
+        }
+        let beyond = len.saturating_sub(IN_MEMORY_BYTES as u64);
+        let room = beyond == 0
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|shared| shared.grow(&mut self.lent, beyond));
+        if room {
+            self.memory.reserve(usize::try_from(len).unwrap_or(0));
+        }
+    }
+
+    /// Whether `more` bytes fit in memory, borrowing from the share if they
+    /// need to.
+    fn room_in_memory(&mut self, more: usize) -> bool {
+        let needed = (self.memory.len() + more) as u64;
+        let held = IN_MEMORY_BYTES as u64 + self.lent.as_ref().map_or(0, Lent::bytes);
+        if needed <= held {
+            return true;
+        }
+        let beyond = (needed - IN_MEMORY_BYTES as u64).next_multiple_of(LEND_STEP_BYTES);
+        self.shared
+            .as_ref()
+            .is_some_and(|shared| shared.grow(&mut self.lent, beyond))
     }
 
     pub async fn push(&mut self, chunk: &[u8]) -> Result<(), SpoolError> {
@@ -229,7 +289,7 @@ impl Spool {
         }
         self.len += chunk.len() as u64;
         self.hasher.update(chunk);
-        if self.file.is_none() && self.memory.len() + chunk.len() <= IN_MEMORY_BYTES {
+        if self.file.is_none() && self.room_in_memory(chunk.len()) {
             self.memory.extend_from_slice(chunk);
             return Ok(());
         }
@@ -241,6 +301,7 @@ impl Spool {
             let mut file = SpoolFile::create(&self.dir, "image-").await.map_err(io)?;
             file.write(&self.memory).await.map_err(io)?;
             self.memory = BytesMut::new();
+            self.lent = None;
             self.file = Some(file);
         }
         if let Some(file) = &mut self.file {
@@ -263,6 +324,7 @@ impl Spool {
             original_sha256: sha256,
             len: self.len,
             storage,
+            lent: self.lent,
         })
     }
 }
@@ -305,6 +367,54 @@ mod tests {
             let tail = content.body(len as u64 - 10..len as u64).await.unwrap();
             assert_eq!(tail.collect().await.unwrap().into_bytes(), png[len - 10..]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_large_image_stays_in_memory_while_the_shared_memory_has_room_and_returns_it_once_stored() {
+        const MIB: usize = 1024 * 1024;
+        let shared = SpoolMemory::new(3 * MIB as u64);
+        let receive = |png: Vec<u8>, declared: Option<u64>| {
+            let shared = shared.clone();
+            async move {
+                let mut spool = Spool::new(std::env::temp_dir(), u64::MAX).with_memory(&shared);
+                if let Some(len) = declared {
+                    spool.expect(len);
+                }
+                for piece in png.chunks(16 * 1024) {
+                    spool.push(piece).await.unwrap();
+                }
+                let content = spool.finish().await.unwrap();
+                assert_eq!(content.to_bytes().await.unwrap(), png);
+                assert_eq!(content.sha256(), &<[u8; 32]>::from(Sha256::digest(&png)));
+                content
+            }
+        };
+        // Declared: 1 MiB beyond the first 256 KiB is borrowed at once.
+        let first = receive(
+            padded_png(MIB + IN_MEMORY_BYTES),
+            Some((MIB + IN_MEMORY_BYTES) as u64),
+        )
+        .await;
+        assert!(!first.is_spooled());
+        assert_eq!(shared.available(), 2 * MIB as u64);
+        // Undeclared: borrowed as it arrives, in whole MiB.
+        let second = receive(padded_png(MIB + IN_MEMORY_BYTES + 1), None).await;
+        assert!(!second.is_spooled());
+        assert_eq!(shared.available(), 0);
+        // No room left: to a file, and what it had borrowed is returned.
+        let third = receive(padded_png(2 * MIB), None).await;
+        assert!(third.is_spooled());
+        assert_eq!(shared.available(), 0);
+        let small = receive(padded_png(1000), None).await;
+        assert!(!small.is_spooled(), "the first 256 KiB need no share");
+        drop(first);
+        assert_eq!(shared.available(), MIB as u64);
+        drop(second);
+        assert_eq!(shared.available(), 3 * MIB as u64);
+        // A declared length that does not fit is read as it comes.
+        let fourth = receive(padded_png(5 * MIB), Some(5 * MIB as u64)).await;
+        assert!(fourth.is_spooled());
+        assert_eq!(shared.available(), 3 * MIB as u64);
     }
 
     #[tokio::test]

@@ -85,6 +85,9 @@ pub mod env {
             MAX_CONCURRENT_UPLOADS = "UPLOAD_MAX_CONCURRENT_UPLOADS";
             /// Directory large images are spooled to while they arrive.
             SPOOL_DIR = "UPLOAD_SPOOL_DIR";
+            /// Memory the images arriving at once may share before they are
+            /// spooled, in bytes.
+            SPOOL_MEMORY_BYTES = "UPLOAD_SPOOL_MEMORY_BYTES";
             /// Longest pause while a request body arrives, in seconds.
             BODY_TIMEOUT_SECONDS = "UPLOAD_BODY_TIMEOUT_SECONDS";
             /// Longest time to receive a request's headers, in seconds.

@@ -10,6 +10,7 @@ pub mod image_type;
 pub mod record;
 pub mod service;
 pub mod spool_file;
+pub mod spool_memory;
 pub mod store;
 pub mod verify;
 
@@ -17,6 +18,7 @@ pub use content::{Content, ContentError, Spool, SpoolError};
 pub use image_type::{ImageInfo, ImageType, InspectError, inspect};
 pub use record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source, object_key, sha256_hex};
 pub use spool_file::SpoolFile;
+pub use spool_memory::SpoolMemory;
 pub use store::{Incoming, Store, StoreError, Stored, Targets};
 pub use verify::{
     DecodeBudget, DecodeLimits, ImageRules, PerceptualHash, StripMetadata, Verified, VerifyError,

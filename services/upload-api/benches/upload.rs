@@ -22,7 +22,9 @@
 //!   against the machine's limit for the work an upload cannot avoid
 //!   (decode and checks, SHA-256, one copy of the bytes) on one core.
 //!
-//! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1).
+//! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1);
+//! `BENCH_ONLY` (a comma-separated list of `direct`, `checks`, `ceiling`,
+//! `memory`) runs only those sections, e.g. under a profiler.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,8 +39,8 @@ use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
 use ingest_testing::{
-    NullAws, PipelineStorage, cpu_seconds, free_loopback_address, http_client, peak_rss_mib,
-    unavoidable_work_mib_per_s, wait_until_healthy,
+    NullAws, PipelineStorage, bench_section_wanted, cpu_seconds, free_loopback_address, http_client,
+    peak_rss_mib, unavoidable_work_mib_per_s, wait_until_healthy,
 };
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
@@ -264,6 +266,22 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let http = http_client();
+    if bench_section_wanted("direct") {
+        against_direct_calls(&http, rounds).await;
+    }
+    if bench_section_wanted("checks") {
+        checks();
+    }
+    if bench_section_wanted("ceiling") {
+        ceiling(&http, rounds).await;
+    }
+    if bench_section_wanted("memory") {
+        memory(&http, rounds).await;
+    }
+}
+
+async fn against_direct_calls(http: &reqwest::Client, rounds: u64) {
     let storage = PipelineStorage::start(7).await;
     // Clients made as the service makes them (ingest_core::Store::new).
     let s3 = aws_sdk_s3::config::Builder::from(&storage.config)
@@ -275,7 +293,6 @@ async fn main() {
         firehose: aws_sdk_firehose::Client::new(&storage.config),
         targets: storage.targets.clone(),
     });
-    let http = http_client();
     let service = Service::start(&storage).await;
     let address = service.address;
     let mut next = 0;
@@ -283,7 +300,6 @@ async fn main() {
         let d = direct.clone();
         async move { d.store(n, c).await }
     };
-
     println!("## 1 MiB uploads: the service against direct SDK calls (same emulator, same run)\n");
     println!(
         "| concurrency | requests | direct p50 / p99 ms | service p50 / p99 ms | direct MB/s | service MB/s | p50 ratio | p99 ratio | direct / service CPU ms per upload |"
@@ -297,7 +313,7 @@ async fn main() {
         run(concurrency as u64, concurrency, next, MIB, None, direct_calls).await;
         next += concurrency as u64;
         run(concurrency as u64, concurrency, next, MIB, None, |_, c| {
-            upload(&http, address, c)
+            upload(http, address, c)
         })
         .await;
         next += concurrency as u64;
@@ -305,7 +321,7 @@ async fn main() {
             if order {
                 service_runs.push(
                     run(requests, concurrency, next, MIB, Some(&service), |_, c| {
-                        upload(&http, address, c)
+                        upload(http, address, c)
                     })
                     .await,
                 );
@@ -333,7 +349,10 @@ async fn main() {
         );
     }
     drop(service);
+}
 
+/// The checks every image passes, per MiB of each type, on one core.
+fn checks() {
     println!(
         "\n## The checks, one core (walk, metadata removed, every frame decoded, perceptual hash, SHA-256)\n"
     );
@@ -364,9 +383,10 @@ async fn main() {
             );
         }
     }
+}
 
-    ceiling(&http, rounds).await;
-
+/// Peak RSS of a fresh service per upload size, 64 uploads in flight.
+async fn memory(http: &reqwest::Client, rounds: u64) {
     println!("\n## Peak RSS of the service (fresh process each), 64 uploads in flight\n");
     println!("| image size | idle MiB | peak MiB | peak − idle MiB |");
     println!("|---|---|---|---|");
@@ -375,8 +395,7 @@ async fn main() {
         let service = Service::start_on_null(&null).await;
         let idle = service.peak_rss_mib();
         let address = service.address;
-        run(64 * rounds, 64, next, len, None, |_, c| upload(&http, address, c)).await;
-        next += 64 * rounds;
+        run(64 * rounds, 64, 0, len, None, |_, c| upload(http, address, c)).await;
         let peak = service.peak_rss_mib();
         println!(
             "| {} MiB | {idle:.1} | {peak:.1} | {:.1} |",
@@ -401,8 +420,9 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
     let address = service.address;
     for len in [MIB, 16 * MIB] {
         let content = image(1, len);
-        let limit = unavoidable_work_mib_per_s(&content);
         for concurrency in [1usize, 16, 64] {
+            // Measured beside each row: a shared machine's speed drifts.
+            let limit = unavoidable_work_mib_per_s(&content);
             let per_level = if len == MIB { 64 } else { 16 };
             let requests = rounds * (concurrency as u64).max(per_level);
             let send = |requests: u64| {

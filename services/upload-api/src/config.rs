@@ -32,11 +32,16 @@ pub struct Config {
     /// Uploads received at once; more get 503 with Retry-After.
     #[arg(long, env = upload_api::MAX_CONCURRENT_UPLOADS, default_value_t = 64)]
     pub max_concurrent_uploads: usize,
-    /// Directory images larger than 256 KiB are written to while they
-    /// arrive, so memory does not grow with image size. Needs room for
-    /// `max-concurrent-uploads` × `max-image-bytes`.
+    /// Directory images are written to while they arrive once they are
+    /// larger than 256 KiB and `spool-memory-bytes` is taken by others.
+    /// Needs room for `max-concurrent-uploads` × `max-image-bytes`.
     #[arg(long, env = upload_api::SPOOL_DIR, default_value_os_t = std::env::temp_dir())]
     pub spool_dir: PathBuf,
+    /// Memory the images arriving at once share, in bytes: an image that
+    /// finds room is held in memory until it is stored (no file written and
+    /// read back twice), one that does not is spooled to `spool-dir`.
+    #[arg(long, env = upload_api::SPOOL_MEMORY_BYTES, default_value_t = ingest_core::spool_memory::SPOOL_MEMORY_BYTES)]
+    pub spool_memory_bytes: u64,
     /// Longest pause while a request body arrives, in seconds (an idle
     /// timeout, as nginx's `client_body_timeout`); then 408.
     #[arg(long, env = upload_api::BODY_TIMEOUT_SECONDS, default_value_t = 60)]

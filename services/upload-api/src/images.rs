@@ -76,7 +76,7 @@ pub(crate) fn stored_answer(state: &AppState, stored: &Stored) -> Response {
 }
 
 async fn receive_and_store(state: &AppState, caller: &Caller, request: Request) -> Result<Stored, ApiError> {
-    let received = receive(request, &state.spool_dir, state.max_image_bytes).await;
+    let received = receive(request, state.spool()).await;
     if let Ok((content, _)) = &received {
         charge_bytes(state, caller, content.len());
     }
@@ -130,12 +130,7 @@ pub(crate) async fn check_and_store(
 /// Reads an upload, raw or multipart, and recognises the image in it: what
 /// the client sent, checked against what it declared. Every failure here is
 /// the client's (4xx), except a spool directory that cannot be written.
-async fn receive(
-    request: Request,
-    spool_dir: &std::path::Path,
-    limit: u64,
-) -> Result<(Content, ImageInfo), ApiError> {
-    let spool = Spool::new(spool_dir, limit);
+async fn receive(request: Request, mut spool: Spool) -> Result<(Content, ImageInfo), ApiError> {
     let (declared, content) = if is_multipart(request.headers()) {
         let multipart = Multipart::from_request(request, &())
             .await
@@ -148,7 +143,9 @@ async fn receive(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok()),
         )?;
-        check_content_length(request.headers(), limit)?;
+        if let Some(len) = declared_length(request.headers(), spool.limit())? {
+            spool.expect(len);
+        }
         (Some(declared), read_body(request.into_body(), spool).await?)
     };
     recognise(content, declared).await
@@ -195,15 +192,16 @@ fn declared_type(content_type: Option<&str>) -> Result<ImageType, ApiError> {
         })
 }
 
-/// A declared length over the limit is refused before reading anything.
-fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
+/// The length a body declares, if any; over the limit it is refused before
+/// anything is read.
+fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit => Err(ApiError::TooLarge(limit)),
-        _ => Ok(()),
+        _ => Ok(declared),
     }
 }
 
@@ -337,7 +335,7 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime")
-            .block_on(receive(request, &std::env::temp_dir(), 1024))
+            .block_on(receive(request, Spool::new(std::env::temp_dir(), 1024)))
     }
 
     /// Anything a client sends is an image or a client error; never a

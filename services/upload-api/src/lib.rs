@@ -29,7 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use ingest_core::store::Store;
-use ingest_core::{DecodeBudget, ImageRules, ImageType};
+use ingest_core::{DecodeBudget, ImageRules, ImageType, Spool, SpoolMemory};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{KeyLimitSettings, KeyLimits};
@@ -52,8 +52,11 @@ pub struct AppState {
     pub image_rules: ImageRules,
     /// Memory the decodes in progress share; uploads beyond it wait.
     pub decode_budget: DecodeBudget,
-    /// Where images larger than a few hundred KiB are held while they arrive.
+    /// Where images larger than a few hundred KiB are held while they arrive,
+    /// once `spool_memory` is taken.
     pub spool_dir: PathBuf,
+    /// Memory the images arriving at once share before they are spooled.
+    pub spool_memory: SpoolMemory,
     pub metrics: Metrics,
     /// Uploads admitted at once; beyond it the answer is 503.
     pub uploads: Arc<Semaphore>,
@@ -84,6 +87,7 @@ impl AppState {
             image_rules,
             decode_budget: DecodeBudget::default(),
             spool_dir,
+            spool_memory: SpoolMemory::default(),
             metrics: Metrics::new(),
             uploads: Arc::new(Semaphore::new(max_concurrent_uploads)),
             key_limits: KeyLimits::default(),
@@ -96,6 +100,20 @@ impl AppState {
         Arc::clone(&self.uploads)
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded)
+    }
+
+    /// Where an arriving image is held: in memory while the share has room,
+    /// else in the spool directory.
+    pub(crate) fn spool(&self) -> Spool {
+        Spool::new(&self.spool_dir, self.max_image_bytes).with_memory(&self.spool_memory)
+    }
+
+    /// Lets arriving images share `bytes` of memory before they are spooled.
+    pub fn with_spool_memory(self, bytes: u64) -> Self {
+        Self {
+            spool_memory: SpoolMemory::new(bytes),
+            ..self
+        }
     }
 
     /// Limits every key to `settings`.

@@ -45,7 +45,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             config.spool_dir.clone(),
             config.max_concurrent_uploads,
         )
-        .with_key_limits(config.key_limits()),
+        .with_key_limits(config.key_limits())
+        .with_spool_memory(config.spool_memory_bytes),
     );
     let router = app(state).layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
         config.body_timeout_seconds,

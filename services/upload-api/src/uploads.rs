@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ingest_core::ImageType;
 use ingest_core::store::Stored;
-use ingest_core::{ImageType, Spool};
 use jiff::Timestamp;
 
 use crate::error::ApiError;
@@ -52,7 +52,7 @@ async fn check_and_store(
     let key = state.staging.assemble(upload).await?;
     // Saved at once, so that a crash from here on does not assemble twice.
     state.staging.save(upload, true, Timestamp::now()).await?;
-    let spool = Spool::new(&state.spool_dir, state.max_image_bytes);
+    let spool = state.spool();
     let content = state.staging.read(&key, spool).await??;
     if upload.kind == UploadKind::Direct {
         // A resumable upload's bytes were counted as they arrived.

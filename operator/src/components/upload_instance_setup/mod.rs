@@ -51,9 +51,10 @@ const ENV_FILE_START: &str = "cat > /etc/imagepipeline/upload-api.env <<'IMAGEPI
 // Every env-file line contains '=', so none can end this heredoc early.
 const ENV_FILE_END: &str = "IMAGEPIPELINE_ENV";
 /// /run is a tmpfs on Amazon Linux 2023: the keys never reach a disk.
-/// Where upload-api writes images above 256 KiB while they arrive
-/// (`UPLOAD_SPOOL_DIR`): on the encrypted root volume, not a tmpfs, so a
-/// full house of large uploads costs disk, not memory.
+/// Where upload-api writes images above 256 KiB while they arrive once its
+/// spool memory (64 MiB) is taken (`UPLOAD_SPOOL_DIR`): on the encrypted
+/// root volume, not a tmpfs, so a full house of large uploads costs disk,
+/// not memory.
 const CONTAINER_SPOOL_DIR: &str = "/var/spool/upload-api";
 const HOST_SPOOL_DIR: &str = "/var/lib/imagepipeline/spool";
 const HOST_API_KEYS_DIR: &str = "/run/imagepipeline";

@@ -100,7 +100,8 @@ pub(super) fn upload_api(
             }),
             ..Volume::default()
         },
-        // Uploads above 256 KiB are spooled while they arrive: disk, not memory.
+        // Uploads above 256 KiB that find the service's spool memory (64 MiB)
+        // taken are spooled while they arrive: disk, not memory.
         empty_dir("spool", None),
         empty_dir("tmp", Some("64Mi")),
     ];

@@ -1,8 +1,8 @@
 //! An image's bytes as the store reads them: in memory when small or when
 //! the [`SpoolMemory`] shared by the images arriving at once has room,
 //! otherwise in a temporary file, so the memory uploads hold is bounded
-//! whatever their number and size. The SHA-256 is computed while the bytes arrive, and again
-//! over what is stored when metadata is removed.
+//! whatever their number and size. The SHA-256 is computed while the bytes
+//! arrive, and again over what is stored when metadata is removed.
 
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::ops::Range;

@@ -112,6 +112,9 @@ pub(crate) async fn check_and_store(
             info.image_type
         )));
     }
+    if content.is_spooled() {
+        state.metrics.spooled_uploads.inc();
+    }
     let (content, image) = content
         .verify(info, state.image_rules, &state.decode_budget)
         .await?;

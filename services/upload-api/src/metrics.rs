@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status, latency, bytes stored,
-//! uploads in flight.
+//! uploads in flight, uploads spooled to disk.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,6 +49,7 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub stored_bytes: Counter,
     pub in_flight: Gauge,
+    pub spooled_uploads: Counter,
     pub key_requests: Family<KeyRequestLabels, Counter>,
     pub key_received_bytes: Family<KeyLabels, Counter>,
     pub rate_limited: Family<KeyLimitLabels, Counter>,
@@ -62,6 +63,7 @@ impl Metrics {
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let stored_bytes = Counter::default();
         let in_flight = Gauge::default();
+        let spooled_uploads = Counter::default();
         registry.register("requests", "HTTP requests by route and status", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -77,6 +79,11 @@ impl Metrics {
             "uploads_in_flight",
             "Uploads being received or stored",
             in_flight.clone(),
+        );
+        registry.register(
+            "spooled_uploads",
+            "Uploads written to the spool directory because the spool memory (--spool-memory-bytes) was taken",
+            spooled_uploads.clone(),
         );
         let key_requests = Family::<KeyRequestLabels, Counter>::default();
         let key_received_bytes = Family::<KeyLabels, Counter>::default();
@@ -102,6 +109,7 @@ impl Metrics {
             latency,
             stored_bytes,
             in_flight,
+            spooled_uploads,
             key_requests,
             key_received_bytes,
             rate_limited,

@@ -574,3 +574,52 @@ async fn with_the_backends_down_no_upload_succeeds_and_readyz_fails() {
     );
     assert_eq!(s.storage.written().await, (0, 0, 0));
 }
+
+#[tokio::test]
+async fn an_image_is_held_in_memory_while_the_spool_memory_lasts_and_spooled_when_it_is_taken() {
+    const MIB: u64 = 1024 * 1024;
+    let storage = PipelineStorage::start(7).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let http = http_client();
+    // The default 64 MiB, then none: every image over 256 KiB goes to disk.
+    for (n, spool_memory, spooled) in [(1, 64 * MIB, 0.0), (2, 0, 1.0)] {
+        let state = Arc::new(
+            AppState::new(
+                Store::new(&storage.config, storage.targets.clone()),
+                Auth::Disabled,
+                4 * MIB,
+                ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+                ImageRules::default(),
+                spool_dir.path().to_owned(),
+                8,
+            )
+            .with_spool_memory(spool_memory),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app(state)).await });
+        let png = image(ImageType::Png, n, MIB as usize);
+        let response = http
+            .post(format!("http://{address}/v1/images"))
+            .header("content-type", "image/png")
+            .body(png.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "spool memory {spool_memory}");
+        let item: Value = response.json().await.unwrap();
+        let object = storage.object(item["key"].as_str().unwrap()).await;
+        assert!(object.bytes == png, "the image is stored whole either way");
+        let metrics = ingest_testing::metrics_text(address).await;
+        assert_eq!(
+            ingest_testing::metric(&metrics, "upload_api_spooled_uploads_total"),
+            spooled,
+            "spool memory {spool_memory}: {metrics}"
+        );
+        assert_eq!(
+            std::fs::read_dir(spool_dir.path()).unwrap().count(),
+            0,
+            "nothing is left in the spool directory"
+        );
+    }
+}

@@ -30,22 +30,24 @@ async fn serve(store: Store, keys: ApiKeys) -> String {
 }
 
 async fn serve_limited(store: Store, keys: ApiKeys, limits: KeyLimitSettings) -> String {
-    let state = Arc::new(
-        AppState::new(
-            store,
-            Auth::Keys(keys),
-            MAX_IMAGE_BYTES,
-            ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
-            ImageRules::default(),
-            std::env::temp_dir(),
-            8,
-        )
-        .with_key_limits(limits),
-    );
+    let state = AppState::new(
+        store,
+        Auth::Keys(keys),
+        MAX_IMAGE_BYTES,
+        ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+        ImageRules::default(),
+        std::env::temp_dir(),
+        8,
+    )
+    .with_key_limits(limits);
+    format!("http://{}", serve_state(state).await)
+}
+
+async fn serve_state(state: AppState) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app(state)).await });
-    url
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(Arc::new(state))).await });
+    address
 }
 
 async fn service() -> Service {
@@ -583,7 +585,7 @@ async fn an_image_is_held_in_memory_while_the_spool_memory_lasts_and_spooled_whe
     let http = http_client();
     // The default 64 MiB, then none: every image over 256 KiB goes to disk.
     for (n, spool_memory, spooled) in [(1, 64 * MIB, 0.0), (2, 0, 1.0)] {
-        let state = Arc::new(
+        let address = serve_state(
             AppState::new(
                 Store::new(&storage.config, storage.targets.clone()),
                 Auth::Disabled,
@@ -594,10 +596,8 @@ async fn an_image_is_held_in_memory_while_the_spool_memory_lasts_and_spooled_whe
                 8,
             )
             .with_spool_memory(spool_memory),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app(state)).await });
+        )
+        .await;
         let png = image(ImageType::Png, n, MIB as usize);
         let response = http
             .post(format!("http://{address}/v1/images"))

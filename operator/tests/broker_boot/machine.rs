@@ -55,6 +55,17 @@ impl Machine {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("a folder for the sandbox");
         let root = sandbox.path();
+        // machine.sh lays an overlay over each of these; a sandbox inside one
+        // would hide its own layers once that one is mounted (mount then
+        // fails with "wrong fs type ... on overlay").
+        if let Some(layer) = LAYERS.iter().find(|layer| root.starts_with(format!("/{layer}"))) {
+            panic!(
+                "the broker boot sandbox {} is under /{layer}, which the machine overlays: \
+                 set CARGO_TARGET_DIR (or IMAGEPIPELINE_CACHE) to a folder outside /{}",
+                root.display(),
+                LAYERS.join(", /")
+            );
+        }
         for layer in LAYERS {
             for part in ["upper", "work"] {
                 fs::create_dir_all(root.join("layers").join(layer).join(part)).unwrap();

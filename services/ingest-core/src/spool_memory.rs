@@ -60,17 +60,14 @@ impl SpoolMemory {
         if held >= bytes {
             return true;
         }
-        match (self.lend(bytes - held), lent.as_mut()) {
-            (None, _) => false,
-            (Some(more), Some(lent)) => {
-                lent.merge(more);
-                true
-            }
-            (Some(more), None) => {
-                *lent = Some(more);
-                true
-            }
+        let Some(more) = self.lend(bytes - held) else {
+            return false;
+        };
+        match lent {
+            Some(lent) => lent.merge(more),
+            None => *lent = Some(more),
         }
+        true
     }
 
     /// Bytes not lent now.

@@ -1,11 +1,19 @@
 //! A null AWS backend for benchmarks, never for correctness tests: a loopback
-//! HTTP server that answers the calls the services make (S3 PutObject and
+//! HTTPS server that answers the calls the services make (S3 PutObject and
 //! multipart uploads, DynamoDB Query/GetItem/PutItem/UpdateItem/DeleteItem,
 //! Firehose PutRecord/PutRecordBatch) at once, with valid answers, and
 //! throws the bytes away. With it a benchmark measures the services' own
 //! cost, not the emulator's (moto serves about 40 MB/s).
+//!
+//! It speaks TLS, as AWS does, because the SDK behaves differently over
+//! plain HTTP: it signs every chunk of a streamed body there (a SHA-256 pass
+//! over a spooled image's bytes that real AWS never causes), and sends it
+//! unsigned with a checksum trailer over HTTPS. The services' side of TLS is
+//! a cost they pay on AWS too.
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +22,13 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::Listener;
+use imagepipeline_e2e::Tool;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 /// What the null backend was asked, for a benchmark to check it measured
 /// what it meant to.
@@ -24,12 +39,18 @@ pub struct NullCounts {
     pub dynamodb_calls: AtomicU64,
     pub firehose_records: AtomicU64,
     pub firehose_batches: AtomicU64,
+    /// S3 requests whose body SigV4 signed chunk by chunk, which AWS, over
+    /// HTTPS, never makes the SDK do: a benchmark that counts one measured
+    /// the wrong thing.
+    pub s3_signed_chunked_requests: AtomicU64,
 }
 
 /// The running backend; it stops when dropped.
 pub struct NullAws {
     pub address: SocketAddr,
     pub counts: Arc<NullCounts>,
+    /// The CA certificate a client must trust to reach it.
+    ca_file: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,30 +68,71 @@ impl NullAws {
             .fallback(answer)
             .layer(DefaultBodyLimit::disable())
             .with_state(counts.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port");
-        let address = listener.local_addr().expect("its address");
+        // The AWS emulator's certificate (scripts/moto/certificate.py):
+        // its CA is what the services trust in every other test.
+        let ca_file = Tool::MotoCertificate
+            .path()
+            .expect("the AWS emulator's CA certificate");
+        let tls = ca_file.parent().expect("the certificate's directory");
+        let chain = CertificateDer::pem_file_iter(tls.join("server.pem"))
+            .and_then(Iterator::collect)
+            .expect("the emulator's server certificate");
+        let key = PrivateKeyDer::from_pem_file(tls.join("server-key.pem")).expect("its key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("a TLS configuration");
+        let listener = TlsListener {
+            tcp: TcpListener::bind("127.0.0.1:0").await.expect("a loopback port"),
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        };
+        let address = listener.tcp.local_addr().expect("its address");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Self {
             address,
             counts,
+            ca_file,
             task,
         }
     }
 
     /// The environment that points a service at it through the SDK's
-    /// standard variables (plain HTTP: no TLS cost on either side).
+    /// standard variables, trusting its CA.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", format!("http://{}", self.address)),
+            ("SSL_CERT_FILE", self.ca_file.display().to_string()),
+            ("AWS_ENDPOINT_URL", format!("https://{}", self.address)),
             ("AWS_REGION", "eu-west-1".to_owned()),
             ("AWS_ACCESS_KEY_ID", "null".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "null".to_owned()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ]
+    }
+}
+
+/// Accepts TLS connections; one whose handshake fails is dropped.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, address) = Listener::accept(&mut self.tcp).await;
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -157,6 +219,12 @@ async fn answer(
             ))
         }
         Method::PUT => {
+            let signed_chunks = headers
+                .get("x-amz-content-sha256")
+                .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-AWS4-HMAC-SHA256"));
+            if signed_chunks {
+                counts.s3_signed_chunked_requests.fetch_add(1, Ordering::Relaxed);
+            }
             if !has("partNumber") {
                 counts.s3_objects.fetch_add(1, Ordering::Relaxed);
             }

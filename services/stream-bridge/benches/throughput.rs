@@ -262,6 +262,13 @@ async fn bridge_on_null(kafka: &KafkaBroker, topic: &str, records: usize, group:
     let (first_at, cpu_first) = first.expect("a first record");
     let stored = null.counts.s3_objects.load(std::sync::atomic::Ordering::Relaxed);
     assert!(stored >= records as u64, "{stored} objects of {records}");
+    assert_eq!(
+        null.counts
+            .s3_signed_chunked_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "bodies went signed chunk by chunk, which AWS over HTTPS never asks for"
+    );
     let phase = Phase {
         records,
         elapsed: done - first_at,
@@ -379,9 +386,9 @@ async fn main() {
             "\n## Our ceiling: the bridge against a null AWS backend (real broker), per CPU-second it uses\n"
         );
         println!(
-            "| record | run | records/s | MiB/s (wall) | bridge CPU s | MiB per bridge CPU-second | limit MiB/s on one core | ratio to the limit | avg Firehose batch |"
+            "| record | run | records/s | MiB/s (wall) | bridge CPU s | MiB per bridge CPU-second | limit MiB/s on one core | ratio to the limit | avg Firehose batch | peak RSS MiB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         // Enough records that Firehose batches are made under sustained load.
         let small = fill_topic(&kafka, "ceiling-100k", 4000 * rounds, IMAGE_BYTES).await;
         let small_read = ceiling(&kafka, "ceiling-100k", &small).await;
@@ -460,7 +467,7 @@ async fn ceiling(kafka: &KafkaBroker, topic: &str, records: &[Record]) -> f64 {
         let limit = unavoidable_work_mib_per_s(&records[0].value);
         let (phase, cpu) = bridge_on_null(kafka, topic, count, &format!("bench-null-{topic}-{n}")).await;
         println!(
-            "| {} KiB | {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.0} |",
+            "| {} KiB | {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.0} | {:.1} |",
             bytes / 1024,
             n + 1,
             phase.records_per_s(),
@@ -468,6 +475,7 @@ async fn ceiling(kafka: &KafkaBroker, topic: &str, records: &[Record]) -> f64 {
             mib / cpu,
             mib / cpu / limit,
             phase.batch.unwrap_or_default(),
+            phase.peak_rss_mib.unwrap_or_default(),
         );
     }
     mib / read_alone.elapsed.as_secs_f64()

@@ -137,6 +137,9 @@ impl Service {
     }
 
     async fn start_with(mut command: tokio::process::Command) -> Self {
+        // The environment the image gives the service: what its memory is
+        // measured with is what a pod runs.
+        command.envs(image_env());
         let address = free_loopback_address();
         let spool = tempfile::tempdir().unwrap();
         let child = command
@@ -177,6 +180,18 @@ struct Run {
     /// CPU seconds this process and `also` (the service, when it is
     /// called) used during the run.
     cpu: f64,
+}
+
+/// The `ENV` settings of the service's image (its Dockerfile's last stage).
+fn image_env() -> Vec<(&'static str, &'static str)> {
+    include_str!("../Dockerfile")
+        .rsplit("\nFROM ")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .filter_map(|setting| setting.split_once('='))
+        .collect()
 }
 
 /// Runs `requests` calls of `call` with `concurrency` in flight.
@@ -449,4 +464,11 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
     }
     let stored = null.counts.s3_objects.load(std::sync::atomic::Ordering::Relaxed);
     println!("\n({stored} objects answered by the null backend.)");
+    assert_eq!(
+        null.counts
+            .s3_signed_chunked_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "bodies went signed chunk by chunk, which AWS over HTTPS never asks for"
+    );
 }

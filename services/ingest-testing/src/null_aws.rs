@@ -43,6 +43,8 @@ pub struct NullCounts {
     /// HTTPS, never makes the SDK do: a benchmark that counts one measured
     /// the wrong thing.
     pub s3_signed_chunked_requests: AtomicU64,
+    /// TLS connections accepted: each is a handshake the service paid for.
+    pub connections: AtomicU64,
 }
 
 /// The running backend; it stops when dropped.
@@ -83,6 +85,7 @@ impl NullAws {
             .with_single_cert(chain, key)
             .expect("a TLS configuration");
         let listener = TlsListener {
+            counts: counts.clone(),
             tcp: TcpListener::bind("127.0.0.1:0").await.expect("a loopback port"),
             acceptor: TlsAcceptor::from(Arc::new(config)),
         };
@@ -114,6 +117,7 @@ impl NullAws {
 
 /// Accepts TLS connections; one whose handshake fails is dropped.
 struct TlsListener {
+    counts: Arc<NullCounts>,
     tcp: TcpListener,
     acceptor: TlsAcceptor,
 }
@@ -126,6 +130,7 @@ impl Listener for TlsListener {
         loop {
             let (tcp, address) = Listener::accept(&mut self.tcp).await;
             if let Ok(tls) = self.acceptor.accept(tcp).await {
+                self.counts.connections.fetch_add(1, Ordering::Relaxed);
                 return (tls, address);
             }
         }

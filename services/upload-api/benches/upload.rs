@@ -427,9 +427,9 @@ async fn memory(http: &reqwest::Client, rounds: u64) {
 async fn ceiling(http: &reqwest::Client, rounds: u64) {
     println!("\n## Our ceiling: the service against a null AWS backend, per CPU-second it uses\n");
     println!(
-        "| image | concurrency | requests | MiB/s (wall) | service CPU s | MiB per service CPU-second | limit MiB/s on one core | ratio to the limit |"
+        "| image | concurrency | requests | MiB/s (wall) | service CPU s | MiB per service CPU-second | limit MiB/s on one core | ratio to the limit | TLS connections opened |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let null = NullAws::start().await;
     let service = Service::start_on_null(&null).await;
     let address = service.address;
@@ -447,14 +447,17 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
                     .collect::<Vec<()>>()
             };
             send(concurrency as u64).await;
+            let connections = null.counts.connections.load(std::sync::atomic::Ordering::Relaxed);
             let cpu_before = service.cpu_seconds();
             let started = Instant::now();
             send(requests).await;
             let wall = started.elapsed().as_secs_f64();
             let cpu = service.cpu_seconds() - cpu_before;
+            let connections =
+                null.counts.connections.load(std::sync::atomic::Ordering::Relaxed) - connections;
             let mib = (requests as usize * content.len()) as f64 / MIB as f64;
             println!(
-                "| {:.1} MiB PNG | {concurrency} | {requests} | {:.0} | {cpu:.2} | {:.0} | {limit:.0} | {:.2} |",
+                "| {:.1} MiB PNG | {concurrency} | {requests} | {:.0} | {cpu:.2} | {:.0} | {limit:.0} | {:.2} | {connections} |",
                 content.len() as f64 / MIB as f64,
                 mib / wall,
                 mib / cpu,

@@ -18,6 +18,30 @@ use crate::{
 /// Region the emulator's clients use; the one of `examples/imagepipeline.yaml`.
 pub const REGION: &str = "eu-west-1";
 
+/// SDK configuration for an endpoint of ours that serves TLS with a
+/// certificate from `ca_pem` (the emulator, the benchmarks' null backend):
+/// [`REGION`], dummy credentials, the SDK's own HTTPS client trusting that CA
+/// and nothing else, and nothing read from the machine's AWS settings.
+pub async fn sdk_config_trusting(endpoint_url: &str, ca_pem: Vec<u8>) -> SdkConfig {
+    let trust = TrustStore::empty().with_pem_certificate(ca_pem);
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .expect("a trust store is a valid TLS context"),
+        )
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "aws-emulator"))
+        .load()
+        .await
+}
+
 /// moto imports its services lazily, and a cold machine is slow.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -78,20 +102,6 @@ impl EmulatorTls {
                 what: "building an HTTPS client for the AWS emulator".into(),
                 source,
             })
-    }
-
-    /// The AWS SDK's own HTTPS client, trusting the emulator's CA only.
-    fn sdk_http_client(&self) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-        let trust = TrustStore::empty().with_pem_certificate(self.ca_pem.clone());
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(
-                TlsContext::builder()
-                    .with_trust_store(trust)
-                    .build()
-                    .expect("a trust store is a valid TLS context"),
-            )
-            .build_https()
     }
 }
 
@@ -233,13 +243,7 @@ impl AwsEmulator {
     /// SDK configuration for this emulator: its endpoint, [`REGION`], dummy
     /// credentials and its CA, with nothing read from the machine's AWS settings.
     pub async fn sdk_config(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .http_client(self.server().tls.sdk_http_client())
-            .region(Region::new(REGION))
-            .endpoint_url(self.endpoint_url())
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "aws-emulator"))
-            .load()
-            .await
+        sdk_config_trusting(self.endpoint_url(), self.server().tls.ca_pem.clone()).await
     }
 
     /// An HTTPS client trusting this emulator's CA only, for requests no SDK

@@ -33,7 +33,7 @@ mod samples;
 mod tools;
 pub mod warehouse;
 
-pub use aws::{AwsEmulator, REGION};
+pub use aws::{AwsEmulator, REGION, sdk_config_trusting};
 pub use binaries::Binary;
 pub use error::HarnessError;
 pub use inventory::OWNER_TAG;

@@ -112,6 +112,13 @@ impl NullAws {
         );
     }
 
+    /// SDK configuration for calls from this process, as [`NullAws::env`]
+    /// gives a service: its endpoint, a region, dummy credentials, its CA.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let ca_pem = std::fs::read(&self.ca_file).expect("the emulator's CA certificate");
+        imagepipeline_e2e::sdk_config_trusting(&format!("https://{}", self.address), ca_pem).await
+    }
+
     /// The environment that points a service at it through the SDK's
     /// standard variables, trusting its CA.
     pub fn env(&self) -> Vec<(&'static str, String)> {

@@ -20,7 +20,10 @@
 //! - our ceiling: the service against a null AWS backend (answers at once,
 //!   discards the bytes), as MiB stored per CPU-second of the service,
 //!   against the machine's limit for the work an upload cannot avoid
-//!   (decode and checks, SHA-256, one copy of the bytes) on one core.
+//!   (decode and checks, SHA-256, one copy of the bytes) on one core; and
+//!   beside it the CPU the store's four AWS calls take on their own, made
+//!   one at a time from one thread, with the best ratio any service making
+//!   those calls with the SDK could reach.
 //!
 //! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1);
 //! `BENCH_ONLY` (a comma-separated list of `direct`, `checks`, `ceiling`,
@@ -39,8 +42,8 @@ use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
 use ingest_testing::{
-    NullAws, PipelineStorage, bench_section_wanted, cpu_seconds, free_loopback_address, http_client,
-    peak_rss_mib, unavoidable_work_mib_per_s, wait_until_healthy,
+    Events, NullAws, PipelineStorage, bench_section_wanted, cpu_seconds, free_loopback_address, http_client,
+    peak_rss_mib, store_calls_cpu_seconds, unavoidable_work_mib_per_s, wait_until_healthy,
 };
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
@@ -427,9 +430,9 @@ async fn memory(http: &reqwest::Client, rounds: u64) {
 async fn ceiling(http: &reqwest::Client, rounds: u64) {
     println!("\n## Our ceiling: the service against a null AWS backend, per CPU-second it uses\n");
     println!(
-        "| image | concurrency | requests | MiB/s (wall) | service CPU s | MiB per service CPU-second | limit MiB/s on one core | ratio to the limit | TLS connections opened |"
+        "| image | concurrency | requests | MiB/s (wall) | service CPU s | MiB per service CPU-second | limit MiB/s on one core | ratio to the limit | AWS calls alone, ms CPU per upload | best ratio with those calls | TLS connections opened |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let null = NullAws::start().await;
     let service = Service::start_on_null(&null).await;
     let address = service.address;
@@ -438,6 +441,8 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
         for concurrency in [1usize, 16, 64] {
             // Measured beside each row: a shared machine's speed drifts.
             let limit = unavoidable_work_mib_per_s(&content);
+            let calls = store_calls_cpu_seconds(&null, &content, Events::OnePutRecordEach).await;
+            let unavoidable = content.len() as f64 / MIB as f64 / limit;
             let per_level = if len == MIB { 64 } else { 16 };
             let requests = rounds * (concurrency as u64).max(per_level);
             let send = |requests: u64| {
@@ -457,11 +462,13 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
                 null.counts.connections.load(std::sync::atomic::Ordering::Relaxed) - connections;
             let mib = (requests as usize * content.len()) as f64 / MIB as f64;
             println!(
-                "| {:.1} MiB PNG | {concurrency} | {requests} | {:.0} | {cpu:.2} | {:.0} | {limit:.0} | {:.2} | {connections} |",
+                "| {:.1} MiB PNG | {concurrency} | {requests} | {:.0} | {cpu:.2} | {:.0} | {limit:.0} | {:.2} | {:.2} | {:.2} | {connections} |",
                 content.len() as f64 / MIB as f64,
                 mib / wall,
                 mib / cpu,
                 mib / cpu / limit,
+                calls * 1e3,
+                unavoidable / (unavoidable + calls),
             );
         }
     }

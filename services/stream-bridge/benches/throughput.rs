@@ -15,9 +15,8 @@
 //!   bridge against the machine's limit for the work a record cannot avoid
 //!   (decode and checks, SHA-256, one copy) on one core, and its batches;
 //!   beside it the CPU the store's AWS calls take on their own (look-up,
-//!   object, item; the events' batches left out), made one at a time from
-//!   one thread, with the best ratio any bridge making those calls with the
-//!   SDK could reach.
+//!   object, item; the events' batches left out), 16 at once on one thread,
+//!   and the best ratio those calls leave.
 //!
 //! - the event batcher alone, fed faster than the emulator stores images:
 //!   the batch size it reaches under load, events/s, against one `PutRecord`

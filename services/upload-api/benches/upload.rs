@@ -21,9 +21,8 @@
 //!   discards the bytes), as MiB stored per CPU-second of the service,
 //!   against the machine's limit for the work an upload cannot avoid
 //!   (decode and checks, SHA-256, one copy of the bytes) on one core; and
-//!   beside it the CPU the store's four AWS calls take on their own, made
-//!   one at a time from one thread, with the best ratio any service making
-//!   those calls with the SDK could reach.
+//!   beside it the CPU the store's four AWS calls take on their own, 16 at
+//!   once on one thread, and the best ratio those calls leave.
 //!
 //! `make bench` runs it; `BENCH_ROUNDS` scales the request counts (default 1);
 //! `BENCH_ONLY` (a comma-separated list of `direct`, `checks`, `ceiling`,

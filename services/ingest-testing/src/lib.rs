@@ -22,7 +22,7 @@ use ingest_core::ImageType;
 use ingest_core::contract::prefix;
 use ingest_core::store::Targets;
 pub use null_aws::{NullAws, NullCounts};
-pub use store_calls::{Events, store_calls_cpu_seconds};
+pub use store_calls::{Events, best_ratio, store_calls_cpu_seconds};
 
 /// A pipeline's storage in a leased emulator, released on drop.
 pub struct PipelineStorage {

@@ -59,11 +59,11 @@ pub async fn store_calls_cpu_seconds(null: &NullAws, image: &[u8], events: Event
                 retention_days: 7,
             };
             let store = Store::new(&config, targets);
-            let content = Content::from_bytes(image.clone());
             let info = ingest_core::inspect(&image).expect("an image");
             let (verified, _) =
                 ingest_core::verify::verify(&image, info, &DecodeLimits::default(), StripMetadata::default())
                     .expect("a valid image");
+            let content = Content::from_bytes(image);
             let store_one = |n: usize| {
                 let incoming = Incoming {
                     content: &content,
@@ -119,4 +119,13 @@ pub async fn store_calls_cpu_seconds(null: &NullAws, image: &[u8], events: Event
         "the null backend was asked other calls (objects, DynamoDB calls, events) than {stores} stores make"
     );
     cpu
+}
+
+/// The best ratio to the machine's limit (`limit_mib_per_s` of unavoidable
+/// work, `unavoidable_work_mib_per_s`) that a service spending
+/// `calls_seconds` per image on the store's calls could reach if it spent
+/// nothing of its own: unavoidable ÷ (unavoidable + calls alone).
+pub fn best_ratio(image_bytes: usize, limit_mib_per_s: f64, calls_seconds: f64) -> f64 {
+    let unavoidable = image_bytes as f64 / (1024.0 * 1024.0) / limit_mib_per_s;
+    unavoidable / (unavoidable + calls_seconds)
 }

@@ -38,8 +38,8 @@ use ingest_core::record::{EventRecord, ImageId, ImageItem, KafkaPosition, Source
 use ingest_core::store::{Incoming, Store};
 use ingest_core::{Content, ImageRules, ImageType};
 use ingest_testing::{
-    Events, NullAws, PipelineStorage, bench_section_wanted, cpu_seconds, free_loopback_address, image,
-    metric, metrics_text, peak_rss_mib, store_calls_cpu_seconds, unavoidable_work_mib_per_s,
+    Events, NullAws, PipelineStorage, bench_section_wanted, best_ratio, cpu_seconds, free_loopback_address,
+    image, metric, metrics_text, peak_rss_mib, store_calls_cpu_seconds, unavoidable_work_mib_per_s,
     wait_until_healthy,
 };
 use jiff::Timestamp;
@@ -465,7 +465,6 @@ async fn ceiling(kafka: &KafkaBroker, topic: &str, records: &[Record]) -> f64 {
         // Measured beside each row: a shared machine's speed drifts.
         let limit = unavoidable_work_mib_per_s(&records[0].value);
         let calls = store_calls_cpu_seconds(&null, &records[0].value, Events::Batched).await;
-        let unavoidable = bytes as f64 / (1024.0 * 1024.0) / limit;
         let (phase, cpu) = bridge_on_null(kafka, topic, count, &format!("bench-null-{topic}-{n}")).await;
         println!(
             "| {} KiB | {} | {:.0} | {:.1} | {cpu:.2} | {:.1} | {limit:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
@@ -476,7 +475,7 @@ async fn ceiling(kafka: &KafkaBroker, topic: &str, records: &[Record]) -> f64 {
             mib / cpu,
             mib / cpu / limit,
             calls * 1e3,
-            unavoidable / (unavoidable + calls),
+            best_ratio(bytes, limit, calls),
             phase.batch.unwrap_or_default(),
             phase.peak_rss_mib.unwrap_or_default(),
         );

@@ -41,8 +41,8 @@ use ingest_core::ImageType;
 use ingest_core::contract::{prefix, table};
 use ingest_core::store::Targets;
 use ingest_testing::{
-    Events, NullAws, PipelineStorage, bench_section_wanted, cpu_seconds, free_loopback_address, http_client,
-    peak_rss_mib, store_calls_cpu_seconds, unavoidable_work_mib_per_s, wait_until_healthy,
+    Events, NullAws, PipelineStorage, bench_section_wanted, best_ratio, cpu_seconds, free_loopback_address,
+    http_client, peak_rss_mib, store_calls_cpu_seconds, unavoidable_work_mib_per_s, wait_until_healthy,
 };
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
@@ -441,7 +441,6 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
             // Measured beside each row: a shared machine's speed drifts.
             let limit = unavoidable_work_mib_per_s(&content);
             let calls = store_calls_cpu_seconds(&null, &content, Events::OnePutRecordEach).await;
-            let unavoidable = content.len() as f64 / MIB as f64 / limit;
             let per_level = if len == MIB { 64 } else { 16 };
             let requests = rounds * (concurrency as u64).max(per_level);
             let send = |requests: u64| {
@@ -467,7 +466,7 @@ async fn ceiling(http: &reqwest::Client, rounds: u64) {
                 mib / cpu,
                 mib / cpu / limit,
                 calls * 1e3,
-                unavoidable / (unavoidable + calls),
+                best_ratio(content.len(), limit, calls),
             );
         }
     }

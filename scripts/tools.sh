@@ -36,7 +36,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The suffix names the local fixes below; changing them needs a new name so
 # that cached installs without them are not reused.
-MOTO_PATCH_LEVEL=p15
+MOTO_PATCH_LEVEL=p16
 # p1: a fetch answers as soon as it has more than min_bytes, as Kafka does.
 #     tansu 0.6.0 sleeps out half of fetch.wait.max.ms after every fetch,
 #     data or not, which capped a consumer at about 180 records/s of
@@ -97,7 +97,7 @@ do_moto() {
   patch_moto "$1"
   # Served over TLS only, like AWS: the buckets' TLS-only policies are real.
   "$1/venv/bin/python" "$HERE/moto/certificate.py" "$1/tls"
-  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$HERE/moto/post_policy.py" "$HERE/moto/checksums.py" "$1/"
+  cp "$HERE/moto/server.py" "$HERE/moto/redshift_data.py" "$HERE/moto/post_policy.py" "$HERE/moto/checksums.py" "$HERE/moto/ec2_limits.py" "$1/"
   mkdir -p "$1/bin"
   cat >"$1/bin/moto-server" <<SH
 #!/bin/sh
@@ -148,6 +148,8 @@ SH
 # p15: scripts/moto/server.py gives DescribeLaunchTemplates and
 #     DescribeLaunchTemplateVersions a NextToken and the pages after the
 #     first, as AWS does (moto dropped all but the first 15).
+# p16: scripts/moto/ec2_limits.py throttles EC2 requests with AWS's token
+#     bucket per action, once asked (the operator's scale test asks).
 patch_moto() {
   local models
   models="$(echo "$1"/venv/lib/python3*/site-packages/moto/redshiftdata/models.py)"

@@ -1,4 +1,5 @@
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -233,6 +234,42 @@ impl AwsEmulator {
     /// Deletes every resource in the emulator.
     pub async fn reset(&self) -> Result<(), HarnessError> {
         self.server().reset().await
+    }
+
+    /// From now until the lease ends, EC2 requests draw from AWS's token
+    /// bucket for their action and are refused with `RequestLimitExceeded`
+    /// when it is empty, as on AWS (`scripts/moto/ec2_limits.py`).
+    pub async fn limit_ec2_requests_as_aws(&self) -> Result<(), HarnessError> {
+        self.ec2_request_limits(reqwest::Method::POST).await.map(drop)
+    }
+
+    /// EC2 requests refused since [`AwsEmulator::limit_ec2_requests_as_aws`],
+    /// by action.
+    pub async fn ec2_requests_refused(&self) -> Result<BTreeMap<String, u64>, HarnessError> {
+        let report = self.ec2_request_limits(reqwest::Method::GET).await?;
+        Ok(report["refused"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(action, n)| (action.clone(), n.as_u64().unwrap_or_default()))
+            .collect())
+    }
+
+    async fn ec2_request_limits(&self, method: reqwest::Method) -> Result<serde_json::Value, HarnessError> {
+        let url = format!("{}/moto-api/ec2-request-limits", self.endpoint_url());
+        let failed = |source| HarnessError::Http {
+            what: format!("{method} {url}"),
+            source,
+        };
+        self.https_client()
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)
     }
 
     /// The CA certificate a client must trust to reach the emulator.

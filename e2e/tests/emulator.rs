@@ -10,6 +10,8 @@
 //! And Firehose streams up to AWS's quota, not moto's old 50: one operator
 //! runs a stream per pipeline. And lists that go on past their first page,
 //! as AWS's do: the operator reads the region's launch templates at once.
+//! And, once asked, EC2's throttling with a token bucket per action
+//! (scripts/moto/ec2_limits.py): the operator's scale test is held to it.
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -789,4 +791,100 @@ async fn a_regions_launch_templates_and_their_latest_versions_are_listed_page_by
         latest += page.launch_template_versions().len();
     }
     assert_eq!(latest, 40, "the latest version of every template");
+}
+
+/// EC2 with AWS's token bucket per action, once asked: a burst beyond an
+/// action's bucket is refused with `RequestLimitExceeded`, other actions go
+/// on, filtered describes draw from the larger bucket, and the next lease
+/// starts without limits.
+#[tokio::test]
+async fn ec2_refuses_an_action_over_its_own_rate_once_asked_as_aws_does() {
+    let emulator = AwsEmulator::start().await.expect("emulator");
+    // No retries: each refusal is seen as AWS sends it.
+    let config = emulator
+        .sdk_config()
+        .await
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.8.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("a VPC id")
+        .to_owned();
+    let endpoint = || {
+        ec2.create_vpc_endpoint()
+            .vpc_id(&vpc)
+            .service_name(format!("com.amazonaws.{REGION}.s3"))
+            .send()
+    };
+    for _ in 0..6 {
+        endpoint().await.expect("without limits, any rate");
+    }
+    assert_eq!(emulator.ec2_requests_refused().await.unwrap().len(), 0);
+
+    emulator.limit_ec2_requests_as_aws().await.expect("limits on");
+    // CreateVpcEndpoint: a bucket of 4, refilled at 0.3 a second.
+    for n in 0..4 {
+        endpoint()
+            .await
+            .unwrap_or_else(|e| panic!("request {n} is inside the burst: {e:?}"));
+    }
+    let refused = endpoint().await.expect_err("the fifth is over the rate");
+    assert_eq!(refused.code(), Some("RequestLimitExceeded"));
+    assert_eq!(refused.raw_response().map(|r| r.status().as_u16()), Some(503));
+    // Another action has its own bucket.
+    ec2.create_tags()
+        .resources(&vpc)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("team")
+                .value("scale")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateTags has a bucket of its own");
+    // Unfiltered DescribeInstances: a bucket of 50 (refilled at 10 a
+    // second while the 70 are answered); filtered ones draw from another.
+    let mut answers = tokio::task::JoinSet::new();
+    for _ in 0..70 {
+        let ec2 = ec2.clone();
+        answers.spawn(async move { ec2.describe_instances().send().await.is_ok() });
+    }
+    let unfiltered = answers.join_all().await.into_iter().filter(|ok| *ok).count();
+    assert!(
+        (50..65).contains(&unfiltered),
+        "{unfiltered} of 70 unfiltered describes at once went through"
+    );
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("vpc-id")
+        .values(&vpc)
+        .build();
+    ec2.describe_instances()
+        .filters(filter)
+        .send()
+        .await
+        .expect("a filtered describe draws from the larger bucket");
+    let counted = emulator.ec2_requests_refused().await.unwrap();
+    assert_eq!(counted.get("CreateVpcEndpoint"), Some(&1));
+    assert_eq!(counted.get("DescribeInstances"), Some(&(70 - unfiltered as u64)));
+    drop(ec2);
+    drop(emulator);
+
+    let next = AwsEmulator::start().await.expect("the next lease");
+    assert!(next.ec2_requests_refused().await.unwrap().is_empty());
+    let ec2 = aws_sdk_ec2::Client::new(&next.sdk_config().await);
+    for _ in 0..60 {
+        ec2.describe_instances()
+            .send()
+            .await
+            .expect("no limits after a reset");
+    }
 }

@@ -99,10 +99,12 @@ async fn ec2_request_limit_exceeded_is_retried_by_the_sdk_and_then_succeeds() {
             .build()
     });
     let mut aws = clients().await;
+    let log = CallLog::new();
     aws.ec2 = mocked_client!(
         aws_sdk_ec2,
         RuleMode::MatchAny,
-        [&throttled_twice, &no_gateways, &no_peerings]
+        [&throttled_twice, &no_gateways, &no_peerings],
+        &log
     );
     let desired = Network::desired(&context(), &Outputs::default()).unwrap();
     let mut observed = Vec::new();
@@ -114,6 +116,12 @@ async fn ec2_request_limit_exceeded_is_retried_by_the_sdk_and_then_succeeds() {
     // Two throttled attempts and the answer for the API VPC; the Kafka VPC
     // is picked out of that same list of every pipeline's VPCs.
     assert_eq!(throttled_twice.num_calls(), 3);
+    // The call succeeded; both throttled answers are still counted.
+    assert!(outcomes(&log).contains(&"DescribeVpcs success 1".to_owned()));
+    assert_eq!(
+        log.throttled_answers(),
+        [(("EC2".to_owned(), "DescribeVpcs".to_owned()), 2)].into()
+    );
 }
 
 #[tokio::test]
@@ -146,6 +154,11 @@ async fn ec2_throttling_that_outlasts_the_retries_is_a_retryable_throttled_error
         outcomes(&log),
         ["DescribeVpcs throttled 1"],
         "one call, after its retries"
+    );
+    assert_eq!(
+        log.throttled_answers(),
+        [(("EC2".to_owned(), "DescribeVpcs".to_owned()), 3)].into(),
+        "each attempt's answer"
     );
 }
 

@@ -95,6 +95,9 @@ templates: at 100 pipelines the operator read 88 templates one by one that
 it should have found in the region's list. AWS answers the rest on the next
 pages; a patch gives the NextToken and the pages after it.
 
+EC2's request throttling, a token bucket per action as AWS has, is applied
+once asked (see ec2_limits.py, imported below).
+
 Everything else is moto unchanged. Run as
 `python server.py [moto_server arguments]`.
 """
@@ -136,6 +139,7 @@ from moto.utilities.utils import get_partition
 from werkzeug.serving import WSGIRequestHandler
 
 import checksums  # noqa: F401  (patches moto's S3 object checksums on import)
+import ec2_limits  # noqa: F401  (EC2's request throttling, once asked)
 import post_policy  # noqa: F401  (patches moto's S3 POST object uploads on import)
 import redshift_data  # noqa: F401  (patches moto's Redshift Data API on import)
 

@@ -109,6 +109,23 @@ fn ec2_reads(calls: &Calls) -> f64 {
         .sum::<u64>() as f64
 }
 
+/// What EC2's token buckets refused so far, as the emulator counted: every
+/// refusal, including those the SDK retried with success.
+async fn report_refused(emulator: &AwsEmulator, when: &str) {
+    let refused = emulator
+        .ec2_requests_refused()
+        .await
+        .expect("the emulator's count of refused EC2 requests");
+    let total: u64 = refused.values().sum();
+    if total == 0 {
+        println!("\nEC2 requests refused as over AWS's rate ({when}): 0");
+    } else {
+        println!(
+            "\nGOAL MISSED: EC2 requests refused as over AWS's rate ({when}): {total}, by action {refused:?}"
+        );
+    }
+}
+
 fn report(title: &str, calls: &Calls, pipelines: usize, seconds: f64) {
     let pipelines = pipelines as f64;
     let total = calls.values().sum::<u64>() as f64;
@@ -164,6 +181,12 @@ async fn main() {
         .unwrap_or(CONCURRENCY);
     let mut emulator = AwsEmulator::start().await.expect("moto server starts");
     emulator.play_brokers(None).await.expect("brokers' stand-ins");
+    // EC2 throttles each action with a token bucket of its own: a
+    // mutating action gets 5 requests a second, CreateVpcEndpoint 0.3.
+    emulator
+        .limit_ec2_requests_as_aws()
+        .await
+        .expect("the emulator throttles EC2 as AWS does");
     let api = ApiServer::start().await;
     for n in 0..count {
         api.seed(PIPELINES, pipeline(n));
@@ -245,10 +268,12 @@ async fn main() {
                 count,
                 started.elapsed().as_secs_f64(),
             );
+            report_refused(&emulator, "until the limit").await;
             return;
         }
     };
     let bring_up = started.elapsed();
+    report_refused(&emulator, "until all Ready").await;
     let apiserver_first = api.take_requests();
     println!(
         "all {count} Ready after {:.1} s; peak RSS so far {:.1} MiB",
@@ -289,6 +314,7 @@ async fn main() {
         "  at the default 5-minute re-check interval: {:.1} % of EC2's describe budget",
         100.0 * ec2_reads(&steady) / 300.0 / EC2_DESCRIBE_PER_SECOND
     );
+    report_refused(&emulator, "until the end of the round").await;
     println!("\npeak RSS of the operator: {:.1} MiB", peak_rss_mib(pid));
     println!("\nAPI server requests until all Ready: {apiserver_first:?}");
     println!("API server requests in the round: {:?}", api.take_requests());

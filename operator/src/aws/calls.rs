@@ -69,6 +69,9 @@ pub fn is_mutating_operation(operation: &str) -> bool {
 #[derive(Debug, Default)]
 struct CallLogState {
     counts: BTreeMap<CallKey, u64>,
+    /// Answers that said the caller is throttled, by (service, operation),
+    /// each attempt counted: those the SDK retried with success too.
+    throttled_answers: BTreeMap<(String, String), u64>,
     successful_mutations: u64,
     /// Fail the call whose successful mutation brings the count to this number.
     fail_after_mutation: Option<u64>,
@@ -99,6 +102,12 @@ impl CallLog {
         self.with(|state| state.counts.clone())
     }
 
+    /// Every answer AWS gave as throttled, by (service, operation),
+    /// including those of attempts the SDK retried.
+    pub fn throttled_answers(&self) -> BTreeMap<(String, String), u64> {
+        self.with(|state| state.throttled_answers.clone())
+    }
+
     /// Calls that succeeded and could have changed something.
     pub fn successful_mutations(&self) -> u64 {
         self.with(|state| state.successful_mutations)
@@ -111,6 +120,7 @@ impl CallLog {
     pub fn reset(&self) {
         self.with(|state| {
             state.counts.clear();
+            state.throttled_answers.clear();
             state.successful_mutations = 0;
         });
     }
@@ -197,6 +207,23 @@ impl Intercept for CallLogInterceptor {
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
             self.log.note_mutation(metadata.name());
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let throttled = context
+            .response()
+            .is_some_and(|response| is_throttling(response.status().as_u16(), response.body().bytes()));
+        if let (true, Some(metadata)) = (throttled, cfg.load::<Metadata>()) {
+            let key = (metadata.service().to_owned(), metadata.name().to_owned());
+            self.log
+                .with(|state| *state.throttled_answers.entry(key).or_default() += 1);
         }
         Ok(())
     }

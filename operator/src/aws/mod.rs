@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL`, the credentials chain) and nothing project-specific.
 
 pub mod calls;
+pub mod ec2_rates;
 pub mod errors;
 pub mod shared_reads;
 pub mod throttle;
@@ -94,7 +95,12 @@ impl AwsClients {
             iam: client!(aws_sdk_iam, rates::IAM),
             redshift: client!(aws_sdk_redshift, rates::REDSHIFT),
             redshift_data: client!(aws_sdk_redshiftdata, rates::REDSHIFT_DATA),
-            ec2: client!(aws_sdk_ec2, rates::EC2),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config)
+                    .http_client(limited(rates::EC2).with_action_buckets(ec2_rates::bucket_of))
+                    .interceptor(calls.interceptor())
+                    .build(),
+            ),
             elbv2: client!(aws_sdk_elasticloadbalancingv2, rates::ELBV2),
             autoscaling: client!(aws_sdk_autoscaling, rates::AUTOSCALING),
             ssm: client!(aws_sdk_ssm, rates::SSM),

@@ -34,6 +34,12 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: &'static str,
 }
@@ -68,6 +74,7 @@ pub struct Metrics {
     failures: Family<ErrorLabels, Counter>,
     duration: Histogram,
     aws_calls: Family<CallLabels, Counter>,
+    aws_throttled_answers: Family<OperationLabels, Counter>,
     pipelines: Family<PhaseLabels, Gauge>,
     pipeline_phase: Family<PipelinePhaseLabels, Gauge>,
     broker_heartbeat: Family<BrokerLabels, Gauge>,
@@ -114,6 +121,7 @@ impl Metrics {
         // 50 ms to ~14 min: a pass that only observes up to one that waits on AWS.
         let duration = Histogram::new(exponential_buckets(0.05, 2.0, 15));
         let aws_calls = Family::default();
+        let aws_throttled_answers = Family::default();
         let pipelines = Family::default();
         let pipeline_phase = Family::default();
         let broker_heartbeat = Family::default();
@@ -137,6 +145,11 @@ impl Metrics {
             "aws_calls",
             "AWS API calls, by service, operation and outcome",
             aws_calls.clone(),
+        );
+        registry.register(
+            "aws_throttled_answers",
+            "Answers of AWS that the operator is throttled, every attempt counted (also those the SDK retried with success), by service and operation",
+            aws_throttled_answers.clone(),
         );
         registry.register("pipelines", "ImagePipelines by phase", pipelines.clone());
         registry.register(
@@ -175,6 +188,7 @@ impl Metrics {
             failures,
             duration,
             aws_calls,
+            aws_throttled_answers,
             pipelines,
             pipeline_phase,
             broker_heartbeat,
@@ -269,6 +283,12 @@ impl Metrics {
                 operation: key.operation,
                 outcome: key.outcome.as_str(),
             });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        for ((service, operation), count) in self.calls.throttled_answers() {
+            let counter = self
+                .aws_throttled_answers
+                .get_or_create(&OperationLabels { service, operation });
             counter.inc_by(count.saturating_sub(counter.get()));
         }
         let phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);

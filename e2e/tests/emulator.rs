@@ -808,16 +808,7 @@ async fn ec2_refuses_an_action_over_its_own_rate_once_asked_as_aws_does() {
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.8.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("a VPC id")
-        .to_owned();
+    let vpc = Network::new(&emulator).await.vpc;
     let endpoint = || {
         ec2.create_vpc_endpoint()
             .vpc_id(&vpc)

@@ -96,6 +96,8 @@ pub mod env {
             DRAIN_TIMEOUT_SECONDS = "UPLOAD_DRAIN_TIMEOUT_SECONDS";
             /// Log as JSON lines.
             LOG_JSON = "UPLOAD_LOG_JSON";
+            /// Threads that receive and send (the checks have their own).
+            WORKER_THREADS = "UPLOAD_WORKER_THREADS";
             /// Requests a second each API key may make (unlimited when unset).
             KEY_REQUESTS_PER_SECOND = "UPLOAD_KEY_REQUESTS_PER_SECOND";
             /// Upload bytes a second each API key may send (unlimited when unset).

@@ -56,6 +56,11 @@ pub struct Config {
     /// Log as JSON lines.
     #[arg(long, env = upload_api::LOG_JSON)]
     pub log_json: bool,
+    /// Threads that receive uploads, hash them and send them to AWS; the
+    /// checks (decoding) run on threads of their own beside them. Half the
+    /// CPUs the process may use by default, at least one.
+    #[arg(long, env = upload_api::WORKER_THREADS, value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     /// Requests a second each API key may make, with a second's worth in
     /// reserve; beyond it 429 with Retry-After. Unlimited when unset.
     #[arg(long, env = upload_api::KEY_REQUESTS_PER_SECOND, value_parser = positive)]
@@ -68,6 +73,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The worker threads of the async runtime: as set, or half the CPUs
+    /// the process may use (its cgroup's quota included), at least one.
+    /// An upload's own work is in two halves of about the same cost: the
+    /// bytes received, hashed and sent on the workers, the checks on the
+    /// blocking threads. More workers than that sit idle between an
+    /// upload's chunks and are woken for them: on two cores, a second
+    /// worker took a tenth to a third more CPU for 16 MiB uploads one at a
+    /// time, and saved none at 16 or 64 in flight (docs/benchmarks.md).
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            usize::from,
+        )
+    }
+
     pub fn key_limits(&self) -> KeyLimitSettings {
         KeyLimitSettings {
             requests_per_second: self.key_requests_per_second,
@@ -154,6 +174,27 @@ mod tests {
             let err = Config::try_parse_from([&base[..], &[flag.as_str()]].concat()).unwrap_err();
             assert!(err.to_string().contains("not a positive number"), "{err}");
         }
+    }
+
+    #[test]
+    fn worker_threads_are_half_the_cpus_unless_set_and_never_none() {
+        let base = [
+            "upload-api",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--delivery-stream",
+            "s",
+            "--no-auth",
+        ];
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        let default = Config::try_parse_from(base).unwrap();
+        assert_eq!(default.worker_threads(), (cpus / 2).max(1), "{cpus} CPUs");
+        let set = Config::try_parse_from([&base[..], &["--worker-threads", "3"]].concat()).unwrap();
+        assert_eq!(set.worker_threads(), 3);
+        let err = Config::try_parse_from([&base[..], &["--worker-threads", "0"]].concat()).unwrap_err();
+        assert!(err.to_string().contains("--worker-threads"), "{err}");
     }
 
     #[test]

@@ -14,11 +14,17 @@ use upload_api::config::Config;
 use upload_api::server::{ServerLimits, serve};
 use upload_api::{AppState, app};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(config.log_json);
-    exit_code("upload-api", run(config).await)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => exit_code("upload-api", runtime.block_on(run(config))),
+        Err(err) => exit_code("upload-api", Err(err.into())),
+    }
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {

@@ -111,6 +111,18 @@ mod tests {
 
     use super::*;
 
+    /// The required flags, and `--no-auth` last.
+    const NO_AUTH: [&str; 8] = [
+        "upload-api",
+        "--bucket",
+        "b",
+        "--table",
+        "t",
+        "--delivery-stream",
+        "s",
+        "--no-auth",
+    ];
+
     #[test]
     fn settings_come_from_the_documented_flags_with_defaults() {
         let config = Config::try_parse_from([
@@ -139,19 +151,9 @@ mod tests {
 
     #[test]
     fn per_key_limits_are_positive_numbers() {
-        let base = [
-            "upload-api",
-            "--bucket",
-            "b",
-            "--table",
-            "t",
-            "--delivery-stream",
-            "s",
-            "--no-auth",
-        ];
         let limited = Config::try_parse_from(
             [
-                &base[..],
+                &NO_AUTH[..],
                 &[
                     "--key-requests-per-second",
                     "2.5",
@@ -171,43 +173,25 @@ mod tests {
         );
         for wrong in ["0", "-1", "NaN", "fast"] {
             let flag = format!("--key-requests-per-second={wrong}");
-            let err = Config::try_parse_from([&base[..], &[flag.as_str()]].concat()).unwrap_err();
+            let err = Config::try_parse_from([&NO_AUTH[..], &[flag.as_str()]].concat()).unwrap_err();
             assert!(err.to_string().contains("not a positive number"), "{err}");
         }
     }
 
     #[test]
     fn worker_threads_are_half_the_cpus_unless_set_and_never_none() {
-        let base = [
-            "upload-api",
-            "--bucket",
-            "b",
-            "--table",
-            "t",
-            "--delivery-stream",
-            "s",
-            "--no-auth",
-        ];
         let cpus = std::thread::available_parallelism().unwrap().get();
-        let default = Config::try_parse_from(base).unwrap();
+        let default = Config::try_parse_from(NO_AUTH).unwrap();
         assert_eq!(default.worker_threads(), (cpus / 2).max(1), "{cpus} CPUs");
-        let set = Config::try_parse_from([&base[..], &["--worker-threads", "3"]].concat()).unwrap();
+        let set = Config::try_parse_from([&NO_AUTH[..], &["--worker-threads", "3"]].concat()).unwrap();
         assert_eq!(set.worker_threads(), 3);
-        let err = Config::try_parse_from([&base[..], &["--worker-threads", "0"]].concat()).unwrap_err();
+        let err = Config::try_parse_from([&NO_AUTH[..], &["--worker-threads", "0"]].concat()).unwrap_err();
         assert!(err.to_string().contains("--worker-threads"), "{err}");
     }
 
     #[test]
     fn authentication_is_off_only_when_asked_for() {
-        let base = [
-            "upload-api",
-            "--bucket",
-            "b",
-            "--table",
-            "t",
-            "--delivery-stream",
-            "s",
-        ];
+        let base = &NO_AUTH[..NO_AUTH.len() - 1];
         let missing = Config::try_parse_from(base).unwrap_err();
         assert!(missing.to_string().contains("--api-keys-file"), "{missing}");
         let open = Config::try_parse_from([&base[..], &["--no-auth"]].concat()).unwrap();

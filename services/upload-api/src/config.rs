@@ -194,7 +194,7 @@ mod tests {
         let base = &NO_AUTH[..NO_AUTH.len() - 1];
         let missing = Config::try_parse_from(base).unwrap_err();
         assert!(missing.to_string().contains("--api-keys-file"), "{missing}");
-        let open = Config::try_parse_from([&base[..], &["--no-auth"]].concat()).unwrap();
+        let open = Config::try_parse_from([base, &["--no-auth"]].concat()).unwrap();
         assert!(open.no_auth && open.api_keys_file.is_none());
     }
 

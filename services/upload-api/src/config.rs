@@ -125,20 +125,14 @@ mod tests {
 
     #[test]
     fn settings_come_from_the_documented_flags_with_defaults() {
-        let config = Config::try_parse_from([
-            "upload-api",
-            "--bucket",
-            "b",
-            "--table",
-            "t",
-            "--delivery-stream",
-            "s",
+        let required = &NO_AUTH[..NO_AUTH.len() - 1];
+        let flags = [
             "--api-keys-file",
             "/run/secrets/keys",
             "--allowed-content-types",
             "image/png,image/gif",
-        ])
-        .unwrap();
+        ];
+        let config = Config::try_parse_from([required, &flags].concat()).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.pipeline.retention_days, 7);
         assert_eq!(config.pipeline.max_image_bytes, 20_971_520);

@@ -62,7 +62,7 @@ impl CallKey {
 }
 
 pub fn is_mutating_operation(operation: &str) -> bool {
-    const READ_PREFIXES: [&str; 4] = ["Describe", "Get", "List", "Head"];
+    const READ_PREFIXES: [&str; 5] = ["Describe", "Get", "List", "Head", "Search"];
     !READ_PREFIXES.iter().any(|prefix| operation.starts_with(prefix))
 }
 

@@ -6,8 +6,7 @@
 //! refills it however many pipelines are built at once: 5 a second for most
 //! changes, 0.3 a second for `CreateVpcEndpoint`.
 
-use std::borrow::Cow;
-
+use super::calls::is_mutating_operation;
 use super::throttle::RequestRate;
 
 /// `Describe*`, `List*`, `Search*` and `Get*` actions.
@@ -62,7 +61,7 @@ const OWN_BUCKETS: [(&str, RequestRate); 24] = [
 /// The bucket an EC2 request draws from, by its Query-protocol body
 /// (`Action=…&Version=…&…`): a name for the bucket and its rate. None for a
 /// body that names no action.
-pub fn bucket_of(body: &[u8]) -> Option<(Cow<'static, str>, RequestRate)> {
+pub fn bucket_of(body: &[u8]) -> Option<(String, RequestRate)> {
     let body = std::str::from_utf8(body).ok()?;
     let mut action = None;
     let mut narrowed = false;
@@ -77,18 +76,13 @@ pub fn bucket_of(body: &[u8]) -> Option<(Cow<'static, str>, RequestRate)> {
     }
     let action = action.filter(|a| !a.is_empty())?;
     if let Some((_, rate)) = OWN_BUCKETS.iter().find(|(name, _)| *name == action) {
-        return Some((Cow::Owned(action.to_owned()), *rate));
+        return Some((action.to_owned(), *rate));
     }
-    let non_mutating = ["Describe", "List", "Search", "Get"]
-        .iter()
-        .any(|prefix| action.starts_with(prefix));
-    let bucket = match (non_mutating, UNFILTERED_ACTIONS.contains(&action) && !narrowed) {
-        (false, _) => (Cow::Owned(action.to_owned()), MUTATING),
-        (true, true) => (
-            Cow::Owned(format!("{action} (unfiltered)")),
-            UNFILTERED_NON_MUTATING,
-        ),
-        (true, false) => (Cow::Owned(action.to_owned()), NON_MUTATING),
+    let unfiltered = UNFILTERED_ACTIONS.contains(&action) && !narrowed;
+    let bucket = match (is_mutating_operation(action), unfiltered) {
+        (true, _) => (action.to_owned(), MUTATING),
+        (false, true) => (format!("{action} (unfiltered)"), UNFILTERED_NON_MUTATING),
+        (false, false) => (action.to_owned(), NON_MUTATING),
     };
     Some(bucket)
 }
@@ -98,7 +92,7 @@ mod tests {
     use super::*;
 
     fn rate(body: &str) -> Option<(String, f64, u32)> {
-        bucket_of(body.as_bytes()).map(|(name, rate)| (name.into_owned(), rate.per_second, rate.burst))
+        bucket_of(body.as_bytes()).map(|(name, rate)| (name, rate.per_second, rate.burst))
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! API action where the service throttles actions separately (EC2), applied
 //! at the HTTP layer so that the SDK's own retries draw from the same buckets.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,7 +86,7 @@ pub mod rates {
 
 /// The bucket of a request's own action, if its service throttles actions
 /// separately (EC2: [`super::ec2_rates::bucket_of`]), from its body.
-pub type ActionBucket = fn(&[u8]) -> Option<(Cow<'static, str>, RequestRate)>;
+pub type ActionBucket = fn(&[u8]) -> Option<(String, RequestRate)>;
 
 /// Wraps the SDK's HTTP client so that every request, retries included,
 /// first takes a token from its action's bucket, if the service has them,
@@ -123,7 +122,7 @@ impl RateLimitedHttpClient {
 /// One limiter per action bucket, made when the action is first asked.
 struct ActionLimiters {
     bucket_of: ActionBucket,
-    limiters: Mutex<HashMap<Cow<'static, str>, Arc<DefaultDirectRateLimiter>>>,
+    limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
 }
 
 impl std::fmt::Debug for ActionLimiters {

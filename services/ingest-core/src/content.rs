@@ -253,20 +253,25 @@ impl Spool {
     }
 
     /// Makes room at once for the `len` bytes an image declared, so that
-    /// they are not copied as the buffer grows (nothing if it has no room).
-    pub fn expect(&mut self, len: u64) {
+    /// they are not copied as the buffer grows. Beyond [`IN_MEMORY_BYTES`]
+    /// the room is a share of the [`SpoolMemory`], waited for while images
+    /// return theirs (see [`SpoolMemory::wait_for`]); an image that gets
+    /// none is written to a file as it arrives.
+    pub async fn expect(&mut self, len: u64) {
         if !self.memory.is_empty() || self.file.is_some() || len > self.limit {
             return;
         }
         let beyond = len.saturating_sub(IN_MEMORY_BYTES as u64);
-        let room = beyond == 0
-            || self
-                .shared
-                .as_ref()
-                .is_some_and(|shared| shared.grow(&mut self.lent, beyond));
-        if room {
-            self.memory.reserve(usize::try_from(len).unwrap_or(0));
+        if beyond > 0 {
+            let Some(shared) = &self.shared else { return };
+            if !shared.grow(&mut self.lent, beyond) {
+                match shared.wait_for(beyond).await {
+                    Some(lent) => self.lent = Some(lent),
+                    None => return,
+                }
+            }
         }
+        self.memory.reserve(usize::try_from(len).unwrap_or(0));
     }
 
     /// Whether `more` bytes fit in memory, borrowing from the share if they
@@ -378,7 +383,7 @@ mod tests {
             async move {
                 let mut spool = Spool::new(std::env::temp_dir(), u64::MAX).with_memory(&shared);
                 if let Some(len) = declared {
-                    spool.expect(len);
+                    spool.expect(len).await;
                 }
                 for piece in png.chunks(16 * 1024) {
                     spool.push(piece).await.unwrap();

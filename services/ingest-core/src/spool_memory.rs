@@ -4,24 +4,46 @@
 //! it, then to send it) cost more CPU than the checks themselves for a 1 MiB
 //! PNG (measured: docs/benchmarks.md), so memory is used first; the share
 //! bounds what a full house of uploads holds, whatever their number.
+//!
+//! An image that declared its length may wait for its share (see
+//! [`SpoolMemory::wait_for`]): when many large images arrive at once, the
+//! share is taken by images being checked and stored, which return it
+//! within milliseconds, and waiting for it costs less than the disk. Memory
+//! held by slow clients is not returned soon, and then the image goes to a
+//! file after all.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The default share: 64 uploads of 1 MiB at once.
 pub const SPOOL_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How long an image waits for its share while no image returns memory:
+/// images being checked and stored return theirs within milliseconds (a
+/// 16 MiB PNG in about 30 ms of CPU, plus its PutObject), slow clients hold
+/// theirs until they finish.
+pub const SPOOL_MEMORY_PATIENCE: Duration = Duration::from_millis(500);
+
 /// Memory shared by the images arriving at once, in KiB.
 #[derive(Clone, Debug)]
 pub struct SpoolMemory {
     kib: Arc<Semaphore>,
+    /// The whole share, in KiB: an image needing more never waits for it.
+    capacity_kib: usize,
+    /// How many times an image has returned its memory.
+    returns: Arc<AtomicU64>,
+    /// How long [`SpoolMemory::wait_for`] waits without a return.
+    patience: Duration,
 }
 
 /// Memory lent to one image; returned when dropped.
 #[derive(Debug)]
 pub struct Lent {
     permit: OwnedSemaphorePermit,
+    returns: Arc<AtomicU64>,
 }
 
 impl Lent {
@@ -30,8 +52,18 @@ impl Lent {
     }
 
     /// Adds `more` to what this image holds.
-    fn merge(&mut self, more: Lent) {
-        self.permit.merge(more.permit);
+    fn merge(&mut self, mut more: Lent) {
+        if let Some(permit) = more.permit.split(more.permit.num_permits()) {
+            self.permit.merge(permit);
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if self.permit.num_permits() > 0 {
+            self.returns.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -42,6 +74,21 @@ impl SpoolMemory {
             .min(Semaphore::MAX_PERMITS);
         Self {
             kib: Arc::new(Semaphore::new(kib)),
+            capacity_kib: kib,
+            returns: Arc::default(),
+            patience: SPOOL_MEMORY_PATIENCE,
+        }
+    }
+
+    /// Waits `patience` without a return before an image goes to a file.
+    pub fn with_patience(self, patience: Duration) -> Self {
+        Self { patience, ..self }
+    }
+
+    fn lent(&self, permit: OwnedSemaphorePermit) -> Lent {
+        Lent {
+            permit,
+            returns: Arc::clone(&self.returns),
         }
     }
 
@@ -50,7 +97,29 @@ impl SpoolMemory {
     fn lend(&self, bytes: u64) -> Option<Lent> {
         let kib = u32::try_from(bytes.div_ceil(1024)).ok()?.max(1);
         let permit = Arc::clone(&self.kib).try_acquire_many_owned(kib).ok()?;
-        Some(Lent { permit })
+        Some(self.lent(permit))
+    }
+
+    /// `bytes` of memory, waiting for them in turn as long as images keep
+    /// returning what they hold: none once the patience passed without a
+    /// return (the memory is held by slow uploads), and none at once if
+    /// the whole share is smaller.
+    pub async fn wait_for(&self, bytes: u64) -> Option<Lent> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?.max(1);
+        if kib as usize > self.capacity_kib {
+            return None;
+        }
+        // One future throughout, so the image keeps its place in the queue.
+        let acquire = Arc::clone(&self.kib).acquire_many_owned(kib);
+        tokio::pin!(acquire);
+        loop {
+            let returns = self.returns.load(Ordering::Relaxed);
+            match tokio::time::timeout(self.patience, &mut acquire).await {
+                Ok(permit) => return permit.ok().map(|permit| self.lent(permit)),
+                Err(_) if self.returns.load(Ordering::Relaxed) == returns => return None,
+                Err(_) => {}
+            }
+        }
     }
 
     /// Grows `lent` to at least `bytes`, or leaves it as it is and answers
@@ -99,5 +168,51 @@ mod tests {
         assert!(memory.grow(&mut second, 512 * 1024));
         drop(first);
         assert_eq!(memory.available(), 3 * 1024 * 1024 - 512 * 1024);
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// Waits for `bytes` in a task of its own, as an arriving image does.
+    fn waiting(memory: &SpoolMemory, bytes: u64) -> tokio::task::JoinHandle<Option<Lent>> {
+        let memory = memory.clone();
+        tokio::spawn(async move { memory.wait_for(bytes).await })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_image_waits_for_its_share_while_images_return_theirs() {
+        let memory = SpoolMemory::new(3 * MIB).with_patience(Duration::from_millis(500));
+        let (mut large, mut small) = (None, None);
+        assert!(memory.grow(&mut large, 2 * MIB));
+        assert!(memory.grow(&mut small, MIB));
+        let started = tokio::time::Instant::now();
+        let waiter = waiting(&memory, 2 * MIB);
+        // A return within the patience, though not enough, starts it again…
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop(small);
+        // …so the waiter is still there when the rest comes, 800 ms in.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiter.is_finished());
+        drop(large);
+        let lent = waiter.await.unwrap().expect("the share, once returned");
+        assert_eq!(lent.bytes(), 2 * MIB);
+        assert_eq!(started.elapsed(), Duration::from_millis(800));
+        assert_eq!(memory.available(), MIB);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_image_stops_waiting_once_nothing_is_returned_for_the_patience() {
+        let memory = SpoolMemory::new(3 * MIB).with_patience(Duration::from_millis(500));
+        let mut held = None;
+        assert!(memory.grow(&mut held, 2 * MIB));
+        let started = tokio::time::Instant::now();
+        assert!(waiting(&memory, 2 * MIB).await.unwrap().is_none());
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        assert_eq!(memory.available(), MIB, "a waiter gone keeps nothing");
+        // More than the whole share is never waited for.
+        let started = tokio::time::Instant::now();
+        assert!(waiting(&memory, 4 * MIB).await.unwrap().is_none());
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Memory free now is lent at once.
+        assert_eq!(waiting(&memory, MIB).await.unwrap().unwrap().bytes(), MIB);
     }
 }

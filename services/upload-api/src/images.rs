@@ -147,7 +147,7 @@ async fn receive(request: Request, mut spool: Spool) -> Result<(Content, ImageIn
                 .and_then(|v| v.to_str().ok()),
         )?;
         if let Some(len) = declared_length(request.headers(), spool.limit())? {
-            spool.expect(len);
+            spool.expect(len).await;
         }
         (Some(declared), read_body(request.into_body(), spool).await?)
     };

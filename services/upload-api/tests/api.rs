@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ingest_core::sha256_hex;
 use ingest_core::store::Store;
-use ingest_core::{ImageRules, ImageType};
+use ingest_core::{ImageRules, ImageType, SpoolMemory};
 use ingest_testing::image_metadata::{LATITUDE_SECONDS, LONGITUDE_SECONDS, rational_bytes};
 use ingest_testing::{Metadata, Picture, PipelineStorage, animation, http_client, image};
 use serde_json::Value;
@@ -621,5 +622,105 @@ async fn an_image_is_held_in_memory_while_the_spool_memory_lasts_and_spooled_whe
             0,
             "nothing is left in the spool directory"
         );
+    }
+}
+
+/// A raw upload whose body stops after `sent` bytes until the test sends
+/// the rest: a slow client holding what its declared length reserved.
+struct StalledUpload {
+    socket: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl StalledUpload {
+    async fn start(address: std::net::SocketAddr, png: &[u8], sent: usize) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST /v1/images HTTP/1.1\r\nhost: {address}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n\r\n",
+            png.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&png[..sent]).await.unwrap();
+        Self {
+            socket,
+            rest: png[sent..].to_vec(),
+        }
+    }
+
+    /// Sends the rest and answers the status line.
+    async fn finish(mut self) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        self.socket.write_all(&self.rest).await.unwrap();
+        let mut status = String::new();
+        BufReader::new(self.socket).read_line(&mut status).await.unwrap();
+        status.trim_end().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_large_upload_waits_for_memory_that_uploads_return_but_not_for_a_stalled_client() {
+    const MIB: usize = 1024 * 1024;
+    let storage = PipelineStorage::start(7).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let http = http_client();
+    // Room for one image of 1.5 MiB (the first 256 KiB of each need none).
+    // The patience is long where the first upload finishes (so a slow
+    // emulator cannot make the test fail) and short where it stalls.
+    for (n, patience, stalls, spooled) in [
+        (1, Duration::from_secs(10), false, 0.0),
+        (3, Duration::from_millis(300), true, 1.0),
+    ] {
+        let memory = SpoolMemory::new(2 * MIB as u64).with_patience(patience);
+        let mut state = AppState::new(
+            Store::new(&storage.config, storage.targets.clone()),
+            Auth::Disabled,
+            4 * MIB as u64,
+            ImageType::ALL.into_iter().collect::<BTreeSet<_>>(),
+            ImageRules::default(),
+            spool_dir.path().to_owned(),
+            8,
+        );
+        state.spool_memory = memory.clone();
+        let address = serve_state(state).await;
+        let first = image(ImageType::Png, n, 3 * MIB / 2);
+        let stalled = StalledUpload::start(address, &first, MIB).await;
+        while memory.available() > MIB as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let second = image(ImageType::Png, n + 1, 3 * MIB / 2);
+        let post = http
+            .post(format!("http://{address}/v1/images"))
+            .header("content-type", "image/png")
+            .body(second.clone())
+            .send();
+        let second_stored = tokio::spawn(post);
+        let first_status = if stalls {
+            let response = second_stored.await.unwrap().unwrap();
+            assert_eq!(response.status(), 201, "stored from the spool directory");
+            let item: Value = response.json().await.unwrap();
+            assert!(storage.object(item["key"].as_str().unwrap()).await.bytes == second);
+            stalled.finish().await
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!second_stored.is_finished(), "the second waits for memory");
+            let first_status = stalled.finish().await;
+            let response = second_stored.await.unwrap().unwrap();
+            assert_eq!(response.status(), 201, "stored from memory");
+            let item: Value = response.json().await.unwrap();
+            assert!(storage.object(item["key"].as_str().unwrap()).await.bytes == second);
+            first_status
+        };
+        assert_eq!(
+            first_status, "HTTP/1.1 201 Created",
+            "the stalled client's upload"
+        );
+        let metrics = ingest_testing::metrics_text(address).await;
+        assert_eq!(
+            ingest_testing::metric(&metrics, "upload_api_spooled_uploads_total"),
+            spooled,
+            "stalled: {stalls}"
+        );
+        assert_eq!(memory.available(), 2 * MIB as u64, "all memory returned");
     }
 }

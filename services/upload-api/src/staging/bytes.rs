@@ -255,6 +255,9 @@ impl Staging {
             }
             Err(err) => return Err(StoreError::from_sdk(Backend::S3, "read the staged upload", err).into()),
         };
+        if let Some(len) = object.content_length().and_then(|len| u64::try_from(len).ok()) {
+            spool.expect(len).await;
+        }
         let mut body = object.body;
         while let Some(chunk) = body.next().await {
             let chunk =

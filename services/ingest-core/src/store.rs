@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -29,8 +28,6 @@ use crate::{ImageType, Verified};
 
 /// Object metadata key of the content's SHA-256 (`x-amz-meta-sha256`).
 pub const SHA256_METADATA: &str = "sha256";
-/// Objects above this size are uploaded in parts of this size.
-pub const MULTIPART_PART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Where a pipeline keeps its images: DESIGN.md's service configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -372,106 +369,39 @@ impl Store {
         Ok(out.body)
     }
 
+    /// The image as one object, whatever its size: S3 takes up to 5 GiB in
+    /// one PutObject (a pipeline's images are at most 100 MiB), and only a
+    /// single object carries the SHA-256 of all its bytes for S3 to check.
+    /// In parts it would cost three more requests, a CRC32 of each part
+    /// instead, and an upload left to abort after a crash.
     async fn put_object(
         &self,
         item: &ImageItem,
         image_type: ImageType,
         content: &Content,
     ) -> Result<(), StoreError> {
-        let bucket = &self.targets.bucket;
-        if content.len() <= MULTIPART_PART_BYTES {
-            let body = content.body(0..content.len()).await.map_err(StoreError::spool)?;
-            return self
-                .s3
-                .put_object()
-                .bucket(bucket)
-                .key(&item.key)
-                .content_type(image_type.mime_type())
-                .metadata(SHA256_METADATA, &item.sha256)
-                // S3 refuses the object unless what it received has the
-                // SHA-256 of what was checked here. Given the checksum, the
-                // SDK sends a spooled body as it is, not aws-chunked with a
-                // CRC32 trailer of its own.
-                .checksum_sha256(aws_smithy_types::base64::encode(content.sha256()))
-                .body(body)
-                .customize()
-                // The signed checksum header already binds the bytes, so
-                // SigV4 need not hash the body a second time (an eighth of
-                // stream-bridge's CPU per 100 KiB record, measured).
-                .disable_payload_signing()
-                .send()
-                .await
-                .map(drop)
-                .map_err(|err| StoreError::from_sdk(Backend::S3, "store the image", err));
-        }
-        let upload = self
-            .s3
-            .create_multipart_upload()
-            .bucket(bucket)
+        let body = content.body(0..content.len()).await.map_err(StoreError::spool)?;
+        self.s3
+            .put_object()
+            .bucket(&self.targets.bucket)
             .key(&item.key)
             .content_type(image_type.mime_type())
             .metadata(SHA256_METADATA, &item.sha256)
-            .send()
-            .await
-            .map_err(|err| StoreError::from_sdk(Backend::S3, "start a multipart upload", err))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(&item.key, &upload_id, content).await;
-        if result.is_err() {
-            // Parts of an unfinished upload cost storage until aborted.
-            let _ = self
-                .s3
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(&item.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        result
-    }
-
-    async fn upload_parts(&self, key: &str, upload_id: &str, content: &Content) -> Result<(), StoreError> {
-        let bucket = &self.targets.bucket;
-        let mut parts = Vec::new();
-        let starts = (0..content.len()).step_by(MULTIPART_PART_BYTES as usize);
-        for (index, start) in starts.enumerate() {
-            let number = i32::try_from(index + 1).unwrap_or(i32::MAX);
-            let end = (start + MULTIPART_PART_BYTES).min(content.len());
-            let body = content.body(start..end).await.map_err(StoreError::spool)?;
-            let part = self
-                .s3
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(body)
-                .customize()
-                // As for a single object, SigV4 does not hash the part: the
-                // SDK sends it aws-chunked with a CRC32 trailer that S3
-                // checks (CRC32 costs a fraction of a SHA-256 pass), the
-                // headers are signed, and TLS carries it.
-                .disable_payload_signing()
-                .send()
-                .await
-                .map_err(|err| StoreError::from_sdk(Backend::S3, "upload an image part", err))?;
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(part.e_tag().map(str::to_owned))
-                    .build(),
-            );
-        }
-        self.s3
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            // S3 refuses the object unless what it received has the
+            // SHA-256 of what was checked here. Given the checksum, the
+            // SDK sends a spooled body as it is, not aws-chunked with a
+            // CRC32 trailer of its own.
+            .checksum_sha256(aws_smithy_types::base64::encode(content.sha256()))
+            .body(body)
+            .customize()
+            // The signed checksum header already binds the bytes, so
+            // SigV4 need not hash the body a second time (an eighth of
+            // stream-bridge's CPU per 100 KiB record, measured).
+            .disable_payload_signing()
             .send()
             .await
             .map(drop)
-            .map_err(|err| StoreError::from_sdk(Backend::S3, "complete the multipart upload", err))
+            .map_err(|err| StoreError::from_sdk(Backend::S3, "store the image", err))
     }
 }
 

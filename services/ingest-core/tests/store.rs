@@ -115,11 +115,11 @@ async fn an_image_lands_in_s3_dynamodb_and_firehose_once() {
 }
 
 #[tokio::test]
-async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_parts() {
+async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_whole_with_its_checksum() {
     let p = pipeline().await;
     let spool_dir = tempfile::tempdir().unwrap();
-    // Larger than one part: a multipart upload of three parts, read back
-    // from the spool file part by part.
+    // A large image, read back from the spool file: one object, which S3
+    // keeps only if it has the image's SHA-256.
     let content = png(2600, 2400, 2);
     let large = received(&content, spool_dir.path()).await;
     assert!(large.is_spooled());
@@ -139,7 +139,12 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     assert!(item.key.starts_with("images/2026/11/24/"), "{}", item.key);
     let object = p.storage.object(&item.key).await;
     assert_eq!(object.content_type.as_deref(), Some("image/png"));
-    assert!(object.bytes == content, "the parts make up the image");
+    assert!(object.bytes == content, "the object is the image");
+    assert_eq!(
+        object.checksum_sha256,
+        Some(aws_smithy_types::base64::encode(Sha256::digest(&content))),
+        "checked by S3 whole, as a small one is"
+    );
 
     // As after a crash before the item was written: the replay finds the
     // same id, so the object is overwritten, not duplicated.
@@ -162,7 +167,7 @@ async fn a_replayed_stream_record_writes_the_same_key_and_a_large_image_goes_in_
     );
     assert_eq!(p.storage.item_count().await, 1);
 
-    // Spooled but one part: a single PutObject streamed from the file.
+    // Spooled, smaller: a PutObject streamed from the file as well.
     let medium = png(800, 600, 3);
     let image = received(&medium, spool_dir.path()).await;
     assert!(image.is_spooled());

@@ -1,6 +1,6 @@
 //! A null AWS backend for benchmarks, never for correctness tests: a loopback
-//! HTTPS server that answers the calls the services make (S3 PutObject and
-//! multipart uploads, DynamoDB Query/GetItem/PutItem/UpdateItem/DeleteItem,
+//! HTTPS server that answers the calls the services make (S3 PutObject,
+//! DynamoDB Query/GetItem/PutItem/UpdateItem/DeleteItem,
 //! Firehose PutRecord/PutRecordBatch) at once, with valid answers, and
 //! throws the bytes away. With it a benchmark measures the services' own
 //! cost, not the emulator's (moto serves about 40 MB/s).
@@ -167,10 +167,6 @@ fn json(version: &str, body: String) -> Response {
         .into_response()
 }
 
-fn xml(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
-}
-
 const ETAG: &str = "\"00000000000000000000000000000000\"";
 
 async fn answer(
@@ -217,40 +213,20 @@ async fn answer(
                 .into_response(),
         };
     }
-    // S3, path-style: /bucket/key?…
-    let query = uri.query().unwrap_or_default();
-    let has = |name: &str| {
-        query
-            .split('&')
-            .any(|p| p == name || p.starts_with(&format!("{name}=")))
-    };
-    let (bucket, key) = uri
-        .path()
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((uri.path().trim_start_matches('/'), ""));
+    // S3, path-style: /bucket/key. Whole objects only, as the services
+    // store them: a multipart upload is refused, and its bench fails.
+    let multipart = uri
+        .query()
+        .is_some_and(|query| query.contains("uploads") || query.contains("uploadId"));
     match method {
-        Method::POST if has("uploads") => xml(format!(
-            "<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>\
-             <UploadId>null-upload</UploadId></InitiateMultipartUploadResult>"
-        )),
-        Method::POST if has("uploadId") => {
-            counts.s3_objects.fetch_add(1, Ordering::Relaxed);
-            xml(format!(
-                "<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>\
-                 <ETag>{ETAG}</ETag></CompleteMultipartUploadResult>"
-            ))
-        }
-        Method::PUT => {
+        Method::PUT if !multipart => {
             let signed_chunks = headers
                 .get("x-amz-content-sha256")
                 .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-AWS4-HMAC-SHA256"));
             if signed_chunks {
                 counts.s3_signed_chunked_requests.fetch_add(1, Ordering::Relaxed);
             }
-            if !has("partNumber") {
-                counts.s3_objects.fetch_add(1, Ordering::Relaxed);
-            }
+            counts.s3_objects.fetch_add(1, Ordering::Relaxed);
             counts.s3_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             ([(header::ETAG, ETAG)], "").into_response()
         }

@@ -330,8 +330,8 @@ pub fn instance_permissions_policy(ctx: &PipelineContext, config: &UploadInstanc
             {
                 "Sid": "StoreAndServeImages",
                 "Effect": "Allow",
-                // Multipart uploads of large images can be abandoned midway.
-                "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+                // Each image is one PutObject, never a multipart upload.
+                "Action": ["s3:GetObject", "s3:PutObject"],
                 "Resource": [format!("arn:{}:s3:::{}/{IMAGES_PREFIX}*", ctx.partition, targets.bucket)]
             },
             {

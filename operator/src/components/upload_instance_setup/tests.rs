@@ -223,7 +223,7 @@ fn permissions_name_specific_arns_the_images_and_staging_prefixes_and_only_uploa
         "only the upload items' statement is conditional"
     );
     let expected: BTreeMap<&str, Vec<String>> = BTreeMap::from([
-        ("s3:AbortMultipartUpload", vec![images.clone(), staging.clone()]),
+        ("s3:AbortMultipartUpload", vec![staging.clone()]),
         ("s3:DeleteObject", vec![staging.clone()]),
         ("s3:GetObject", vec![images.clone(), staging.clone()]),
         ("s3:PutObject", vec![images.clone(), staging.clone()]),

@@ -264,11 +264,9 @@ impl Spool {
         let beyond = len.saturating_sub(IN_MEMORY_BYTES as u64);
         if beyond > 0 {
             let Some(shared) = &self.shared else { return };
-            if !shared.grow(&mut self.lent, beyond) {
-                match shared.wait_for(beyond).await {
-                    Some(lent) => self.lent = Some(lent),
-                    None => return,
-                }
+            match shared.wait_for(beyond).await {
+                Some(lent) => self.lent = Some(lent),
+                None => return,
             }
         }
         self.memory.reserve(usize::try_from(len).unwrap_or(0));

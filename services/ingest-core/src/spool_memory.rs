@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The default share: 64 uploads of 1 MiB at once.
@@ -37,6 +38,8 @@ pub struct SpoolMemory {
     returns: Arc<AtomicU64>,
     /// How long [`SpoolMemory::wait_for`] waits without a return.
     patience: Duration,
+    /// Where the time each wait took is counted, if anywhere.
+    waits: Option<Histogram>,
 }
 
 /// Memory lent to one image; returned when dropped.
@@ -77,6 +80,16 @@ impl SpoolMemory {
             capacity_kib: kib,
             returns: Arc::default(),
             patience: SPOOL_MEMORY_PATIENCE,
+            waits: None,
+        }
+    }
+
+    /// Counts in `waits` the seconds each image waited for its share,
+    /// whether it got it or not (images that found it free are not counted).
+    pub fn with_waits_observed_in(self, waits: Histogram) -> Self {
+        Self {
+            waits: Some(waits),
+            ..self
         }
     }
 
@@ -100,26 +113,34 @@ impl SpoolMemory {
         Some(self.lent(permit))
     }
 
-    /// `bytes` of memory, waiting for them in turn as long as images keep
-    /// returning what they hold: none once the patience passed without a
-    /// return (the memory is held by slow uploads), and none at once if
-    /// the whole share is smaller.
+    /// `bytes` of memory: at once if they are free, else waiting for them
+    /// in turn as long as images keep returning what they hold; none once
+    /// the patience passed without a return (the memory is held by slow
+    /// uploads), and none at once if the whole share is smaller.
     pub async fn wait_for(&self, bytes: u64) -> Option<Lent> {
         let kib = u32::try_from(bytes.div_ceil(1024)).ok()?.max(1);
         if kib as usize > self.capacity_kib {
             return None;
         }
+        if let Some(free) = self.lend(bytes) {
+            return Some(free);
+        }
+        let started = tokio::time::Instant::now();
         // One future throughout, so the image keeps its place in the queue.
         let acquire = Arc::clone(&self.kib).acquire_many_owned(kib);
         tokio::pin!(acquire);
-        loop {
+        let lent = loop {
             let returns = self.returns.load(Ordering::Relaxed);
             match tokio::time::timeout(self.patience, &mut acquire).await {
-                Ok(permit) => return permit.ok().map(|permit| self.lent(permit)),
-                Err(_) if self.returns.load(Ordering::Relaxed) == returns => return None,
+                Ok(permit) => break permit.ok().map(|permit| self.lent(permit)),
+                Err(_) if self.returns.load(Ordering::Relaxed) == returns => break None,
                 Err(_) => {}
             }
+        };
+        if let Some(waits) = &self.waits {
+            waits.observe(started.elapsed().as_secs_f64());
         }
+        lent
     }
 
     /// Grows `lent` to at least `bytes`, or leaves it as it is and answers
@@ -201,7 +222,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_image_stops_waiting_once_nothing_is_returned_for_the_patience() {
-        let memory = SpoolMemory::new(3 * MIB).with_patience(Duration::from_millis(500));
+        let waits = Histogram::new([0.1, 1.0]);
+        let memory = SpoolMemory::new(3 * MIB)
+            .with_patience(Duration::from_millis(500))
+            .with_waits_observed_in(waits.clone());
         let mut held = None;
         assert!(memory.grow(&mut held, 2 * MIB));
         let started = tokio::time::Instant::now();
@@ -214,5 +238,12 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO);
         // Memory free now is lent at once.
         assert_eq!(waiting(&memory, MIB).await.unwrap().unwrap().bytes(), MIB);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("waits", "", waits);
+        let text = crate::service::metrics_text(&registry);
+        assert!(
+            text.contains("waits_sum 0.5\n") && text.contains("waits_count 1\n"),
+            "the one wait, and only it, is counted: {text}"
+        );
     }
 }

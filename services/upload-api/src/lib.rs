@@ -78,6 +78,7 @@ impl AppState {
         spool_dir: PathBuf,
         max_concurrent_uploads: usize,
     ) -> Self {
+        let metrics = Metrics::new();
         Self {
             staging: Staging::new(&store, &spool_dir),
             store,
@@ -87,8 +88,8 @@ impl AppState {
             image_rules,
             decode_budget: DecodeBudget::default(),
             spool_dir,
-            spool_memory: SpoolMemory::default(),
-            metrics: Metrics::new(),
+            spool_memory: SpoolMemory::default().with_waits_observed_in(metrics.spool_memory_wait.clone()),
+            metrics,
             uploads: Arc::new(Semaphore::new(max_concurrent_uploads)),
             key_limits: KeyLimits::default(),
             readiness: Mutex::new(None),
@@ -111,7 +112,8 @@ impl AppState {
     /// Lets arriving images share `bytes` of memory before they are spooled.
     pub fn with_spool_memory(self, bytes: u64) -> Self {
         Self {
-            spool_memory: SpoolMemory::new(bytes),
+            spool_memory: SpoolMemory::new(bytes)
+                .with_waits_observed_in(self.metrics.spool_memory_wait.clone()),
             ..self
         }
     }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub stored_bytes: Counter,
     pub in_flight: Gauge,
     pub spooled_uploads: Counter,
+    /// Seconds images waited for their share of the spool memory.
+    pub spool_memory_wait: Histogram,
     pub key_requests: Family<KeyRequestLabels, Counter>,
     pub key_received_bytes: Family<KeyLabels, Counter>,
     pub rate_limited: Family<KeyLimitLabels, Counter>,
@@ -64,6 +66,8 @@ impl Metrics {
         let stored_bytes = Counter::default();
         let in_flight = Gauge::default();
         let spooled_uploads = Counter::default();
+        // 1 ms to about 8 s.
+        let spool_memory_wait = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register("requests", "HTTP requests by route and status", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -84,6 +88,12 @@ impl Metrics {
             "spooled_uploads",
             "Uploads written to the spool directory because the spool memory (--spool-memory-bytes) was taken",
             spooled_uploads.clone(),
+        );
+        registry.register(
+            "spool_memory_wait_seconds",
+            "Time uploads of a declared length waited for their share of the spool memory, \
+             whether they got it or were spooled (those that found it free are not counted)",
+            spool_memory_wait.clone(),
         );
         let key_requests = Family::<KeyRequestLabels, Counter>::default();
         let key_received_bytes = Family::<KeyLabels, Counter>::default();
@@ -110,6 +120,7 @@ impl Metrics {
             stored_bytes,
             in_flight,
             spooled_uploads,
+            spool_memory_wait,
             key_requests,
             key_received_bytes,
             rate_limited,

@@ -681,7 +681,9 @@ async fn a_large_upload_waits_for_memory_that_uploads_return_but_not_for_a_stall
             spool_dir.path().to_owned(),
             8,
         );
-        state.spool_memory = memory.clone();
+        state.spool_memory = memory
+            .clone()
+            .with_waits_observed_in(state.metrics.spool_memory_wait.clone());
         let address = serve_state(state).await;
         let first = image(ImageType::Png, n, 3 * MIB / 2);
         let stalled = StalledUpload::start(address, &first, MIB).await;
@@ -720,6 +722,15 @@ async fn a_large_upload_waits_for_memory_that_uploads_return_but_not_for_a_stall
             ingest_testing::metric(&metrics, "upload_api_spooled_uploads_total"),
             spooled,
             "stalled: {stalls}"
+        );
+        assert_eq!(
+            ingest_testing::metric(&metrics, "upload_api_spool_memory_wait_seconds_count"),
+            1.0,
+            "the second upload's wait is counted, the first found memory free: {metrics}"
+        );
+        assert!(
+            ingest_testing::metric(&metrics, "upload_api_spool_memory_wait_seconds_sum") >= 0.3,
+            "it waited at least as long as the first held the memory: {metrics}"
         );
         assert_eq!(memory.available(), 2 * MIB as u64, "all memory returned");
     }

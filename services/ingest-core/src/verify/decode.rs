@@ -2,21 +2,39 @@
 //! they allow: zune-jpeg in strict mode (a truncated or damaged scan is an
 //! error, not grey blocks), png with its CRC and Adler-32 checks on, gif
 //! requiring frames inside the screen and LZW end codes, image-webp. The
-//! first frame's pixels are kept for the perceptual hash.
+//! first frame gives the perceptual hash: a still PNG line by line as it is
+//! decoded (no buffer of the whole picture), the others from their first
+//! frame's pixels.
 
 use std::io::Cursor;
 
-use super::phash::PixelLayout;
+use super::phash::{LineHasher, PerceptualHash, PixelLayout, difference_hash};
 use crate::ImageType;
 
-/// The first frame, decoded.
-pub(crate) struct Pixels {
+/// What decoding found.
+pub(crate) struct Decoded {
     /// The whole picture's width and height; a GIF frame may cover less.
     pub canvas: (usize, usize),
-    pub width: usize,
-    pub height: usize,
-    pub layout: PixelLayout,
-    pub data: Vec<u8>,
+    /// The first frame's difference hash.
+    pub phash: PerceptualHash,
+}
+
+/// The first frame, decoded.
+struct Pixels {
+    canvas: (usize, usize),
+    width: usize,
+    height: usize,
+    layout: PixelLayout,
+    data: Vec<u8>,
+}
+
+impl Pixels {
+    fn hashed(self) -> Decoded {
+        Decoded {
+            canvas: self.canvas,
+            phash: difference_hash(self.width, self.height, self.layout, &self.data),
+        }
+    }
 }
 
 /// What the decoder said was wrong.
@@ -29,12 +47,12 @@ pub(crate) fn decode(
     bytes: &[u8],
     frames: u32,
     memory_limit: usize,
-) -> Result<Pixels, DecodeFailure> {
+) -> Result<Decoded, DecodeFailure> {
     match image_type {
-        ImageType::Jpeg => jpeg(bytes),
+        ImageType::Jpeg => jpeg(bytes).map(Pixels::hashed),
         ImageType::Png => png(bytes, memory_limit),
-        ImageType::Gif => gif(bytes, memory_limit),
-        ImageType::Webp => webp(bytes, frames, memory_limit),
+        ImageType::Gif => gif(bytes, memory_limit).map(Pixels::hashed),
+        ImageType::Webp => webp(bytes, frames, memory_limit).map(Pixels::hashed),
     }
 }
 
@@ -59,13 +77,18 @@ fn jpeg(bytes: &[u8]) -> Result<Pixels, DecodeFailure> {
     })
 }
 
-fn png(bytes: &[u8], memory_limit: usize) -> Result<Pixels, DecodeFailure> {
+fn png(bytes: &[u8], memory_limit: usize) -> Result<Decoded, DecodeFailure> {
+    png_decoded(bytes, memory_limit, true)
+}
+
+/// A PNG decoded line by line where it can be (`by_lines`), else whole.
+fn png_decoded(bytes: &[u8], memory_limit: usize, by_lines: bool) -> Result<Decoded, DecodeFailure> {
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: memory_limit });
     decoder.ignore_checksums(false);
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|err| err.to_string())?;
     let info = reader.info();
-    let info_size = info.size();
+    let canvas = (info.size().0 as usize, info.size().1 as usize);
     // An animated PNG's default image is its first frame, or a still image
     // shown by viewers that do not animate.
     let images = match (info.animation_control(), info.frame_control()) {
@@ -73,6 +96,33 @@ fn png(bytes: &[u8], memory_limit: usize) -> Result<Pixels, DecodeFailure> {
         (Some(animation), None) => animation.num_frames.saturating_add(1),
         (None, _) => 1,
     };
+    let layout = png_layout(reader.output_color_type().0)?;
+    // A still image whose lines come in order is hashed as they do; an
+    // interlaced one arrives in passes, an animation's frame may be smaller
+    // than the canvas, so those are decoded whole.
+    if by_lines && images == 1 && !info.interlaced {
+        let mut hasher = LineHasher::new(canvas.0, canvas.1, layout);
+        let mut lines = 0;
+        while let Some(row) = reader.next_row().map_err(|err| err.to_string())? {
+            if row.data().len() != hasher.line_bytes() {
+                return Err(format!(
+                    "a line of {} bytes where {} were expected",
+                    row.data().len(),
+                    hasher.line_bytes()
+                ));
+            }
+            hasher.push(row.data());
+            lines += 1;
+        }
+        if lines != canvas.1 {
+            return Err(format!("{lines} lines of the {} the header says", canvas.1));
+        }
+        reader.finish().map_err(|err| err.to_string())?;
+        return Ok(Decoded {
+            canvas,
+            phash: hasher.finish(),
+        });
+    }
     let size = reader
         .output_buffer_size()
         .ok_or("the PNG is too large to decode")?;
@@ -85,20 +135,24 @@ fn png(bytes: &[u8], memory_limit: usize) -> Result<Pixels, DecodeFailure> {
         }
     }
     reader.finish().map_err(|err| err.to_string())?;
-    let layout = match first.color_type {
+    data.truncate(first.buffer_size());
+    Ok(Pixels {
+        canvas,
+        width: first.width as usize,
+        height: first.height as usize,
+        layout: png_layout(first.color_type)?,
+        data,
+    }
+    .hashed())
+}
+
+fn png_layout(color_type: png::ColorType) -> Result<PixelLayout, DecodeFailure> {
+    Ok(match color_type {
         png::ColorType::Grayscale => PixelLayout::Luma,
         png::ColorType::GrayscaleAlpha => PixelLayout::LumaAlpha,
         png::ColorType::Rgb => PixelLayout::Rgb,
         png::ColorType::Rgba => PixelLayout::Rgba,
         png::ColorType::Indexed => return Err("the PNG's palette was not expanded".to_owned()),
-    };
-    data.truncate(first.buffer_size());
-    Ok(Pixels {
-        canvas: (info_size.0 as usize, info_size.1 as usize),
-        width: first.width as usize,
-        height: first.height as usize,
-        layout,
-        data,
     })
 }
 
@@ -185,4 +239,70 @@ fn webp(bytes: &[u8], frames: u32, memory_limit: usize) -> Result<Pixels, Decode
         layout,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `width`×`height` PNG of `color` at `depth` bits, its samples a
+    /// pattern that differs across the picture.
+    fn encoded(width: u32, height: u32, color: png::ColorType, depth: png::BitDepth) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, width, height);
+        encoder.set_color(color);
+        encoder.set_depth(depth);
+        if color == png::ColorType::Indexed {
+            encoder.set_palette((0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect::<Vec<_>>());
+        }
+        let samples = match color {
+            png::ColorType::Grayscale | png::ColorType::Indexed => 1,
+            png::ColorType::GrayscaleAlpha => 2,
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+        };
+        let bits = samples * depth as usize;
+        let line = (width as usize * bits).div_ceil(8);
+        let data: Vec<u8> = (0..line * height as usize)
+            .map(|i| ((i % line) * 7 + (i / line) * 13) as u8)
+            .collect();
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&data).unwrap();
+        writer.finish().unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_png_hashed_line_by_line_hashes_as_when_decoded_whole() {
+        use png::{BitDepth, ColorType};
+        for (color, depth) in [
+            (ColorType::Grayscale, BitDepth::One),
+            (ColorType::Grayscale, BitDepth::Eight),
+            (ColorType::Grayscale, BitDepth::Sixteen),
+            (ColorType::GrayscaleAlpha, BitDepth::Eight),
+            (ColorType::Rgb, BitDepth::Eight),
+            (ColorType::Rgb, BitDepth::Sixteen),
+            (ColorType::Rgba, BitDepth::Eight),
+            (ColorType::Indexed, BitDepth::Eight),
+        ] {
+            for (width, height) in [(1, 1), (5, 3), (97, 61)] {
+                let png = encoded(width, height, color, depth);
+                let by_lines = png_decoded(&png, usize::MAX, true).unwrap();
+                let whole = png_decoded(&png, usize::MAX, false).unwrap();
+                assert_eq!(by_lines.canvas, whole.canvas);
+                assert_eq!(
+                    by_lines.phash, whole.phash,
+                    "{color:?} at {depth:?} bits, {width}×{height}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_png_cut_short_fails_line_by_line_as_whole() {
+        let png = encoded(97, 61, png::ColorType::Rgb, png::BitDepth::Eight);
+        let cut = &png[..png.len() - 30];
+        assert!(png_decoded(cut, usize::MAX, true).is_err());
+        assert!(png_decoded(cut, usize::MAX, false).is_err());
+    }
 }

@@ -182,7 +182,7 @@ pub fn verify(
     let verified = Verified {
         info,
         frames: layout.frames,
-        phash: phash::difference_hash(decoded.width, decoded.height, decoded.layout, &decoded.data),
+        phash: decoded.phash,
     };
     Ok((verified, stripped))
 }

@@ -92,46 +92,84 @@ impl PixelLayout {
 }
 
 /// The hash of `width`×`height` pixels laid out row after row.
-///
-/// Every cell's luminance is summed over runs of whole lines and columns
-/// (the pixel ranges [`cell_ranges`] gives), so the work per pixel is one
-/// luminance and one addition; the loop is compiled once per layout.
 pub(crate) fn difference_hash(
     width: usize,
     height: usize,
     layout: PixelLayout,
     pixels: &[u8],
 ) -> PerceptualHash {
-    let columns = cell_ranges(width, COLUMNS);
-    let rows = cell_ranges(height, ROWS);
-    let mut sums = [[0u64; COLUMNS]; ROWS];
-    let line_bytes = width * layout.channels();
-    for (y, line) in pixels.chunks_exact(line_bytes.max(1)).take(height).enumerate() {
-        let line_sums = match layout {
-            PixelLayout::Luma => line_sums::<1>(line, &columns, |p| PixelLayout::Luma.luma(p)),
-            PixelLayout::LumaAlpha => line_sums::<2>(line, &columns, |p| PixelLayout::LumaAlpha.luma(p)),
-            PixelLayout::Rgb => line_sums::<3>(line, &columns, |p| PixelLayout::Rgb.luma(p)),
-            PixelLayout::Rgba => line_sums::<4>(line, &columns, |p| PixelLayout::Rgba.luma(p)),
+    let mut hasher = LineHasher::new(width, height, layout);
+    for line in pixels.chunks_exact(hasher.line_bytes().max(1)).take(height) {
+        hasher.push(line);
+    }
+    hasher.finish()
+}
+
+/// A difference hash taken line by line, so that a decoder that hands
+/// lines over one at a time needs no buffer of the whole picture.
+///
+/// Every cell's luminance is summed over runs of whole lines and columns
+/// (the pixel ranges [`cell_ranges`] gives), so the work per pixel is one
+/// luminance and one addition; the loop is compiled once per layout.
+pub(crate) struct LineHasher {
+    layout: PixelLayout,
+    width: usize,
+    columns: [std::ops::Range<usize>; COLUMNS],
+    rows: [std::ops::Range<usize>; COLUMNS],
+    sums: [[u64; COLUMNS]; ROWS],
+    /// The next line's number.
+    y: usize,
+}
+
+impl LineHasher {
+    pub(crate) fn new(width: usize, height: usize, layout: PixelLayout) -> Self {
+        Self {
+            layout,
+            width,
+            columns: cell_ranges(width, COLUMNS),
+            rows: cell_ranges(height, ROWS),
+            sums: [[0; COLUMNS]; ROWS],
+            y: 0,
+        }
+    }
+
+    /// Bytes of one line.
+    pub(crate) fn line_bytes(&self) -> usize {
+        self.width * self.layout.channels()
+    }
+
+    /// Adds the next line, of [`LineHasher::line_bytes`].
+    pub(crate) fn push(&mut self, line: &[u8]) {
+        let columns = &self.columns;
+        let line_sums = match self.layout {
+            PixelLayout::Luma => line_sums::<1>(line, columns, |p| PixelLayout::Luma.luma(p)),
+            PixelLayout::LumaAlpha => line_sums::<2>(line, columns, |p| PixelLayout::LumaAlpha.luma(p)),
+            PixelLayout::Rgb => line_sums::<3>(line, columns, |p| PixelLayout::Rgb.luma(p)),
+            PixelLayout::Rgba => line_sums::<4>(line, columns, |p| PixelLayout::Rgba.luma(p)),
         };
-        for (cell_row, lines) in sums.iter_mut().zip(&rows) {
-            if lines.contains(&y) {
+        for (cell_row, lines) in self.sums.iter_mut().zip(&self.rows) {
+            if lines.contains(&self.y) {
                 for (sum, line_sum) in cell_row.iter_mut().zip(line_sums) {
                     *sum += line_sum;
                 }
             }
         }
+        self.y += 1;
     }
-    let mut bits = 0u64;
-    for (sums, lines) in sums.iter().zip(&rows) {
-        let averages: [u64; COLUMNS] = std::array::from_fn(|c| {
-            let count = (lines.len() * columns[c].len()) as u64;
-            sums[c] * 16 / count.max(1)
-        });
-        for pair in averages.windows(2) {
-            bits = bits << 1 | u64::from(pair[0] > pair[1]);
+
+    pub(crate) fn finish(self) -> PerceptualHash {
+        let mut bits = 0u64;
+        for (sums, lines) in self.sums.iter().zip(&self.rows) {
+            let averages: [u64; COLUMNS] = std::array::from_fn(|c| {
+                let count = (lines.len() * self.columns[c].len()) as u64;
+                sums[c] * 16 / count.max(1)
+            });
+            for pair in averages.windows(2) {
+                bits = bits << 1 | u64::from(pair[0] > pair[1]);
+            }
         }
+        PerceptualHash(bits)
     }
-    PerceptualHash(bits)
 }
 
 /// The luminance of one line summed over each column of cells.

@@ -77,52 +77,75 @@ fn jpeg(bytes: &[u8]) -> Result<Pixels, DecodeFailure> {
     })
 }
 
+type PngReader<'a> = png::Reader<Cursor<&'a [u8]>>;
+
 fn png(bytes: &[u8], memory_limit: usize) -> Result<Decoded, DecodeFailure> {
-    png_decoded(bytes, memory_limit, true)
+    let reader = png_reader(bytes, memory_limit)?;
+    let info = reader.info();
+    // A still image whose lines come in order is hashed as they come; an
+    // interlaced one arrives in passes, an animation's frame may be smaller
+    // than the canvas, so those are decoded whole.
+    if png_images(info) == 1 && !info.interlaced {
+        png_by_lines(reader)
+    } else {
+        png_whole(reader)
+    }
 }
 
-/// A PNG decoded line by line where it can be (`by_lines`), else whole.
-fn png_decoded(bytes: &[u8], memory_limit: usize, by_lines: bool) -> Result<Decoded, DecodeFailure> {
+fn png_reader(bytes: &[u8], memory_limit: usize) -> Result<PngReader<'_>, DecodeFailure> {
     let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: memory_limit });
     decoder.ignore_checksums(false);
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|err| err.to_string())?;
-    let info = reader.info();
-    let canvas = (info.size().0 as usize, info.size().1 as usize);
-    // An animated PNG's default image is its first frame, or a still image
-    // shown by viewers that do not animate.
-    let images = match (info.animation_control(), info.frame_control()) {
+    decoder.read_info().map_err(|err| err.to_string())
+}
+
+/// The images a PNG holds: an animated PNG's default image is its first
+/// frame, or a still image shown by viewers that do not animate.
+fn png_images(info: &png::Info) -> u32 {
+    match (info.animation_control(), info.frame_control()) {
         (Some(animation), Some(_)) => animation.num_frames,
         (Some(animation), None) => animation.num_frames.saturating_add(1),
         (None, _) => 1,
-    };
-    let layout = png_layout(reader.output_color_type().0)?;
-    // A still image whose lines come in order is hashed as they do; an
-    // interlaced one arrives in passes, an animation's frame may be smaller
-    // than the canvas, so those are decoded whole.
-    if by_lines && images == 1 && !info.interlaced {
-        let mut hasher = LineHasher::new(canvas.0, canvas.1, layout);
-        let mut lines = 0;
-        while let Some(row) = reader.next_row().map_err(|err| err.to_string())? {
-            if row.data().len() != hasher.line_bytes() {
-                return Err(format!(
-                    "a line of {} bytes where {} were expected",
-                    row.data().len(),
-                    hasher.line_bytes()
-                ));
-            }
-            hasher.push(row.data());
-            lines += 1;
-        }
-        if lines != canvas.1 {
-            return Err(format!("{lines} lines of the {} the header says", canvas.1));
-        }
-        reader.finish().map_err(|err| err.to_string())?;
-        return Ok(Decoded {
-            canvas,
-            phash: hasher.finish(),
-        });
     }
+}
+
+fn png_canvas(reader: &PngReader<'_>) -> (usize, usize) {
+    let (width, height) = reader.info().size();
+    (width as usize, height as usize)
+}
+
+/// A still PNG's lines hashed as they are decoded, with no buffer of the
+/// whole picture.
+fn png_by_lines(mut reader: PngReader<'_>) -> Result<Decoded, DecodeFailure> {
+    let canvas = png_canvas(&reader);
+    let layout = png_layout(reader.output_color_type().0)?;
+    let mut hasher = LineHasher::new(canvas.0, canvas.1, layout);
+    let mut lines = 0;
+    while let Some(row) = reader.next_row().map_err(|err| err.to_string())? {
+        if row.data().len() != hasher.line_bytes() {
+            return Err(format!(
+                "a line of {} bytes where {} were expected",
+                row.data().len(),
+                hasher.line_bytes()
+            ));
+        }
+        hasher.push(row.data());
+        lines += 1;
+    }
+    if lines != canvas.1 {
+        return Err(format!("{lines} lines of the {} the header says", canvas.1));
+    }
+    reader.finish().map_err(|err| err.to_string())?;
+    Ok(Decoded {
+        canvas,
+        phash: hasher.finish(),
+    })
+}
+
+/// Every image of a PNG decoded whole, the first kept for its hash.
+fn png_whole(mut reader: PngReader<'_>) -> Result<Decoded, DecodeFailure> {
+    let canvas = png_canvas(&reader);
+    let images = png_images(reader.info());
     let size = reader
         .output_buffer_size()
         .ok_or("the PNG is too large to decode")?;
@@ -287,8 +310,8 @@ mod tests {
         ] {
             for (width, height) in [(1, 1), (5, 3), (97, 61)] {
                 let png = encoded(width, height, color, depth);
-                let by_lines = png_decoded(&png, usize::MAX, true).unwrap();
-                let whole = png_decoded(&png, usize::MAX, false).unwrap();
+                let by_lines = png_by_lines(png_reader(&png, usize::MAX).unwrap()).unwrap();
+                let whole = png_whole(png_reader(&png, usize::MAX).unwrap()).unwrap();
                 assert_eq!(by_lines.canvas, whole.canvas);
                 assert_eq!(
                     by_lines.phash, whole.phash,
@@ -302,7 +325,15 @@ mod tests {
     fn a_png_cut_short_fails_line_by_line_as_whole() {
         let png = encoded(97, 61, png::ColorType::Rgb, png::BitDepth::Eight);
         let cut = &png[..png.len() - 30];
-        assert!(png_decoded(cut, usize::MAX, true).is_err());
-        assert!(png_decoded(cut, usize::MAX, false).is_err());
+        let decoded = |by_lines: bool| {
+            let reader = png_reader(cut, usize::MAX)?;
+            if by_lines {
+                png_by_lines(reader)
+            } else {
+                png_whole(reader)
+            }
+        };
+        assert!(decoded(true).is_err());
+        assert!(decoded(false).is_err());
     }
 }
